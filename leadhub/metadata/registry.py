@@ -1,0 +1,204 @@
+"""The registry: a snapshot of all object and field definitions at one
+metadata version, with what is derived from them (SQLAlchemy tables,
+marshmallow schemas, compiled formulas). Everything derived is built lazily
+and lives exactly as long as the snapshot; the cache swaps in a new snapshot
+when lh_meta_version moves, in this process or any other."""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+import marshmallow as mm
+import sqlalchemy as sa
+
+from leadhub.functions.expressions import Expression
+from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.platform import tables as t
+from leadhub.platform.db import Database, UTCDateTime
+from leadhub.platform.errors import NotFound
+
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # sqlite: INTEGER PRIMARY KEY is the rowid
+
+
+def system_fields(obj_name: str) -> list[FieldDef]:
+    def f(api, type_name, en, zh, **kw):
+        return FieldDef(object=obj_name, api_name=api, type_name=type_name,
+                        labels={"en": en, "zh_CN": zh}, system=True, **kw)
+    return [
+        f("id", "integer", "ID", "编号", read_only=True),
+        f("owner", "user", "Owner", "负责人", settings={"reference_to": "user"}, indexed=True),
+        f("created_by", "user", "Created by", "创建人", settings={"reference_to": "user"}, read_only=True),
+        f("created_at", "datetime", "Created at", "创建时间", read_only=True),
+        f("updated_by", "user", "Updated by", "修改人", settings={"reference_to": "user"}, read_only=True),
+        f("updated_at", "datetime", "Updated at", "修改时间", read_only=True),
+    ]
+
+
+def system_columns() -> list[sa.Column]:
+    return [
+        sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+        sa.Column("owner", sa.BigInteger, index=False),
+        sa.Column("created_by", sa.BigInteger),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_by", sa.BigInteger),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        sa.Column("deleted_at", UTCDateTime),
+    ]
+
+
+def field_column(field: FieldDef) -> sa.Column:
+    # Columns stay nullable: `required` is the record service's rule, so a
+    # soft-deleted required field never blocks an insert.
+    return sa.Column(field.column, field.type.column_type(field), nullable=True)
+
+
+class Registry:
+    def __init__(self, version: int, objects: dict[str, ObjectDef], deleted: dict[str, ObjectDef]):
+        self.version = version
+        self.objects = objects            # live objects by api name
+        self.deleted_objects = deleted    # soft-deleted objects by api name
+        self._sa_metadata = sa.MetaData()
+        self._tables: dict[str, sa.Table] = {}
+        self._schemas: dict[str, mm.Schema] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, *, include_deleted: bool = False) -> ObjectDef:
+        obj = self.objects.get(name) or (self.deleted_objects.get(name) if include_deleted else None)
+        if obj is None:
+            raise NotFound(f"No object '{name}'.", {"object": "Unknown object."})
+        return obj
+
+    def table(self, name: str) -> sa.Table:
+        table = self._tables.get(name)
+        if table is None:
+            with self._lock:
+                table = self._tables.get(name)
+                if table is None:
+                    obj = self.get(name, include_deleted=True)
+                    table = sa.Table(obj.table_name, self._sa_metadata, *system_columns(),
+                                     *[field_column(f) for f in obj.custom_fields()])
+                    self._tables[name] = table
+        return table
+
+    def schema(self, name: str) -> mm.Schema:
+        """The marshmallow schema for writes: one field per writable field."""
+        schema = self._schemas.get(name)
+        if schema is None:
+            obj = self.get(name)
+            spec = {f.api_name: f.type.value_field(f) for f in obj.fields.values() if f.writable}
+            schema = mm.Schema.from_dict(spec, name=f"{name}_record")(unknown=mm.RAISE)
+            self._schemas[name] = schema
+        return schema
+
+    @cached_property
+    def _formulas(self) -> dict[str, list[tuple[FieldDef, Expression]]]:
+        out = {}
+        for obj in self.objects.values():
+            compiled = {f.api_name: (f, f.type.compile(f, obj)) for f in obj.fields_of_type("formula")}
+            out[obj.api_name] = [compiled[n] for n in formula_order(compiled)]
+        return out
+
+    def formulas(self, name: str) -> list[tuple[FieldDef, Expression]]:
+        """The object's formulas, each after the formulas it reads."""
+        return self._formulas.get(name, [])
+
+    @cached_property
+    def _rollups_by_child(self) -> dict[str, list[tuple[ObjectDef, FieldDef]]]:
+        out: dict[str, list] = {}
+        for obj in self.objects.values():
+            for f in obj.fields_of_type("rollup"):
+                if f.settings["child_object"] in self.objects:
+                    out.setdefault(f.settings["child_object"], []).append((obj, f))
+        return out
+
+    def rollups_fed_by(self, child: str) -> list[tuple[ObjectDef, FieldDef]]:
+        """Roll-up fields (with their objects) that summarise records of `child`."""
+        return self._rollups_by_child.get(child, [])
+
+    def references_to(self, target: str) -> list[tuple[ObjectDef, FieldDef]]:
+        """Live lookup and master-detail fields that point at `target`."""
+        return [(obj, f) for obj in self.objects.values()
+                for f in obj.fields_of_type("lookup", "master_detail")
+                if f.settings.get("reference_to") == target]
+
+
+def formula_order(compiled: dict[str, tuple[FieldDef, Expression]]) -> list[str]:
+    """Topological order of formulas by the formulas they read; ValueError on a cycle."""
+    order, state = [], {}
+
+    def visit(name, path):
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise ValueError("Formulas refer to each other in a circle: " + " -> ".join(path + [name]))
+        state[name] = "visiting"
+        for dep in sorted(compiled[name][1].names):
+            if dep in compiled:
+                visit(dep, path + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in sorted(compiled):
+        visit(name, [])
+    return order
+
+
+def load_registry(conn: sa.Connection) -> Registry:
+    version = conn.execute(sa.select(t.meta_version.c.version)).scalar_one()
+    objs = conn.execute(sa.select(t.objects)).mappings().all()
+    rows = conn.execute(sa.select(t.fields).order_by(t.fields.c.position, t.fields.c.id)).mappings().all()
+    live: dict[str, ObjectDef] = {}
+    deleted: dict[str, ObjectDef] = {}
+    by_id: dict[int, ObjectDef] = {}
+    for o in objs:
+        obj = ObjectDef(api_name=o["api_name"], table_name=o["table_name"], labels=o["labels"],
+                        description=o["description"], name_field=o["name_field"],
+                        track_history=o["track_history"], plugin=o["plugin"], id=o["id"],
+                        deleted_at=o["deleted_at"], created_at=o["created_at"], updated_at=o["updated_at"])
+        obj.fields = {f.api_name: f for f in system_fields(obj.api_name)}
+        by_id[obj.id] = obj
+        (deleted if obj.deleted_at else live)[obj.api_name] = obj
+    for r in rows:
+        obj = by_id[r["object_id"]]
+        fd = field_from_row(obj.api_name, r)
+        (obj.deleted_fields if fd.deleted_at else obj.fields)[fd.api_name] = fd
+    return Registry(version, live, deleted)
+
+
+def field_from_row(obj_name: str, r) -> FieldDef:
+    return FieldDef(object=obj_name, api_name=r["api_name"], type_name=r["type"], labels=r["labels"],
+                    settings=r["settings"] or {}, help_text=r["help_text"], required=r["required"],
+                    unique=r["is_unique"], indexed=r["indexed"], read_only=r["read_only"],
+                    track_history=r["track_history"], default=r["default_value"],
+                    position=r["position"], plugin=r["plugin"], id=r["id"],
+                    deleted_at=r["deleted_at"], created_at=r["created_at"], updated_at=r["updated_at"])
+
+
+class MetadataCache:
+    """Holds the current Registry for one process and swaps it when the
+    database's metadata version differs from the one it was built at."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._registry: Registry | None = None
+        self._lock = threading.Lock()
+
+    def current(self, conn: sa.Connection | None = None) -> Registry:
+        if conn is not None:
+            return self._fresh(conn)
+        with self.db.read() as c:
+            return self._fresh(c)
+
+    def _fresh(self, conn: sa.Connection) -> Registry:
+        version = conn.execute(sa.select(t.meta_version.c.version)).scalar_one()
+        reg = self._registry
+        if reg is None or reg.version != version:
+            with self._lock:
+                reg = self._registry
+                if reg is None or reg.version != version:
+                    reg = load_registry(conn)
+                    self._registry = reg
+        return reg
+
+    def invalidate(self) -> None:
+        self._registry = None

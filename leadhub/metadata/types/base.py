@@ -1,0 +1,118 @@
+"""The FieldType base class and the registry of types.
+
+A type knows its column type, its marshmallow field, how values go to and
+from the database and JSON, which filter operators it supports, which
+settings it takes and which changes of them are safe. A new type is one new
+class and one `register` line.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import marshmallow as mm
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from leadhub.metadata.definitions import FieldDef
+
+EQUALITY = frozenset({"eq", "ne", "in", "not_in", "is_null"})
+ORDERED = frozenset({"lt", "lte", "gt", "gte", "between"})
+TEXT = frozenset({"contains", "starts_with"})
+RELATIVE_DATES = frozenset({
+    "today", "yesterday", "tomorrow", "this_week", "last_week", "next_week",
+    "this_month", "last_month", "next_month", "this_quarter", "this_year", "last_year",
+    "last_n_days", "next_n_days",
+})
+
+
+class NoSettings(mm.Schema):
+    class Meta:
+        unknown = mm.RAISE
+
+
+class FieldType(ABC):
+    name: ClassVar[str]
+    # Computed types get their value from the platform (auto-number, formula,
+    # roll-up); users never write them.
+    computed: ClassVar[bool] = False
+    operators: ClassVar[frozenset[str]] = EQUALITY
+    Settings: ClassVar[type[mm.Schema]] = NoSettings
+    openapi_type: ClassVar[dict] = {"type": "string"}
+
+    # --- settings -------------------------------------------------------------
+    @classmethod
+    def load_settings(cls, raw: dict) -> dict:
+        """Validate a settings payload; raises mm.ValidationError keyed by setting."""
+        return cls.Settings().load(raw or {})
+
+    def check_settings(self, field: "FieldDef", obj, registry) -> dict[str, str]:
+        """Cross-checks that need the rest of the metadata; {setting: message}."""
+        return {}
+
+    # settings the platform works out and stores; never accepted from a payload
+    derived_settings: ClassVar[tuple[str, ...]] = ()
+
+    def derive_settings(self, field: "FieldDef", obj, registry) -> dict:
+        return {}
+
+    def change_error(self, old: "FieldDef", new: "FieldDef") -> str | None:
+        """Why changing `old` into `new` would lose or corrupt data, if it would."""
+        return None
+
+    def conflicting_rows(self, old: "FieldDef", new: "FieldDef", column: sa.ColumnElement):
+        """For a change that is safe only while no stored value breaks it: a
+        (predicate selecting the rows it would break, explanation) pair, else None."""
+        return None
+
+    # --- storage --------------------------------------------------------------
+    @abstractmethod
+    def column_type(self, field: "FieldDef") -> sa.types.TypeEngine:
+        """The SQLAlchemy type of the field's column."""
+
+    def to_db(self, value: Any) -> Any:
+        return value
+
+    def from_db(self, value: Any) -> Any:
+        return value
+
+    # --- values ---------------------------------------------------------------
+    @abstractmethod
+    def base_field(self, field: "FieldDef") -> mm.fields.Field:
+        """The marshmallow field that coerces a value, without content rules."""
+
+    def value_field(self, field: "FieldDef") -> mm.fields.Field:
+        """The marshmallow field used on writes: coercion plus the type's rules."""
+        return self.base_field(field)
+
+    def check_record(self, field: "FieldDef", values: dict) -> str | None:
+        """Rules that need other fields of the same record."""
+        return None
+
+    def openapi(self, field: "FieldDef") -> dict:
+        return dict(self.openapi_type)
+
+
+_TYPES: dict[str, FieldType] = {}
+
+
+def register(cls: type[FieldType]) -> type[FieldType]:
+    _TYPES[cls.name] = cls()
+    return cls
+
+
+def get_type(name: str) -> FieldType:
+    return _TYPES[name]
+
+
+def type_names() -> list[str]:
+    return sorted(_TYPES)
+
+
+class Strict:
+    """Mixin for marshmallow fields: no silent bool-to-number coercion."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -1,0 +1,1 @@
+"""Kernel runtime: config, database, runtime DDL, records, queries, permissions, jobs."""

@@ -1,0 +1,88 @@
+"""Runtime DDL for object tables, through Alembic's operations so SQLite and
+PostgreSQL are driven the same way. Every function takes the connection of
+the metadata transaction: on PostgreSQL (and SQLite) the DDL commits or rolls
+back together with the metadata rows that describe it."""
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+
+from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.registry import field_column, system_columns
+
+MAX_IDENTIFIER = 63  # PostgreSQL's limit
+
+
+def _ops(conn: sa.Connection) -> Operations:
+    return Operations(MigrationContext.configure(conn))
+
+
+def table_name(object_name: str) -> str:
+    return f"o_{object_name}"
+
+
+def index_name(table: str, column: str, unique: bool) -> str:
+    name = f"{'uq' if unique else 'ix'}_{table}_{column}"
+    if len(name) > MAX_IDENTIFIER:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = name[:MAX_IDENTIFIER - 9] + "_" + digest
+    return name
+
+
+def create_object_table(conn: sa.Connection, obj: ObjectDef) -> None:
+    op = _ops(conn)
+    op.create_table(obj.table_name, *system_columns())
+    op.create_index(index_name(obj.table_name, "owner", False), obj.table_name, ["owner"])
+    op.create_index(index_name(obj.table_name, "created_at", False), obj.table_name, ["created_at"])
+
+
+def add_field_column(conn: sa.Connection, obj: ObjectDef, field: FieldDef) -> None:
+    """ADD COLUMN, nullable and without a server default: on PostgreSQL this
+    changes only the catalogue, however many rows the table holds."""
+    _ops(conn).add_column(obj.table_name, field_column(field))
+    sync_indexes(conn, obj, None, field)
+
+
+def sync_indexes(conn: sa.Connection, obj: ObjectDef, old: FieldDef | None, new: FieldDef | None) -> None:
+    """Create or drop the field's plain and unique indexes to match `new`.
+    Unique indexes cover live rows only, so a soft-deleted record does not
+    block its value from being used again."""
+    op = _ops(conn)
+    for unique in (False, True):
+        want = new is not None and (new.unique if unique else (new.indexed or _always_indexed(new)))
+        had = old is not None and (old.unique if unique else (old.indexed or _always_indexed(old)))
+        column = (new or old).column
+        name = index_name(obj.table_name, column, unique)
+        if had and not want:
+            op.drop_index(name, table_name=obj.table_name)
+        elif want and not had:
+            where = sa.text("deleted_at IS NULL") if unique else None
+            op.create_index(name, obj.table_name, [column], unique=unique,
+                            sqlite_where=where, postgresql_where=where)
+
+
+def _always_indexed(field: FieldDef) -> bool:
+    # references are joined and looked up by value; auto-numbers are searched
+    return field.type_name in ("lookup", "master_detail", "user", "auto_number")
+
+
+def alter_column_type(conn: sa.Connection, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
+    """Widen a column (longer text, more precision). SQLite's column types are
+    affinities that never truncate, so only PostgreSQL needs the ALTER."""
+    if conn.dialect.name == "sqlite":
+        return
+    old_type, new_type = old.type.column_type(old), new.type.column_type(new)
+    if repr(old_type) != repr(new_type):
+        _ops(conn).alter_column(obj.table_name, new.column, type_=new_type, existing_type=old_type)
+
+
+def drop_field_column(conn: sa.Connection, obj: ObjectDef, field: FieldDef) -> None:
+    sync_indexes(conn, obj, field, None)
+    _ops(conn).drop_column(obj.table_name, field.column)  # SQLite >= 3.35 drops natively
+
+
+def drop_object_table(conn: sa.Connection, obj: ObjectDef) -> None:
+    _ops(conn).drop_table(obj.table_name)

@@ -1,0 +1,306 @@
+"""The query compiler: a JSON filter tree, sort, field selection and page
+become one SQLAlchemy Core SELECT, with the caller's permission predicate
+added. Every read (API, pages, reports, pools, roll-up filters, functions)
+goes through it; no SQL text is ever built from input.
+
+Filter tree:
+  {"field": "city", "op": "eq", "value": "深圳"}
+  {"and": [node, ...]}  {"or": [node, ...]}  {"not": node}
+A bare list means "and". Fields may cross lookups: "owner.name", "campaign.name".
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field as dc_field
+from typing import Any
+
+import marshmallow as mm
+import sqlalchemy as sa
+
+from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.registry import Registry
+from leadhub.metadata.types.base import RELATIVE_DATES
+from leadhub.platform import permissions, tables as t
+from leadhub.platform.errors import BadRequest
+from leadhub.platform.permissions import Actor
+
+MAX_DEPTH = 3          # lookups followed in one path, e.g. a.b.c
+MAX_NODES = 200        # filter tree size
+MAX_IN = 1000          # values in one in/not_in list
+USER = "user"
+
+USER_OBJECT = ObjectDef(api_name=USER, table_name="lh_users", labels={"en": "User", "zh_CN": "用户"})
+USER_OBJECT.fields = {name: FieldDef(object=USER, api_name=name, type_name=type_name,
+                                     labels={"en": name, "zh_CN": name}, system=True)
+                      for name, type_name in [("id", "integer"), ("login", "text"), ("name", "text"),
+                                              ("email", "email"), ("active", "boolean")]}
+
+
+@dataclass
+class QuerySpec:
+    filter: Any = None
+    sort: list = dc_field(default_factory=list)
+    fields: list[str] | None = None
+    page: int = 1
+    page_size: int = 50
+    count: bool = False
+    deleted: bool = False  # True: the recycle bin (soft-deleted records) instead
+
+
+class QuerySpecSchema(mm.Schema):
+    class Meta:
+        unknown = mm.RAISE
+    filter = mm.fields.Raw(load_default=None, allow_none=True)
+    sort = mm.fields.Raw(load_default=list)
+    fields = mm.fields.List(mm.fields.String(), load_default=None, allow_none=True)
+    page = mm.fields.Integer(load_default=1, strict=True, validate=mm.validate.Range(min=1))
+    page_size = mm.fields.Integer(load_default=50, strict=True, validate=mm.validate.Range(1, 500))
+    count = mm.fields.Boolean(load_default=False)
+    deleted = mm.fields.Boolean(load_default=False)
+
+
+def load_spec(payload: Any) -> QuerySpec:
+    if not isinstance(payload, dict):
+        raise BadRequest("The query must be a JSON object.")
+    try:
+        return QuerySpec(**QuerySpecSchema().load(payload))
+    except mm.ValidationError as exc:
+        raise BadRequest("Invalid query.", exc.normalized_messages()) from None
+
+
+class QueryCompiler:
+    """Compiles against one object for one actor; collects the joins that
+    lookup paths need so that each is joined once."""
+
+    def __init__(self, registry: Registry, obj_name: str, actor: Actor,
+                 timezone: str = "Asia/Shanghai", table: sa.Table | None = None):
+        self.registry = registry
+        self.obj = registry.get(obj_name)
+        self.actor = actor
+        self.tz = zoneinfo.ZoneInfo(timezone)
+        self.table = table if table is not None else registry.table(obj_name)
+        self._joins: dict[str, tuple[sa.FromClause, sa.ColumnElement]] = {}
+        self._nodes = 0
+
+    # --- paths ---------------------------------------------------------------
+    def _target(self, name: str) -> tuple[ObjectDef, sa.Table]:
+        if name == USER:
+            return USER_OBJECT, t.users
+        return self.registry.get(name), self.registry.table(name)
+
+    def resolve(self, path: str, *, purpose: str = "field") -> tuple[sa.ColumnElement, FieldDef]:
+        if not isinstance(path, str) or not path:
+            raise BadRequest(f"A {purpose} must name a field.", {purpose: "Must be a field name."})
+        parts = path.split(".")
+        if len(parts) > MAX_DEPTH + 1:
+            raise BadRequest(f"'{path}' follows more than {MAX_DEPTH} lookups.", {path: "Path too deep."})
+        obj, table, prefix = self.obj, self.table, ""
+        for i, part in enumerate(parts):
+            fd = obj.fields.get(part)
+            if fd is None:
+                raise BadRequest(f"Unknown field '{path}' on {self.obj.api_name}.", {path: "Unknown field."})
+            if i == len(parts) - 1:
+                return table.c[fd.column], fd
+            if fd.type_name not in ("lookup", "master_detail", "user"):
+                raise BadRequest(f"'{part}' in '{path}' is not a lookup.", {path: "Not a lookup."})
+            prefix = f"{prefix}.{part}" if prefix else part
+            target_obj, target_table = self._target(fd.settings["reference_to"])
+            if prefix not in self._joins:
+                alias = target_table.alias(f"j{len(self._joins)}")
+                cond = alias.c.id == table.c[fd.column]
+                if target_obj is not USER_OBJECT:
+                    cond = sa.and_(cond, alias.c.deleted_at.is_(None))
+                    scope = permissions.scope_predicate(self.actor, target_obj.api_name, alias)
+                    if scope is not None:
+                        cond = sa.and_(cond, scope)
+                self._joins[prefix] = (alias, cond)
+            obj, table = target_obj, self._joins[prefix][0]
+        raise AssertionError("unreachable")
+
+    def from_clause(self) -> sa.FromClause:
+        frm: sa.FromClause = self.table
+        for alias, cond in self._joins.values():
+            frm = frm.outerjoin(alias, cond)
+        return frm
+
+    # --- filters -------------------------------------------------------------
+    def where(self, tree: Any) -> sa.ColumnElement | None:
+        if tree is None or tree == {} or tree == []:
+            return None
+        return self._node(tree)
+
+    def _node(self, node: Any) -> sa.ColumnElement:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise BadRequest(f"The filter has more than {MAX_NODES} conditions.", {"filter": "Too large."})
+        if isinstance(node, list):
+            node = {"and": node}
+        if not isinstance(node, dict):
+            raise BadRequest("Each filter node must be an object.", {"filter": "Malformed filter."})
+        for key in ("and", "or"):
+            if key in node:
+                if set(node) != {key} or not isinstance(node[key], list) or not node[key]:
+                    raise BadRequest(f"'{key}' takes a non-empty list and nothing beside it.",
+                                     {"filter": f"Malformed '{key}'."})
+                parts = [self._node(n) for n in node[key]]
+                return sa.and_(*parts) if key == "and" else sa.or_(*parts)
+        if "not" in node:
+            if set(node) != {"not"}:
+                raise BadRequest("'not' takes one node and nothing beside it.", {"filter": "Malformed 'not'."})
+            return sa.not_(self._node(node["not"]))
+        unknown = set(node) - {"field", "op", "value"}
+        if unknown or "field" not in node:
+            raise BadRequest("A condition is {\"field\", \"op\", \"value\"}.",
+                             {"filter": f"Unexpected keys: {', '.join(sorted(unknown)) or 'field missing'}."})
+        return self.condition(node["field"], node.get("op", "eq"), node.get("value"))
+
+    def condition(self, path: str, op: str, value: Any) -> sa.ColumnElement:
+        col, fd = self.resolve(path, purpose="filter")
+        ftype = fd.type
+        if op not in ftype.operators:
+            raise BadRequest(f"Operator '{op}' does not apply to {path} ({fd.type_name}).",
+                             {path: f"Unsupported operator '{op}'. Use one of: {', '.join(sorted(ftype.operators))}."})
+        if op == "is_null":
+            if not isinstance(value, bool):
+                raise BadRequest("is_null takes true or false.", {path: "is_null takes true or false."})
+            return col.is_(None) if value else col.is_not(None)
+        if op in RELATIVE_DATES:
+            return self._relative(col, fd, op, value)
+        if op in ("in", "not_in"):
+            if not isinstance(value, list) or not value or len(value) > MAX_IN:
+                raise BadRequest(f"{op} takes a list of 1 to {MAX_IN} values.", {path: f"{op} needs a list."})
+            values = [self._coerce(fd, path, v) for v in value]
+            if fd.type_name == "multi_picklist":
+                hit = sa.or_(*[col.contains(f";{v};", autoescape=True) for v in values])
+                return hit if op == "in" else sa.or_(sa.not_(hit), col.is_(None))
+            return col.in_(values) if op == "in" else sa.or_(col.not_in(values), col.is_(None))
+        if op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise BadRequest("between takes [low, high].", {path: "between needs [low, high]."})
+            low, high = (self._coerce(fd, path, v) for v in value)
+            return col.between(low, high)
+        if op in ("contains", "starts_with"):
+            if not isinstance(value, str) or not value:
+                raise BadRequest(f"{op} takes non-empty text.", {path: f"{op} needs text."})
+            if fd.type_name == "multi_picklist":
+                return col.contains(f";{value};", autoescape=True)
+            return col.icontains(value, autoescape=True) if op == "contains" \
+                else col.istartswith(value, autoescape=True)
+        if value is None:
+            if op in ("eq", "ne"):
+                return col.is_(None) if op == "eq" else col.is_not(None)
+            raise BadRequest(f"{op} needs a value.", {path: f"{op} needs a value."})
+        v = self._coerce(fd, path, value)
+        if fd.type_name == "multi_picklist":  # eq: exactly this set
+            v = fd.type.to_db(v)
+        return {"eq": lambda: col == v, "ne": lambda: sa.or_(col != v, col.is_(None)),
+                "lt": lambda: col < v, "lte": lambda: col <= v,
+                "gt": lambda: col > v, "gte": lambda: col >= v}[op]()
+
+    def _coerce(self, fd: FieldDef, path: str, value: Any) -> Any:
+        if fd.type_name == "multi_picklist" and isinstance(value, str):
+            return value
+        try:
+            return fd.type.base_field(fd).deserialize(value)
+        except mm.ValidationError as exc:
+            msg = exc.messages[0] if isinstance(exc.messages, list) else str(exc.messages)
+            raise BadRequest(f"Invalid filter value for {path}: {msg}", {path: msg}) from None
+
+    def _relative(self, col, fd: FieldDef, op: str, value: Any) -> sa.ColumnElement:
+        today = dt.datetime.now(self.tz).date()
+        n = None
+        if op in ("last_n_days", "next_n_days"):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+                raise BadRequest(f"{op} takes a number of days from 1 to 3650.", {fd.api_name: "Days must be 1-3650."})
+            n = value
+        start, end = relative_range(op, today, n)  # [start, end)
+        if fd.type_name == "date" or (fd.type_name == "formula" and fd.settings.get("return_type") == "date"):
+            return sa.and_(col >= start, col < end)
+        to_utc = lambda d: dt.datetime.combine(d, dt.time(), self.tz).astimezone(dt.timezone.utc)  # noqa: E731
+        return sa.and_(col >= to_utc(start), col < to_utc(end))
+
+    # --- select --------------------------------------------------------------
+    def order_by(self, sort: Any) -> list[sa.ColumnElement]:
+        items = [sort] if isinstance(sort, (str, dict)) else sort
+        if not isinstance(items, list):
+            raise BadRequest("sort is a list of field names, '-' first for descending.", {"sort": "Malformed."})
+        out = []
+        for item in items[:5]:
+            if isinstance(item, dict):
+                path, desc = item.get("field"), item.get("direction", "asc") == "desc"
+            elif isinstance(item, str):
+                path, desc = item.lstrip("-"), item.startswith("-")
+            else:
+                raise BadRequest("sort is a list of field names.", {"sort": "Malformed."})
+            col, _fd = self.resolve(path, purpose="sort")
+            # these null orderings are PostgreSQL's defaults, so btree indexes serve them
+            out.append(col.desc().nulls_first() if desc else col.asc().nulls_last())
+        out.append(self.table.c.id.desc() if items and _is_desc(items[-1]) else self.table.c.id.asc())
+        return out
+
+    def columns(self, names: list[str] | None) -> list[tuple[str, sa.ColumnElement, FieldDef]]:
+        if names is None:
+            names = list(self.obj.fields)
+        if not names:
+            raise BadRequest("fields must name at least one field.", {"fields": "Empty."})
+        out = []
+        for name in dict.fromkeys(names):
+            col, fd = self.resolve(name, purpose="fields")
+            out.append((name, col, fd))
+        return out
+
+    def base_where(self, deleted: bool = False) -> sa.ColumnElement:
+        live = self.table.c.deleted_at.is_not(None) if deleted else self.table.c.deleted_at.is_(None)
+        scope = permissions.scope_predicate(self.actor, self.obj.api_name, self.table)
+        return live if scope is None else sa.and_(live, scope)
+
+    def compile(self, spec: QuerySpec) -> tuple[sa.Select, sa.Select | None, list]:
+        """(page select, count select or None, [(name, FieldDef)]) for a QuerySpec."""
+        cols = self.columns(spec.fields)
+        where = [self.base_where(spec.deleted)]
+        extra = self.where(spec.filter)
+        if extra is not None:
+            where.append(extra)
+        order = self.order_by(spec.sort)
+        frm = self.from_clause()
+        stmt = (sa.select(*[c.label(f"c{i}") for i, (_n, c, _f) in enumerate(cols)])
+                .select_from(frm).where(*where).order_by(*order)
+                .limit(spec.page_size + 1).offset((spec.page - 1) * spec.page_size))
+        count = None
+        if spec.count:
+            count = sa.select(sa.func.count()).select_from(frm).where(*where)
+        return stmt, count, [(n, f) for n, _c, f in cols]
+
+
+def _is_desc(item) -> bool:
+    return (isinstance(item, str) and item.startswith("-")) or \
+        (isinstance(item, dict) and item.get("direction") == "desc")
+
+
+def relative_range(op: str, today: dt.date, n: int | None = None) -> tuple[dt.date, dt.date]:
+    """The half-open [start, end) date range of a relative date operator."""
+    day = dt.timedelta(days=1)
+    week_start = today - dt.timedelta(days=today.weekday())
+    month_start = today.replace(day=1)
+    next_month = (month_start + dt.timedelta(days=32)).replace(day=1)
+    last_month = (month_start - day).replace(day=1)
+    quarter_start = month_start.replace(month=(today.month - 1) // 3 * 3 + 1)
+    quarter_end = (quarter_start + dt.timedelta(days=95)).replace(day=1)
+    year_start = today.replace(month=1, day=1)
+    return {
+        "today": lambda: (today, today + day),
+        "yesterday": lambda: (today - day, today),
+        "tomorrow": lambda: (today + day, today + 2 * day),
+        "this_week": lambda: (week_start, week_start + 7 * day),
+        "last_week": lambda: (week_start - 7 * day, week_start),
+        "next_week": lambda: (week_start + 7 * day, week_start + 14 * day),
+        "this_month": lambda: (month_start, next_month),
+        "last_month": lambda: (last_month, month_start),
+        "next_month": lambda: (next_month, (next_month + dt.timedelta(days=32)).replace(day=1)),
+        "this_quarter": lambda: (quarter_start, quarter_end),
+        "this_year": lambda: (year_start, year_start.replace(year=today.year + 1)),
+        "last_year": lambda: (year_start.replace(year=today.year - 1), year_start),
+        "last_n_days": lambda: (today - (n - 1) * day, today + day),
+        "next_n_days": lambda: (today, today + (n + 1) * day),
+    }[op]()

@@ -1,0 +1,471 @@
+"""The record service: the one path for every record write and read.
+
+create/update run: permission check, unknown and read-only fields refused,
+defaults, coercion and validation by the object's marshmallow schema
+(cached per metadata version), required and cross-field rules, lookups and
+uniqueness checked against the database, before-events, auto-numbers,
+formulas, system fields, the write, field history, roll-ups, after-events,
+all in one transaction. Any failure rolls everything back."""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable
+
+import marshmallow as mm
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.registry import MetadataCache, Registry
+from leadhub.metadata.types.computed import format_number
+from leadhub.platform import computed, permissions, tables as t
+from leadhub.platform.db import Database, utcnow
+from leadhub.platform.ddl import index_name
+from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
+from leadhub.platform.events import EventBus, RecordEvent
+from leadhub.platform.permissions import Actor
+from leadhub.platform.query import QueryCompiler, QuerySpec
+
+REQUIRED = "This field is required."
+
+
+def json_value(value: Any) -> Any:
+    """A stored value as it appears in JSON (field history, defaults)."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if hasattr(value, "as_tuple"):  # Decimal
+        return str(value)
+    return value
+
+
+class RecordService:
+    def __init__(self, db: Database, cache: MetadataCache, events: EventBus,
+                 timezone: str = "Asia/Shanghai", max_bulk: int = 1000):
+        self.db, self.cache, self.events = db, cache, events
+        self.timezone, self.max_bulk = timezone, max_bulk
+
+    # ------------------------------------------------------------------ reads
+    def get(self, actor: Actor, obj_name: str, record_id: int, fields: list[str] | None = None,
+            *, deleted: bool = False) -> dict:
+        permissions.require(actor, obj_name, "read")
+        with self.db.read() as conn:
+            reg = self.cache.current(conn)
+            qc = QueryCompiler(reg, obj_name, actor, self.timezone)
+            stmt, _count, cols = qc.compile(QuerySpec(fields=fields, page_size=1, deleted=deleted))
+            row = conn.execute(stmt.where(qc.table.c.id == record_id)).first()
+        if row is None:
+            raise NotFound(f"No {obj_name} record {record_id}.")
+        return self._row_to_api(row, cols)
+
+    def query(self, actor: Actor, obj_name: str, spec: QuerySpec) -> dict:
+        permissions.require(actor, obj_name, "read")
+        with self.db.read() as conn:
+            reg = self.cache.current(conn)
+            stmt, count, cols = QueryCompiler(reg, obj_name, actor, self.timezone).compile(spec)
+            rows = conn.execute(stmt).all()
+            total = conn.execute(count).scalar_one() if count is not None else None
+        has_more = len(rows) > spec.page_size
+        return {"records": [self._row_to_api(r, cols) for r in rows[:spec.page_size]],
+                "page": spec.page, "page_size": spec.page_size, "has_more": has_more, "total": total}
+
+    def history(self, actor: Actor, obj_name: str, record_id: int) -> list[dict]:
+        self.get(actor, obj_name, record_id, ["id"], deleted=False)
+        h = t.field_history
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(h).where(h.c.object == obj_name, h.c.record_id == record_id)
+                                .order_by(h.c.changed_at.desc(), h.c.id.desc())).mappings().all()
+        return [{"field": r["field"], "old_value": r["old_value"], "new_value": r["new_value"],
+                 "changed_by": r["changed_by"], "changed_at": r["changed_at"]} for r in rows]
+
+    @staticmethod
+    def _row_to_api(row, cols) -> dict:
+        return {name: fd.type.from_db(row[i]) for i, (name, fd) in enumerate(cols)}
+
+    # ------------------------------------------------------------------ writes
+    def create(self, actor: Actor, obj_name: str, data: Any) -> dict:
+        return self.bulk_create(actor, obj_name, [data], _single=True)[0]
+
+    def bulk_create(self, actor: Actor, obj_name: str, rows: list, *, _single: bool = False) -> list[dict]:
+        """Create all rows or none; errors name the row index and field."""
+        permissions.require(actor, obj_name, "create")
+        self._check_batch(rows)
+        with self._transaction() as (conn, on_commit):
+            reg = self.cache.current(conn)
+            obj = reg.get(obj_name)
+            now = utcnow()
+            values_list = self._collect(rows, _single, lambda v: self._prepare_insert(reg, obj, v))
+            self._check_references(conn, reg, obj, values_list, _single)
+            self._check_unique(conn, reg, obj, values_list, _single)
+            for values in values_list:
+                self._publish("before_insert", reg, obj, actor, conn, values, None, None, on_commit)
+            self._fill_autonumbers(conn, obj, values_list, now)
+            for values in values_list:
+                computed.initial_rollups(obj, values)
+                computed.apply_formulas(reg, obj_name, values, now)
+                owner = values.get("owner")
+                values.update(owner=owner if owner is not None else actor.user_id,
+                              created_by=actor.user_id, created_at=now,
+                              updated_by=actor.user_id, updated_at=now)
+            table = reg.table(obj_name)
+            db_rows = [self._to_db(obj, v) for v in values_list]
+            ids = self._insert(conn, obj, table, db_rows)
+            for values, new_id in zip(values_list, ids):
+                values["id"] = new_id
+            self._refresh_parents(conn, reg, obj, values_list, now)
+            for values in values_list:
+                self._publish("after_insert", reg, obj, actor, conn, values, None, values["id"], on_commit)
+        return [self._public(obj, v) for v in values_list]
+
+    def update(self, actor: Actor, obj_name: str, record_id: int, data: Any) -> dict:
+        if not isinstance(data, dict):
+            raise BadRequest("The record must be a JSON object.", {"record": "Must be an object."})
+        return self.bulk_update(actor, obj_name, [{**data, "id": record_id}], _single=True)[0]
+
+    def bulk_update(self, actor: Actor, obj_name: str, rows: list, *, _single: bool = False) -> list[dict]:
+        """Update all rows (each carrying its "id") or none."""
+        permissions.require(actor, obj_name, "edit")
+        self._check_batch(rows)
+        with self._transaction() as (conn, on_commit):
+            reg = self.cache.current(conn)
+            obj = reg.get(obj_name)
+            table = reg.table(obj_name)
+            now = utcnow()
+            ids = []
+            for i, row in enumerate(rows):
+                rid = row.get("id") if isinstance(row, dict) else None
+                if isinstance(rid, bool) or not isinstance(rid, int):
+                    raise ValidationFailed({("id" if _single else f"records.{i}.id"): "Each record needs its integer id."})
+                ids.append(rid)
+            if len(set(ids)) != len(ids):
+                raise BadRequest("The same id appears twice in one bulk update.", {"id": "Duplicate id."})
+            olds = self._load_for_update(conn, reg, obj, table, actor, ids, _single)
+            changes = self._collect(
+                rows, _single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
+                                                                {k: v for k, v in row.items() if k != "id"}))
+            self._check_references(conn, reg, obj, changes, _single, olds=[olds[i] for i in ids])
+            self._check_unique(conn, reg, obj, changes, _single, ids=ids, olds=[olds[i] for i in ids])
+            results = []
+            for rid, values in zip(ids, changes):
+                old = olds[rid]
+                merged = {**old, **values}
+                self._publish("before_update", reg, obj, actor, conn, merged, old, rid, on_commit)
+                computed.apply_formulas(reg, obj_name, merged, now)
+                diff = {k: v for k, v in merged.items()
+                        if k in obj.fields and not obj.fields[k].system and old.get(k) != v}
+                if "owner" in merged and merged["owner"] != old.get("owner"):
+                    diff["owner"] = merged["owner"]
+                if diff:
+                    merged.update(updated_by=actor.user_id, updated_at=now)
+                    db_values = {obj.fields[k].column: obj.fields[k].type.to_db(v) for k, v in diff.items()}
+                    db_values.update(updated_by=actor.user_id, updated_at=now)
+                    conn.execute(sa.update(table).where(table.c.id == rid).values(db_values))
+                    self._write_history(conn, obj, rid, old, diff, actor, now)
+                    self._refresh_parents(conn, reg, obj, [merged, old], now)
+                    self._publish("after_update", reg, obj, actor, conn, merged, old, rid, on_commit)
+                results.append(merged)
+        return [self._public(obj, v) for v in results]
+
+    def delete(self, actor: Actor, obj_name: str, record_id: int) -> None:
+        """Soft delete; lookups pointing here are restricted, cleared or cascaded
+        as each lookup field's on_delete says."""
+        permissions.require(actor, obj_name, "delete")
+        with self._transaction() as (conn, on_commit):
+            reg = self.cache.current(conn)
+            obj = reg.get(obj_name)
+            old = self._load_for_update(conn, reg, obj, reg.table(obj_name), actor, [record_id], True)[record_id]
+            self._delete(conn, reg, obj, actor, old, utcnow(), on_commit, depth=0)
+
+    def _delete(self, conn, reg: Registry, obj: ObjectDef, actor: Actor, old: dict, now, on_commit, depth: int):
+        if depth > 10:
+            raise Conflict("Cascading delete is nested more than 10 levels deep.")
+        rid = old["id"]
+        self._publish("before_delete", reg, obj, actor, conn, dict(old), old, rid, on_commit)
+        for child, fd in reg.references_to(obj.api_name):
+            ctable = reg.table(child.api_name)
+            live = sa.and_(ctable.c[fd.column] == rid, ctable.c.deleted_at.is_(None))
+            on_delete = fd.settings.get("on_delete", "set_null")
+            if on_delete == "restrict":
+                n = conn.execute(sa.select(sa.func.count()).select_from(ctable).where(live)).scalar_one()
+                if n:
+                    raise Conflict(f"{n} {child.api_name} record(s) still reference this record through "
+                                   f"{fd.api_name}; delete or re-link them first.", {fd.api_name: "Restricted."})
+            elif on_delete == "set_null":
+                conn.execute(sa.update(ctable).where(live).values({fd.column: None, "updated_at": now,
+                                                                   "updated_by": actor.user_id}))
+            else:  # cascade: children get the same deleted_at, so a restore brings them back together
+                child_cols = [ctable.c[f.column] for f in child.fields.values()]
+                for crow in conn.execute(sa.select(*child_cols).where(live)).mappings().all():
+                    cold = {f.api_name: f.type.from_db(crow[f.column]) for f in child.fields.values()}
+                    self._delete(conn, reg, child, actor, cold, now, on_commit, depth + 1)
+        table = reg.table(obj.api_name)
+        conn.execute(sa.update(table).where(table.c.id == rid)
+                     .values(deleted_at=now, updated_at=now, updated_by=actor.user_id))
+        self._refresh_parents(conn, reg, obj, [old], now)
+        self._publish("after_delete", reg, obj, actor, conn, dict(old), old, rid, on_commit)
+
+    def restore(self, actor: Actor, obj_name: str, record_id: int) -> dict:
+        permissions.require(actor, obj_name, "delete")
+        with self._transaction() as (conn, on_commit):
+            reg = self.cache.current(conn)
+            obj = reg.get(obj_name)
+            table = reg.table(obj_name)
+            row = conn.execute(sa.select(table).where(table.c.id == record_id, table.c.deleted_at.is_not(None))
+                               ).mappings().first()
+            if row is None:
+                raise NotFound(f"No deleted {obj_name} record {record_id}.")
+            self._restore(conn, reg, obj, actor, row, utcnow(), on_commit, 0)
+        return self.get(actor, obj_name, record_id)
+
+    def _restore(self, conn, reg: Registry, obj: ObjectDef, actor: Actor, row, now, on_commit, depth: int):
+        table = reg.table(obj.api_name)
+        values = {f.api_name: f.type.from_db(row[f.column]) for f in obj.fields.values()}
+        for fd in obj.fields.values():
+            if fd.unique and values.get(fd.api_name) is not None:
+                clash = conn.execute(sa.select(table.c.id).where(
+                    table.c[fd.column] == fd.type.to_db(values[fd.api_name]),
+                    table.c.deleted_at.is_(None)).limit(1)).first()
+                if clash:
+                    raise Conflict(f"Cannot restore: record {clash[0]} already has "
+                                   f"{fd.api_name} = {values[fd.api_name]!r}.", {fd.api_name: "Duplicate value."})
+        self._check_references(conn, reg, obj, [{k: v for k, v in values.items() if k in obj.fields
+                                                 and obj.fields[k].type_name in ("lookup", "master_detail")}], True)
+        conn.execute(sa.update(table).where(table.c.id == row["id"])
+                     .values(deleted_at=None, updated_at=now, updated_by=actor.user_id))
+        for child, fd in reg.references_to(obj.api_name):
+            if fd.settings.get("on_delete") != "cascade":
+                continue
+            ctable = reg.table(child.api_name)
+            for crow in conn.execute(sa.select(ctable).where(
+                    ctable.c[fd.column] == row["id"], ctable.c.deleted_at == row["deleted_at"])).mappings().all():
+                self._restore(conn, reg, child, actor, crow, now, on_commit, depth + 1)
+        self._refresh_parents(conn, reg, obj, [values], now)
+        self._publish("after_restore", reg, obj, actor, conn, values, None, row["id"], on_commit)
+
+    # ------------------------------------------------------------------ steps
+    @contextmanager
+    def _transaction(self):
+        """A write transaction plus an on_commit queue run after it commits."""
+        callbacks: list[Callable[[], None]] = []
+        try:
+            with self.db.write() as conn:
+                yield conn, callbacks.append
+        except sa.exc.IntegrityError as err:
+            raise self._integrity_conflict(err) from None
+        for fn in callbacks:
+            fn()
+
+    def _check_batch(self, rows: Any) -> None:
+        if not isinstance(rows, list) or not rows:
+            raise BadRequest("records must be a non-empty list.", {"records": "Must be a non-empty list."})
+        if len(rows) > self.max_bulk:
+            raise BadRequest(f"At most {self.max_bulk} records per request.", {"records": "Too many records."})
+
+    @staticmethod
+    def _collect(rows: list, single: bool, prepare: Callable[[Any], dict]) -> list[dict]:
+        """Prepare every row, gathering all rows' errors before refusing any."""
+        out, errors = [], {}
+        for i, row in enumerate(rows):
+            try:
+                out.append(prepare(row))
+            except ValidationFailed as exc:
+                errors.update(exc.fields if single else {f"records.{i}.{k}": v for k, v in exc.fields.items()})
+        if errors:
+            raise ValidationFailed(errors)
+        return out
+
+    def _load_payload(self, reg: Registry, obj: ObjectDef, data: Any) -> tuple[dict, dict]:
+        if not isinstance(data, dict):
+            raise ValidationFailed({"record": "Each record must be a JSON object."})
+        errors: dict[str, str] = {}
+        for key in data:
+            fd = obj.fields.get(key)
+            if fd is None:
+                errors[key] = "Unknown field."
+            elif not fd.writable:
+                errors[key] = "This field is read-only."
+        payload = {k: v for k, v in data.items() if k not in errors}
+        try:
+            values = reg.schema(obj.api_name).load(payload)
+        except mm.ValidationError as exc:
+            errors.update({k: messages_text(v) for k, v in exc.normalized_messages().items()})
+            values = exc.valid_data if isinstance(exc.valid_data, dict) else {}
+        return values, errors
+
+    def _prepare_insert(self, reg: Registry, obj: ObjectDef, data: Any) -> dict:
+        if isinstance(data, dict):
+            defaults = {f.api_name: f.default for f in obj.custom_fields()
+                        if f.default is not None and f.writable and f.api_name not in data}
+            data = {**defaults, **data}
+        values, errors = self._load_payload(reg, obj, data)
+        self._check_record(obj, values, errors)
+        return values
+
+    def _prepare_update(self, reg: Registry, obj: ObjectDef, old: dict, data: dict) -> dict:
+        values, errors = self._load_payload(reg, obj, data)
+        self._check_record(obj, {**old, **values}, errors, only=set(values) | set(errors))
+        return values
+
+    @staticmethod
+    def _check_record(obj: ObjectDef, values: dict, errors: dict, only: set | None = None) -> None:
+        for fd in obj.custom_fields():
+            name = fd.api_name
+            if name in errors:
+                continue
+            if (fd.required or fd.type_name == "master_detail") and fd.writable \
+                    and values.get(name) in (None, "", []):
+                if only is None or name in only:
+                    errors[name] = REQUIRED
+                continue
+            message = fd.type.check_record(fd, values)
+            if message and (only is None or name in only or fd.settings.get("controlling_field") in only):
+                errors[name] = message
+        if errors:
+            raise ValidationFailed(errors)
+
+    def _check_references(self, conn, reg: Registry, obj: ObjectDef, values_list: list[dict], single: bool,
+                          olds: list[dict] | None = None) -> None:
+        """Every lookup and user value must name a live record (an active user)."""
+        errors = {}
+        for fd in obj.fields.values():
+            if fd.type_name not in ("lookup", "master_detail", "user") or not fd.writable:
+                continue
+            wanted = {}
+            for i, values in enumerate(values_list):
+                v = values.get(fd.api_name)
+                if v is not None and (olds is None or olds[i].get(fd.api_name) != v):
+                    wanted.setdefault(v, []).append(i)
+            if not wanted:
+                continue
+            target = fd.settings["reference_to"]
+            if target == "user":
+                found = set(conn.execute(sa.select(t.users.c.id).where(
+                    t.users.c.id.in_(wanted), t.users.c.active.is_(True))).scalars())
+            else:
+                ttable = reg.table(target)
+                found = set(conn.execute(sa.select(ttable.c.id).where(
+                    ttable.c.id.in_(wanted), ttable.c.deleted_at.is_(None))).scalars())
+            for v, rows in wanted.items():
+                if v not in found:
+                    for i in rows:
+                        key = fd.api_name if single else f"records.{i}.{fd.api_name}"
+                        errors[key] = f"No {target} with id {v}."
+        if errors:
+            raise ValidationFailed(errors)
+
+    def _check_unique(self, conn, reg: Registry, obj: ObjectDef, values_list: list[dict], single: bool,
+                      ids: list[int] | None = None, olds: list[dict] | None = None) -> None:
+        table = reg.table(obj.api_name)
+        errors = {}
+        for fd in obj.fields.values():
+            if not fd.unique or fd.type.computed:
+                continue
+            seen: dict[Any, int] = {}
+            for i, values in enumerate(values_list):
+                v = values.get(fd.api_name)
+                if v is None or (olds is not None and olds[i].get(fd.api_name) == v):
+                    continue
+                key = fd.api_name if single else f"records.{i}.{fd.api_name}"
+                if v in seen:
+                    errors[key] = f"Duplicate of record {seen[v] + 1} in this request."
+                seen.setdefault(v, i)
+            if not seen:
+                continue
+            col = table.c[fd.column]
+            stmt = sa.select(col, table.c.id).where(col.in_([fd.type.to_db(v) for v in seen]),
+                                                    table.c.deleted_at.is_(None))
+            for value, other_id in conn.execute(stmt):
+                i = seen.get(fd.type.from_db(value))
+                if i is not None and (ids is None or ids[i] != other_id):
+                    key = fd.api_name if single else f"records.{i}.{fd.api_name}"
+                    errors[key] = f"Must be unique: record {other_id} already has this value."
+        if errors:
+            raise Conflict("A unique field's value is already taken.", errors)
+
+    def _fill_autonumbers(self, conn, obj: ObjectDef, values_list: list[dict], now: dt.datetime) -> None:
+        """Reserve len(values_list) numbers with one upsert per field. The
+        counter row is locked until commit, so concurrent writers never repeat
+        a number; a rolled-back transaction takes its reservation back with it."""
+        local = now.astimezone(zoneinfo.ZoneInfo(self.timezone))
+        for fd in obj.fields_of_type("auto_number"):
+            period = fd.type.period(fd, local)
+            n = len(values_list)
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            a = t.autonumbers
+            stmt = dialect.insert(a).values(object=obj.api_name, field=fd.api_name, period=period, value=n)
+            stmt = stmt.on_conflict_do_update(index_elements=[a.c.object, a.c.field, a.c.period],
+                                              set_={"value": a.c.value + n}).returning(a.c.value)
+            last = conn.execute(stmt).scalar_one()
+            for offset, values in enumerate(values_list):
+                values[fd.api_name] = format_number(fd.settings["pattern"], local, last - n + 1 + offset)
+
+    @staticmethod
+    def _to_db(obj: ObjectDef, values: dict) -> dict:
+        return {fd.column: fd.type.to_db(values.get(fd.api_name)) for fd in obj.fields.values()
+                if fd.api_name != "id"} | {"deleted_at": None}
+
+    @staticmethod
+    def _insert(conn, obj: ObjectDef, table: sa.Table, db_rows: list[dict]) -> list[int]:
+        result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), db_rows)
+        return [r[0] for r in result]
+
+    def _load_for_update(self, conn, reg: Registry, obj: ObjectDef, table: sa.Table, actor: Actor,
+                         ids: list[int], single: bool) -> dict[int, dict]:
+        stmt = sa.select(*[table.c[f.column] for f in obj.fields.values()]).where(
+            table.c.id.in_(ids), table.c.deleted_at.is_(None))
+        scope = permissions.scope_predicate(actor, obj.api_name, table)
+        if scope is not None:
+            stmt = stmt.where(scope)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        found = {}
+        for row in conn.execute(stmt).mappings():
+            found[row["id"]] = {f.api_name: f.type.from_db(row[f.column]) for f in obj.fields.values()}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            if single:
+                raise NotFound(f"No {obj.api_name} record {missing[0]}.")
+            raise NotFound(f"No {obj.api_name} records with ids {', '.join(map(str, missing))}.",
+                           {"id": f"Not found: {', '.join(map(str, missing))}."})
+        return found
+
+    def _write_history(self, conn, obj: ObjectDef, rid: int, old: dict, diff: dict, actor: Actor, now) -> None:
+        rows = [{"object": obj.api_name, "record_id": rid, "field": k,
+                 "old_value": json_value(old.get(k)), "new_value": json_value(v),
+                 "changed_by": actor.user_id, "changed_at": now}
+                for k, v in diff.items()
+                if (obj.track_history or obj.fields[k].track_history) and not obj.fields[k].type.computed]
+        if rows:
+            conn.execute(t.field_history.insert(), rows)
+
+    def _refresh_parents(self, conn, reg: Registry, obj: ObjectDef, values_list: Iterable[dict], now) -> None:
+        feeds = reg.rollups_fed_by(obj.api_name)
+        if not feeds:
+            return
+        values_list = list(values_list)
+        links = {fd.settings["child_field"] for _p, fd in feeds}
+        computed.refresh_rollups(conn, reg, obj.api_name,
+                                 {link: {v.get(link) for v in values_list} for link in links}, now)
+
+    def _publish(self, name, reg, obj, actor, conn, values, old, rid, on_commit) -> None:
+        if self.events.has(name, obj.api_name):
+            self.events.publish(RecordEvent(name=name, object=obj.api_name, actor=actor, conn=conn,
+                                            values=values, old=old, record_id=rid, on_commit=on_commit))
+
+    def _integrity_conflict(self, err: sa.exc.IntegrityError) -> Conflict:
+        """A unique index caught what the pre-check could not (a concurrent write)."""
+        text = str(err.orig)
+        reg = self.cache.current()
+        for obj in reg.objects.values():
+            for fd in obj.fields.values():
+                if fd.unique and (f"{obj.table_name}.{fd.column}" in text
+                                  or index_name(obj.table_name, fd.column, True) in text):
+                    return Conflict("A unique field's value is already taken.",
+                                    {fd.api_name: "Must be unique: another record has this value."})
+        return Conflict("The write conflicts with existing data.", {})
+
+    @staticmethod
+    def _public(obj: ObjectDef, values: dict) -> dict:
+        return {name: values.get(name) for name in obj.fields}
+

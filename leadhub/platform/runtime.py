@@ -1,0 +1,40 @@
+"""The Runtime wires the kernel together once per process: configuration,
+database, metadata cache, events, jobs and the services. The Flask app, the
+CLI and RQ workers each hold one; none of them builds services on its own."""
+from __future__ import annotations
+
+from leadhub.metadata.registry import MetadataCache
+from leadhub.metadata.service import MetadataService
+from leadhub.platform import migrate
+from leadhub.platform.config import Config
+from leadhub.platform.db import Database
+from leadhub.platform.events import EventBus
+from leadhub.platform.jobs import Jobs
+from leadhub.platform.records import RecordService
+
+
+class Runtime:
+    def __init__(self, config: Config | None = None):
+        from leadhub.plugins.loader import PluginManager  # plugins import the runtime's services
+
+        self.config = config or Config.from_env()
+        self.db = Database(self.config.database_url)
+        self.cache = MetadataCache(self.db)
+        self.events = EventBus()
+        self.jobs = Jobs(self.config.redis_url)
+        self.metadata = MetadataService(self.db, self.cache)
+        self.records = RecordService(self.db, self.cache, self.events,
+                                     timezone=self.config.timezone, max_bulk=self.config.max_bulk_records)
+        self.plugins = PluginManager(self)
+
+    def upgrade_db(self) -> None:
+        migrate.upgrade(self.db)
+
+    def start(self) -> "Runtime":
+        """Bring the schema up to date and let installed plugins subscribe."""
+        self.upgrade_db()
+        self.plugins.activate_installed()
+        return self
+
+    def close(self) -> None:
+        self.db.dispose()

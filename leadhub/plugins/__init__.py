@@ -1,0 +1,1 @@
+"""Plugin loader and the shipped plugins (lead, and later pool, customer, attribution)."""

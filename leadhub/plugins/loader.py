@@ -1,0 +1,162 @@
+"""Plugins: Python packages found through the entry-point group
+`leadhub.plugins`. A plugin declares metadata files (YAML: objects and their
+fields), event handlers, and optional demo data. Installing applies the
+metadata idempotently; upgrading adds what a new version brings (objects,
+fields, picklist options) and leaves what an admin changed or added alone:
+admin edits win, and a field an admin deleted is not brought back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import sqlalchemy as sa
+import yaml
+
+from leadhub.platform import tables as t
+from leadhub.platform.db import utcnow
+from leadhub.platform.errors import BadRequest, NotFound
+from leadhub.platform.permissions import Actor
+
+if TYPE_CHECKING:
+    from leadhub.platform.runtime import Runtime
+
+GROUP = "leadhub.plugins"
+
+
+@dataclass
+class Plugin:
+    name: str
+    version: str
+    label: str = ""
+    metadata_dir: Path | None = None                       # *.yaml applied in name order
+    register: Callable[["Runtime"], None] | None = None     # subscribe event handlers
+    demo: Callable[["Runtime", Actor, int], None] | None = None  # (runtime, actor, seed)
+    requires: tuple[str, ...] = field(default_factory=tuple)
+
+    def metadata_documents(self) -> list[dict]:
+        if self.metadata_dir is None:
+            return []
+        docs = []
+        for path in sorted(self.metadata_dir.glob("*.yaml")):
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(doc, dict):
+                raise BadRequest(f"{path.name}: a metadata file is a mapping with 'objects'.")
+            docs.append(doc)
+        return docs
+
+
+@dataclass
+class ApplyReport:
+    created_objects: list[str] = field(default_factory=list)
+    added_fields: list[str] = field(default_factory=list)
+    added_options: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created_objects or self.added_fields or self.added_options)
+
+
+class PluginManager:
+    def __init__(self, runtime: "Runtime"):
+        self.runtime = runtime
+        self._activated: set[str] = set()
+        self._extra: dict[str, Plugin] = {}
+
+    def add(self, plugin: Plugin) -> None:
+        """Make a plugin known without an entry point (tests, embedding)."""
+        self._extra[plugin.name] = plugin
+
+    def discover(self) -> dict[str, Plugin]:
+        found = {}
+        for ep in entry_points(group=GROUP):
+            plugin = ep.load()
+            found[plugin.name] = plugin
+        found.update(self._extra)
+        return found
+
+    def get(self, name: str) -> Plugin:
+        plugin = self.discover().get(name)
+        if plugin is None:
+            raise NotFound(f"No plugin '{name}'. Installed packages offer: {', '.join(sorted(self.discover()))}.")
+        return plugin
+
+    def installed(self) -> dict[str, str]:
+        with self.runtime.db.read() as conn:
+            return dict(conn.execute(sa.select(t.plugins.c.name, t.plugins.c.version)).all())
+
+    def install(self, name: str) -> ApplyReport:
+        """Install or upgrade `name` (and what it requires); safe to repeat."""
+        plugin = self.get(name)
+        for dep in plugin.requires:
+            if dep not in self.installed():
+                self.install(dep)
+        report = self.apply_metadata(plugin)
+        now = utcnow()
+        with self.runtime.db.write() as conn:
+            updated = conn.execute(sa.update(t.plugins).where(t.plugins.c.name == name)
+                                   .values(version=plugin.version, upgraded_at=now)).rowcount
+            if not updated:
+                conn.execute(t.plugins.insert().values(name=name, version=plugin.version,
+                                                       installed_at=now, upgraded_at=now))
+        self.activate(plugin)
+        return report
+
+    upgrade = install
+
+    def install_all(self) -> dict[str, ApplyReport]:
+        return {name: self.install(name) for name in sorted(self.discover())}
+
+    def activate(self, plugin: Plugin) -> None:
+        if plugin.name not in self._activated and plugin.register is not None:
+            plugin.register(self.runtime)
+        self._activated.add(plugin.name)
+
+    def activate_installed(self) -> None:
+        available = self.discover()
+        for name in self.installed():
+            if name in available:
+                self.activate(available[name])
+
+    def apply_metadata(self, plugin: Plugin) -> ApplyReport:
+        report = ApplyReport()
+        actor = Actor.system()
+        md = self.runtime.metadata
+        for doc in plugin.metadata_documents():
+            for spec in doc.get("objects", []):
+                spec = dict(spec)
+                name = spec["api_name"]
+                registry = self.runtime.cache.current()
+                if name in registry.deleted_objects:
+                    continue  # an admin deleted it; do not bring it back
+                if name not in registry.objects:
+                    md.create_object(actor, spec, plugin=plugin.name)
+                    report.created_objects.append(name)
+                    continue
+                self._upgrade_object(plugin, registry.objects[name], spec, report)
+        return report
+
+    def _upgrade_object(self, plugin: Plugin, obj, spec: dict, report: ApplyReport) -> None:
+        actor = Actor.system()
+        md = self.runtime.metadata
+        for fspec in spec.get("fields", []):
+            fname = fspec["api_name"]
+            if fname in obj.deleted_fields:
+                continue
+            existing = obj.fields.get(fname)
+            if existing is None:
+                md.add_field(actor, obj.api_name, fspec, plugin=plugin.name)
+                report.added_fields.append(f"{obj.api_name}.{fname}")
+                continue
+            if "options" in fspec and "options" in existing.settings:
+                have = {o["value"] for o in existing.settings["options"]}
+                new = [o for o in fspec["options"]
+                       if (o if isinstance(o, str) else o.get("value")) not in have]
+                if new:
+                    md.update_field(actor, obj.api_name, fname,
+                                    {"options": existing.settings["options"] + new})
+                    report.added_options += [f"{obj.api_name}.{fname}:{o if isinstance(o, str) else o['value']}"
+                                             for o in new]
+        if spec.get("name_field") and not obj.name_field:
+            md.update_object(actor, obj.api_name, {"name_field": spec["name_field"]})

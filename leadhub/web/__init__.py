@@ -1,0 +1,1 @@
+"""Flask app factory, REST API and OpenAPI, pages."""

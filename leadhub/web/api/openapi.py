@@ -1,0 +1,125 @@
+"""GET /api/v1/openapi.json: an OpenAPI 3.1 document built from the live
+metadata, so each object's record schema appears and changes with it."""
+from __future__ import annotations
+
+from flask import request
+
+import leadhub
+from leadhub.metadata.registry import Registry
+from leadhub.web.api import api, language, runtime
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _responses(ok_code: str, ok_schema: dict | None, *errors: str) -> dict:
+    out = {ok_code: {"description": "OK"} if ok_schema is None else
+           {"description": "OK", "content": {"application/json": {"schema": ok_schema}}}}
+    for code in ("401",) + errors:
+        out[code] = {"description": "Error", "content": {"application/json": {"schema": ERROR}}}
+    return out
+
+
+def _record_schemas(reg: Registry, lang: str) -> dict:
+    schemas = {}
+    for obj in reg.objects.values():
+        props, required = {}, []
+        for fd in obj.fields.values():
+            schema = fd.type.openapi(fd)
+            schema["title"] = fd.label(lang)
+            if not fd.writable:
+                schema["readOnly"] = True
+            schema = {**schema, "type": [schema["type"], "null"]} if "type" in schema else schema
+            props[fd.api_name] = schema
+            if fd.required and fd.writable:
+                required.append(fd.api_name)
+        schemas[f"{obj.api_name}_record"] = {
+            "type": "object", "title": obj.label(lang), "properties": props,
+            "required": required, "additionalProperties": False}
+    return schemas
+
+
+def build_document(reg: Registry, lang: str, server: str) -> dict:
+    paths: dict = {
+        "/meta/objects": {
+            "get": {"summary": "List objects", "responses": _responses("200", None)},
+            "post": {"summary": "Create an object", "responses": _responses("201", None, "400", "409", "422")},
+        },
+        "/meta/objects/{object}": {
+            "get": {"summary": "Get an object with its fields", "responses": _responses("200", None, "404")},
+            "patch": {"summary": "Change an object", "responses": _responses("200", None, "404", "409", "422")},
+            "delete": {"summary": "Soft-delete (or ?purge=true) an object", "responses": _responses("204", None, "404", "409")},
+        },
+        "/meta/objects/{object}/fields": {
+            "get": {"summary": "List fields", "responses": _responses("200", None, "404")},
+            "post": {"summary": "Add a field", "responses": _responses("201", None, "404", "409", "422")},
+        },
+        "/meta/objects/{object}/fields/{field}": {
+            "get": {"summary": "Get a field", "responses": _responses("200", None, "404")},
+            "patch": {"summary": "Change a field", "responses": _responses("200", None, "404", "409", "422")},
+            "delete": {"summary": "Soft-delete (or ?purge=true) a field", "responses": _responses("204", None, "404", "409")},
+        },
+    }
+    for obj in reg.objects.values():
+        ref = {"$ref": f"#/components/schemas/{obj.api_name}_record"}
+        page = {"type": "object", "properties": {
+            "records": {"type": "array", "items": ref}, "page": {"type": "integer"},
+            "page_size": {"type": "integer"}, "has_more": {"type": "boolean"},
+            "total": {"type": ["integer", "null"]}}}
+        base = f"/objects/{obj.api_name}"
+        tag = [obj.label(lang)]
+        body = {"required": True, "content": {"application/json": {"schema": ref}}}
+        paths[f"{base}/records"] = {
+            "get": {"tags": tag, "summary": f"List {obj.label(lang)}", "responses": _responses("200", page, "400", "404")},
+            "post": {"tags": tag, "summary": f"Create a {obj.label(lang)}", "requestBody": body,
+                     "responses": _responses("201", ref, "400", "409", "422")},
+        }
+        paths[f"{base}/records/{{id}}"] = {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "get": {"tags": tag, "summary": "Get a record", "responses": _responses("200", ref, "404")},
+            "patch": {"tags": tag, "summary": "Update a record", "requestBody": body,
+                      "responses": _responses("200", ref, "400", "404", "409", "422")},
+            "delete": {"tags": tag, "summary": "Soft-delete a record", "responses": _responses("204", None, "404", "409")},
+        }
+        paths[f"{base}/records/{{id}}/restore"] = {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "post": {"tags": tag, "summary": "Restore a deleted record", "responses": _responses("200", ref, "404", "409")}}
+        paths[f"{base}/query"] = {
+            "post": {"tags": tag, "summary": "Filter, sort and page records",
+                     "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
+                     "responses": _responses("200", page, "400", "404")}}
+        paths[f"{base}/records/bulk"] = {
+            "post": {"tags": tag, "summary": "Create or update up to 1000 records, all or none",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "operation": {"enum": ["create", "update"]},
+                             "records": {"type": "array", "items": ref, "maxItems": 1000}}}}}},
+                     "responses": _responses("201", None, "400", "404", "409", "422")}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "leadhub API", "version": leadhub.__version__,
+                 "description": f"Generated from metadata version {reg.version}."},
+        "servers": [{"url": server}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "fields": {"type": "object", "additionalProperties": True}}}}},
+                "Query": {"type": "object", "properties": {
+                    "filter": {"description": "{field, op, value} | {and: [...]} | {or: [...]} | {not: ...}"},
+                    "sort": {"type": "array", "items": {"type": "string"}},
+                    "fields": {"type": "array", "items": {"type": "string"}},
+                    "page": {"type": "integer", "minimum": 1},
+                    "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
+                    "count": {"type": "boolean"}, "deleted": {"type": "boolean"}}},
+                **_record_schemas(reg, lang),
+            },
+        },
+    }
+
+
+@api.get("/openapi.json")
+def openapi_document():
+    return build_document(runtime().cache.current(), language(), request.host_url.rstrip("/") + "/api/v1")

@@ -1,0 +1,98 @@
+"""Record endpoints: CRUD, restore, history, query and bulk, all through the
+record service."""
+from __future__ import annotations
+
+import json
+
+from flask import g, request
+
+from leadhub.platform.errors import BadRequest
+from leadhub.platform.query import load_spec
+from leadhub.web.api import api, runtime
+from leadhub.web.jsonio import body
+
+
+def _fields_arg() -> list[str] | None:
+    raw = request.args.get("fields")
+    return [f.strip() for f in raw.split(",") if f.strip()] if raw else None
+
+
+@api.get("/objects/<name>/records")
+def list_records(name):
+    """The query endpoint's spec, from the query string: filter is JSON."""
+    spec: dict = {}
+    args = request.args
+    if "filter" in args:
+        try:
+            spec["filter"] = json.loads(args["filter"])
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"filter is not valid JSON: {exc.msg}.", {"filter": "Malformed JSON."}) from None
+    if "sort" in args:
+        spec["sort"] = [s for s in args["sort"].split(",") if s]
+    for key in ("page", "page_size"):
+        if key in args:
+            try:
+                spec[key] = int(args[key])
+            except ValueError:
+                raise BadRequest(f"{key} must be a whole number.", {key: "Not a number."}) from None
+    for key in ("count", "deleted"):
+        if key in args:
+            spec[key] = args[key].lower() in ("1", "true", "yes")
+    if _fields_arg():
+        spec["fields"] = _fields_arg()
+    return runtime().records.query(g.actor, name, load_spec(spec))
+
+
+@api.post("/objects/<name>/query")
+def query_records(name):
+    return runtime().records.query(g.actor, name, load_spec(body()))
+
+
+@api.post("/objects/<name>/records")
+def create_record(name):
+    return runtime().records.create(g.actor, name, body()), 201
+
+
+@api.post("/objects/<name>/records/bulk")
+def bulk_records(name):
+    """{"operation": "create" | "update", "records": [...]}: all or nothing."""
+    payload = body()
+    if not isinstance(payload, dict):
+        raise BadRequest("The body must be an object with 'records'.", {"body": "Must be an object."})
+    unknown = set(payload) - {"operation", "records"}
+    if unknown:
+        raise BadRequest(f"Unknown property: {', '.join(sorted(unknown))}.", {k: "Unknown property." for k in unknown})
+    operation = payload.get("operation", "create")
+    svc = runtime().records
+    if operation == "create":
+        records = svc.bulk_create(g.actor, name, payload.get("records"))
+        return {"records": records}, 201
+    if operation == "update":
+        return {"records": svc.bulk_update(g.actor, name, payload.get("records"))}
+    raise BadRequest("operation must be 'create' or 'update'.", {"operation": "Unknown operation."})
+
+
+@api.get("/objects/<name>/records/<int:record_id>")
+def get_record(name, record_id):
+    return runtime().records.get(g.actor, name, record_id, _fields_arg())
+
+
+@api.patch("/objects/<name>/records/<int:record_id>")
+def update_record(name, record_id):
+    return runtime().records.update(g.actor, name, record_id, body())
+
+
+@api.delete("/objects/<name>/records/<int:record_id>")
+def delete_record(name, record_id):
+    runtime().records.delete(g.actor, name, record_id)
+    return "", 204
+
+
+@api.post("/objects/<name>/records/<int:record_id>/restore")
+def restore_record(name, record_id):
+    return runtime().records.restore(g.actor, name, record_id)
+
+
+@api.get("/objects/<name>/records/<int:record_id>/history")
+def record_history(name, record_id):
+    return {"history": runtime().records.history(g.actor, name, record_id)}

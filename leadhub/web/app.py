@@ -1,0 +1,46 @@
+"""The Flask app factory."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from leadhub.platform.config import Config
+from leadhub.platform.errors import LeadhubError
+from leadhub.platform.runtime import Runtime
+from leadhub.web.jsonio import JSONProvider
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+def create_app(config: Config | None = None, runtime: Runtime | None = None) -> Flask:
+    runtime = runtime or Runtime(config).start()
+    app = Flask(__name__)
+    app.json = JSONProvider(app)
+    app.config.update(SECRET_KEY=runtime.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY)
+    app.extensions["leadhub"] = runtime
+
+    from leadhub.web.api import api
+    app.register_blueprint(api)
+
+    @app.errorhandler(LeadhubError)
+    def leadhub_error(exc: LeadhubError):
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/"):
+            code = (exc.name or "error").lower().replace(" ", "_")
+            return jsonify({"error": {"code": code, "message": exc.description, "fields": {}}}), exc.code
+        return exc
+
+    @app.get("/")
+    def home():
+        reg = runtime.cache.current()
+        return render_template("home.html", objects=list(reg.objects.values()))
+
+    @app.get("/healthz")
+    def health():
+        runtime.cache.current()
+        return {"status": "ok"}
+
+    return app
