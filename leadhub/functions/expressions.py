@@ -364,7 +364,7 @@ class _Compiler:
             self.fail(node, "Functions take positional arguments only.")
         name = node.func.id.lower()
         args = [self.visit(a) for a in node.args]
-        if name == "if":  # lazy: only the chosen branch is evaluated
+        if name == "if":  # IF(cond, a, b), lazy: only the chosen branch is evaluated
             if len(args) not in (2, 3):
                 self.fail(node, "if() takes a condition, a value and an optional else value.")
             test, then = args[0], args[1]

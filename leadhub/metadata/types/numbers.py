@@ -12,7 +12,16 @@ INT64 = 2**63 - 1
 
 
 class IntegerField(Strict, mm.fields.Integer):
-    pass
+    """Whole numbers, also written as "42" or 42.0; never 1.5 truncated to 1."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value.strip())
+        elif isinstance(value, (float, decimal.Decimal)) and not isinstance(value, bool):
+            if not decimal.Decimal(value).is_finite() or decimal.Decimal(value) % 1:
+                raise self.make_error("invalid")
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class DecimalField(Strict, mm.fields.Decimal):

@@ -11,6 +11,11 @@ from leadhub.web.api import api, language, runtime
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
+def _params(*names: str) -> list[dict]:
+    return [{"name": n, "in": "path", "required": True,
+             "schema": {"type": "integer" if n == "id" else "string"}} for n in names]
+
+
 def _responses(ok_code: str, ok_schema: dict | None, *errors: str) -> dict:
     out = {ok_code: {"description": "OK"} if ok_schema is None else
            {"description": "OK", "content": {"application/json": {"schema": ok_schema}}}}
@@ -45,15 +50,18 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
             "post": {"summary": "Create an object", "responses": _responses("201", None, "400", "409", "422")},
         },
         "/meta/objects/{object}": {
+            "parameters": _params("object"),
             "get": {"summary": "Get an object with its fields", "responses": _responses("200", None, "404")},
             "patch": {"summary": "Change an object", "responses": _responses("200", None, "404", "409", "422")},
             "delete": {"summary": "Soft-delete (or ?purge=true) an object", "responses": _responses("204", None, "404", "409")},
         },
         "/meta/objects/{object}/fields": {
+            "parameters": _params("object"),
             "get": {"summary": "List fields", "responses": _responses("200", None, "404")},
             "post": {"summary": "Add a field", "responses": _responses("201", None, "404", "409", "422")},
         },
         "/meta/objects/{object}/fields/{field}": {
+            "parameters": _params("object", "field"),
             "get": {"summary": "Get a field", "responses": _responses("200", None, "404")},
             "patch": {"summary": "Change a field", "responses": _responses("200", None, "404", "409", "422")},
             "delete": {"summary": "Soft-delete (or ?purge=true) a field", "responses": _responses("204", None, "404", "409")},
@@ -74,14 +82,14 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
                      "responses": _responses("201", ref, "400", "409", "422")},
         }
         paths[f"{base}/records/{{id}}"] = {
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "parameters": _params("id"),
             "get": {"tags": tag, "summary": "Get a record", "responses": _responses("200", ref, "404")},
             "patch": {"tags": tag, "summary": "Update a record", "requestBody": body,
                       "responses": _responses("200", ref, "400", "404", "409", "422")},
             "delete": {"tags": tag, "summary": "Soft-delete a record", "responses": _responses("204", None, "404", "409")},
         }
         paths[f"{base}/records/{{id}}/restore"] = {
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "parameters": _params("id"),
             "post": {"tags": tag, "summary": "Restore a deleted record", "responses": _responses("200", ref, "404", "409")}}
         paths[f"{base}/query"] = {
             "post": {"tags": tag, "summary": "Filter, sort and page records",
