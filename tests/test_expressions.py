@@ -40,7 +40,8 @@ def test_evaluates(src, values, expected):
 @pytest.mark.parametrize("src, message", [
     ("s.__class__", "Attribute"),
     ("s[0]", "Subscript"),
-    ("__import__('os')", "Unknown field '__import__'"),
+    ("__import__('os')", "Unknown function '__import__'"),
+    ("__builtins__", "Unknown field '__builtins__'"),
     ("open('/etc/passwd')", "Unknown function 'open'"),
     ("(lambda: 1)()", "Only the built-in functions"),
     ("[x for x in s]", "ListComp"),
