@@ -156,7 +156,10 @@ def worker(burst):
     if runtime.jobs.inline:
         raise click.ClickException("LEADHUB_REDIS_URL is not set: jobs run inline, no worker is needed.")
     from rq import Worker
+
+    from leadhub.platform import jobs
     runtime.start()
+    jobs.bind(runtime)
     queue = runtime.jobs.queue()
     Worker([queue], connection=queue.connection).work(burst=burst)
 

@@ -142,3 +142,14 @@ def backfill_rollup(conn: sa.Connection, registry: Registry, parent_name: str, f
     if fd.settings["function"] in ("count", "sum"):
         conn.execute(sa.update(ptable).where(ptable.c[fd.column].is_(None)).values({fd.column: 0}))
     recompute_records(conn, registry, parent_name, None, now)
+
+
+def recompute_object(obj_name: str) -> int:
+    """Job: re-evaluate every record's formulas (and the roll-ups they feed),
+    e.g. nightly for formulas that read today(). Returns the records seen."""
+    from leadhub.platform.db import utcnow
+    from leadhub.platform.jobs import current_runtime
+
+    runtime = current_runtime()
+    with runtime.db.write() as conn:
+        return recompute_records(conn, runtime.cache.current(conn), obj_name, None, utcnow())

@@ -1,16 +1,39 @@
 """Background jobs: `enqueue` goes to RQ when a Redis URL is configured and
 runs the function inline otherwise. Jobs carry ids and plain values, never
-state that only Redis would hold: what is due lives in database columns."""
+state that only Redis would hold: what is due lives in database columns.
+
+A job function reaches the kernel through `current_runtime()`: the runtime
+that ran it inline, or the one a worker bound at start."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from leadhub.platform.runtime import Runtime
 
 QUEUE = "leadhub"
+_current: ContextVar["Runtime | None"] = ContextVar("leadhub_runtime", default=None)
+_bound: list["Runtime"] = []
+
+
+def current_runtime() -> "Runtime":
+    runtime = _current.get() or (_bound[-1] if _bound else None)
+    if runtime is None:
+        raise RuntimeError("No leadhub runtime is bound: run jobs through Jobs.enqueue or `leadhub worker`.")
+    return runtime
+
+
+def bind(runtime: "Runtime") -> None:
+    """Make `runtime` the one job functions use in this (worker) process."""
+    _bound.append(runtime)
 
 
 class Jobs:
-    def __init__(self, redis_url: str | None):
+    def __init__(self, runtime: "Runtime", redis_url: str | None, queue_name: str = QUEUE):
+        self.runtime = runtime
         self.redis_url = redis_url
+        self.queue_name = queue_name
         self._queue = None
 
     @property
@@ -21,12 +44,16 @@ class Jobs:
         if self._queue is None:
             from redis import Redis
             from rq import Queue
-            self._queue = Queue(QUEUE, connection=Redis.from_url(self.redis_url))
+            self._queue = Queue(self.queue_name, connection=Redis.from_url(self.redis_url))
         return self._queue
 
     def enqueue(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
         """Run `fn(*args, **kwargs)` in a worker, or now when there is no Redis.
         `fn` must be importable by path (a module-level function)."""
-        if self.inline:
+        if not self.inline:
+            return self.queue().enqueue(fn, *args, **kwargs)
+        token = _current.set(self.runtime)
+        try:
             return fn(*args, **kwargs)
-        return self.queue().enqueue(fn, *args, **kwargs)
+        finally:
+            _current.reset(token)

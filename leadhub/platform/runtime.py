@@ -21,7 +21,7 @@ class Runtime:
         self.db = Database(self.config.database_url)
         self.cache = MetadataCache(self.db)
         self.events = EventBus()
-        self.jobs = Jobs(self.config.redis_url)
+        self.jobs = Jobs(self, self.config.redis_url)
         self.metadata = MetadataService(self.db, self.cache)
         self.records = RecordService(self.db, self.cache, self.events,
                                      timezone=self.config.timezone, max_bulk=self.config.max_bulk_records)
