@@ -12,6 +12,7 @@ from leadhub.platform.permissions import Actor
 from leadhub.platform.runtime import Runtime
 
 ADMIN = "admin"
+DEMO_RECORDS = 200
 
 
 def _runtime() -> Runtime:
@@ -54,9 +55,8 @@ def _seed_demo(runtime: Runtime) -> None:
                 table = runtime.cache.current().table(name)
                 if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one():
                     continue  # demo data is made once
-        with click.progressbar(length=1, label=f"Demo data for {name}") as bar:
-            plugin.demo(runtime, admin, 200)
-            bar.update(1)
+        with click.progressbar(length=DEMO_RECORDS, label=f"Demo data for {name}") as bar:
+            plugin.demo(runtime, admin, DEMO_RECORDS, bar.update)
 
 
 @click.group()

@@ -32,7 +32,8 @@ class Plugin:
     label: str = ""
     metadata_dir: Path | None = None                       # *.yaml applied in name order
     register: Callable[["Runtime"], None] | None = None     # subscribe event handlers
-    demo: Callable[["Runtime", Actor, int], None] | None = None  # (runtime, actor, seed)
+    # (runtime, actor, count, progress callback) -> records made
+    demo: Callable[["Runtime", Actor, int, Callable[[int], None]], int] | None = None
     requires: tuple[str, ...] = field(default_factory=tuple)
 
     def metadata_documents(self) -> list[dict]:

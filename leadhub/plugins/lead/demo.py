@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from faker import Faker
 
@@ -15,8 +15,10 @@ SOURCES = ["website", "baidu_ads", "douyin_ads", "exhibition", "referral", "cold
 STATUSES = ["new", "following", "following", "new", "converted", "invalid"]
 
 
-def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200, seed: int = 20261123) -> int:
-    """Create `count` demo leads through the record service; returns how many."""
+def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200,
+              progress: Callable[[int], None] = lambda n: None, seed: int = 20261123) -> int:
+    """Create `count` demo leads through the record service, reporting each
+    batch to `progress`; returns how many."""
     fake = Faker("zh_CN")
     fake.seed_instance(seed)
     rng = random.Random(seed)
@@ -39,5 +41,7 @@ def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200, seed: int = 20
             "budget": f"{rng.randint(1, 500) * 1000}.00",
         })
     for start in range(0, len(rows), 100):
-        runtime.records.bulk_create(actor, "lead", rows[start:start + 100])
+        batch = rows[start:start + 100]
+        runtime.records.bulk_create(actor, "lead", batch)
+        progress(len(batch))
     return len(rows)
