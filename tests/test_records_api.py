@@ -151,3 +151,44 @@ def test_owner_can_be_set_to_an_active_user(api, runtime, crm):
     got = api.post("/objects/deal/query", {"fields": ["owner", "owner.name", "owner.login"],
                                            "filter": {"field": "id", "op": "eq", "value": d["id"]}}).get_json()
     assert got["records"] == [{"owner": uid, "owner.name": "Rep", "owner.login": "rep"}]
+
+
+def test_rollup_min_max_and_filtered_sum(api, make_object):
+    make_object("purchase", [{"api_name": "ref", "label": "R", "type": "text"}])
+    make_object("line", [{"api_name": "purchase", "label": "O", "type": "master_detail", "reference_to": "purchase"},
+                         {"api_name": "qty", "label": "Q", "type": "integer"},
+                         {"api_name": "shipped", "label": "S", "type": "date"},
+                         {"api_name": "kind", "label": "K", "type": "picklist", "options": ["goods", "fee"]}])
+    for name, spec in {"first_ship": {"function": "min", "aggregate_field": "shipped"},
+                       "last_ship": {"function": "max", "aggregate_field": "shipped"},
+                       "goods_qty": {"function": "sum", "aggregate_field": "qty",
+                                     "filter": {"field": "kind", "op": "eq", "value": "goods"}}}.items():
+        r = api.post("/meta/objects/purchase/fields", {"api_name": name, "label": name, "type": "rollup",
+                                                     "child_object": "line", "child_field": "purchase", **spec})
+        assert r.status_code == 201, r.get_json()
+    o = api.post("/objects/purchase/records", {"ref": "PO-1"}).get_json()
+    assert (o["goods_qty"], o["first_ship"]) == (0, None)
+    lines = [{"purchase": o["id"], "qty": 2, "shipped": "2026-03-02", "kind": "goods"},
+             {"purchase": o["id"], "qty": 5, "shipped": "2026-01-09", "kind": "fee"},
+             {"purchase": o["id"], "qty": 3, "shipped": None, "kind": "goods"}]
+    ids = [r["id"] for r in api.post("/objects/line/records/bulk", {"records": lines}).get_json()["records"]]
+    got = api.get(f"/objects/purchase/records/{o['id']}").get_json()
+    assert (got["first_ship"], got["last_ship"], got["goods_qty"]) == ("2026-01-09", "2026-03-02", "5")
+    api.delete(f"/objects/line/records/{ids[0]}")
+    got = api.get(f"/objects/purchase/records/{o['id']}").get_json()
+    assert (got["first_ship"], got["last_ship"], got["goods_qty"]) == ("2026-01-09", "2026-01-09", "3")
+    api.post(f"/objects/line/records/{ids[0]}/restore")
+    assert api.get(f"/objects/purchase/records/{o['id']}").get_json()["goods_qty"] == "5"
+
+
+def test_formula_over_a_rollup_follows_children(api, make_object):
+    make_object("purchase", [{"api_name": "ref", "label": "R", "type": "text"}])
+    make_object("line", [{"api_name": "purchase", "label": "O", "type": "lookup", "reference_to": "purchase"}])
+    api.post("/meta/objects/purchase/fields", {"api_name": "lines", "label": "L", "type": "rollup",
+                                            "child_object": "line", "child_field": "purchase", "function": "count"})
+    api.post("/meta/objects/purchase/fields", {"api_name": "size", "label": "S", "type": "formula",
+                                            "expression": "'big' if lines >= 2 else 'small'"})
+    o = api.post("/objects/purchase/records", {"ref": "x"}).get_json()
+    assert o["size"] == "small"
+    api.post("/objects/line/records/bulk", {"records": [{"purchase": o["id"]}, {"purchase": o["id"]}]})
+    assert api.get(f"/objects/purchase/records/{o['id']}").get_json()["size"] == "big"
