@@ -40,7 +40,7 @@ def check_api_name(name: object, *, kind: str = "field") -> str | None:
         return "Api name is required and must be a string."
     if len(name) > MAX_LENGTH:
         return f"Api name must be at most {MAX_LENGTH} characters."
-    if not _PATTERN.match(name):
+    if not _PATTERN.fullmatch(name):
         return ("Api name must start with a lowercase letter and contain only lowercase "
                 "letters, digits and underscores.")
     if name.endswith("_") or "__" in name:

@@ -36,7 +36,11 @@ class FieldDef:
 
     @property
     def type(self) -> FieldType:
-        return get_type(self.type_name)
+        # looked up per value on hot paths, so kept on the instance
+        ftype = self.__dict__.get("_type")
+        if ftype is None or ftype.name != self.type_name:
+            ftype = self.__dict__["_type"] = get_type(self.type_name)
+        return ftype
 
     @property
     def column(self) -> str:

@@ -60,7 +60,16 @@ class Registry:
         self._sa_metadata = sa.MetaData()
         self._tables: dict[str, sa.Table] = {}
         self._schemas: dict[str, mm.Schema] = {}
+        self._memo: dict = {}
         self._lock = threading.Lock()
+
+    def memo(self, key, build):
+        """Something derived from this snapshot, built once (services keep
+        their per-object plans here, so they live exactly one version)."""
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = build()
+        return value
 
     def get(self, name: str, *, include_deleted: bool = False) -> ObjectDef:
         obj = self.objects.get(name) or (self.deleted_objects.get(name) if include_deleted else None)

@@ -84,7 +84,8 @@ class MetadataService:
                 try:
                     reg = self._add_field(conn, reg, name, fp, plugin)
                 except ValidationFailed as exc:
-                    raise ValidationFailed({f"fields.{i}.{k}": v for k, v in exc.fields.items()}) from None
+                    raise ValidationFailed({f"fields.{i}.{k}" if k != "field" else f"fields.{i}": v
+                                            for k, v in exc.fields.items()}) from None
                 except Conflict as exc:
                     raise Conflict(exc.message, {f"fields.{i}.{k}": v for k, v in exc.fields.items()}) from None
             if flags.get("name_field"):
@@ -174,20 +175,26 @@ class MetadataService:
 
     def _add_field(self, conn, reg: Registry, obj_name: str, payload: Any, plugin: str | None) -> Registry:
         obj = reg.get(obj_name)
-        payload = _require_dict(payload)
+        if not isinstance(payload, dict):
+            raise ValidationFailed({"field": "A field definition must be a JSON object."})
         name = payload.get("api_name")
-        if isinstance(name, str) and (name in obj.fields or name in obj.deleted_fields):
+        if (msg := check_api_name(name)):
+            raise ValidationFailed({"api_name": msg})
+        if name in obj.fields or name in obj.deleted_fields:
             where = " (deleted; restore or purge it)" if name in obj.deleted_fields else ""
             raise Conflict(f"{obj_name} already has a field '{name}'{where}.", {"api_name": "Already taken."})
         if len(obj.custom_fields()) >= MAX_FIELDS:
             raise Conflict(f"{obj_name} already has {MAX_FIELDS} fields.", {"api_name": "Too many fields."})
         fd = self._build_field(reg, obj, payload, old=None)
         table = reg.table(obj_name)
-        live_rows = conn.execute(sa.select(sa.func.count()).select_from(table)
-                                 .where(table.c.deleted_at.is_(None))).scalar_one()
-        if fd.required and not fd.type.computed and live_rows and fd.default is None:
-            raise Conflict(f"{obj_name} holds {live_rows} records that would have no {name}; "
-                           "give the field a default, or add it as optional first.", {"required": "No default."})
+        fill = None  # the value existing records get, for a required field
+        if fd.required and not fd.type.computed:
+            populated = conn.execute(sa.select(table.c.id).limit(1)).first() is not None
+            if populated and fd.default is None:
+                raise Conflict(f"{obj_name} already holds records that would have no {name}; "
+                               "give the field a default, or add it as optional first.", {"required": "No default."})
+            if populated:
+                fill = fd.type.to_db(fd.type.value_field(fd).deserialize(fd.default))
         now = utcnow()
         position = fd.position or (max([f.position for f in obj.custom_fields()] or [0]) + 1)
         conn.execute(t.fields.insert().values(
@@ -195,13 +202,9 @@ class MetadataService:
             required=fd.required, is_unique=fd.unique, indexed=fd.indexed, read_only=fd.read_only,
             track_history=fd.track_history, default_value=fd.default, settings=fd.settings,
             position=position, plugin=plugin, created_at=now, updated_at=now))
-        ddl.add_field_column(conn, obj, fd)
+        ddl.add_field_column(conn, obj, fd, fill=fill)
         reg = load_registry(conn)
         obj, fd = reg.get(obj_name), reg.get(obj_name).fields[name]
-        table = reg.table(obj_name)
-        if fd.required and fd.default is not None and live_rows:
-            value = fd.type.to_db(fd.type.value_field(fd).deserialize(fd.default))
-            conn.execute(sa.update(table).where(table.c[fd.column].is_(None)).values({fd.column: value}))
         self._backfill(conn, reg, obj, fd, now)
         return reg
 
@@ -230,8 +233,9 @@ class MetadataService:
             col = table.c[old.column]
             live = table.c.deleted_at.is_(None)
             if new.type_name == old.type_name and (check := new.type.conflicting_rows(old, new, col)) is not None:
+                # deleted records count too: a restore would bring their values back
                 predicate, message = check
-                n = conn.execute(sa.select(sa.func.count()).select_from(table).where(live, predicate)).scalar_one()
+                n = conn.execute(sa.select(sa.func.count()).select_from(table).where(predicate)).scalar_one()
                 if n:
                     raise Conflict(f"{message} ({n} records affected.)", {field_name: message})
             if new.required and not old.required and not new.type.computed:

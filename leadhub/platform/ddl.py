@@ -39,10 +39,24 @@ def create_object_table(conn: sa.Connection, obj: ObjectDef) -> None:
     op.create_index(index_name(obj.table_name, "created_at", False), obj.table_name, ["created_at"])
 
 
-def add_field_column(conn: sa.Connection, obj: ObjectDef, field: FieldDef) -> None:
-    """ADD COLUMN, nullable and without a server default: on PostgreSQL this
-    changes only the catalogue, however many rows the table holds."""
-    _ops(conn).add_column(obj.table_name, field_column(field))
+def add_field_column(conn: sa.Connection, obj: ObjectDef, field: FieldDef, fill=None) -> None:
+    """ADD COLUMN, nullable: on PostgreSQL this changes only the catalogue,
+    however many rows the table holds. With `fill`, existing rows get that
+    value: PostgreSQL (11+) stores it once as the column's default and drops
+    the default again in the same transaction, still without rewriting the
+    table; SQLite, whose tables stay small, updates the rows."""
+    op = _ops(conn)
+    column = field_column(field)
+    if fill is not None and conn.dialect.name == "postgresql":
+        literal = sa.literal(fill, column.type).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        column.server_default = sa.DefaultClause(sa.text(str(literal)))
+        op.add_column(obj.table_name, column)
+        op.alter_column(obj.table_name, column.name, server_default=None)
+    else:
+        op.add_column(obj.table_name, column)
+        if fill is not None:
+            table = sa.table(obj.table_name, sa.column(column.name))
+            conn.execute(sa.update(table).values({column.name: fill}))
     sync_indexes(conn, obj, None, field)
 
 

@@ -9,8 +9,10 @@ all in one transaction. Any failure rolls everything back."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import marshmallow as mm
@@ -19,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import MetadataCache, Registry
+from leadhub.metadata.types.base import FieldType
 from leadhub.metadata.types.computed import format_number
 from leadhub.platform import computed, permissions, tables as t
 from leadhub.platform.db import Database, utcnow
@@ -38,6 +41,39 @@ def json_value(value: Any) -> Any:
     if hasattr(value, "as_tuple"):  # Decimal
         return str(value)
     return value
+
+
+@dataclass(frozen=True)
+class _WritePlan:
+    """What every write of one object needs, worked out once per metadata version."""
+    defaults: dict[str, Any]
+    required: tuple[str, ...]
+    record_checked: tuple[FieldDef, ...]                        # types with cross-field rules
+    columns: tuple[tuple[str, str, Callable | None], ...]       # (field, column, to_db or None)
+
+
+def _plan(reg: Registry, obj: ObjectDef) -> _WritePlan:
+    def build():
+        custom = obj.custom_fields()
+        return _WritePlan(
+            defaults={f.api_name: f.default for f in custom if f.default is not None and f.writable},
+            required=tuple(f.api_name for f in custom
+                           if (f.required or f.type_name == "master_detail") and f.writable),
+            record_checked=tuple(f for f in custom if type(f.type).check_record is not FieldType.check_record),
+            columns=tuple((f.api_name, f.column,
+                           None if type(f.type).to_db is FieldType.to_db else f.type.to_db)
+                          for f in obj.fields.values() if f.api_name != "id"))
+    return reg.memo(("write_plan", obj.api_name), build)
+
+
+@functools.cache
+def _reserve_numbers(dialect_name: str) -> sa.Insert:
+    """INSERT a counter row or add `value` to it, returning the new last number."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    a = t.autonumbers
+    stmt = dialect.insert(a)
+    return stmt.on_conflict_do_update(index_elements=[a.c.object, a.c.field, a.c.period],
+                                      set_={"value": a.c.value + stmt.excluded.value}).returning(a.c.value)
 
 
 class RecordService:
@@ -81,7 +117,7 @@ class RecordService:
 
     @staticmethod
     def _row_to_api(row, cols) -> dict:
-        return {name: fd.type.from_db(row[i]) for i, (name, fd) in enumerate(cols)}
+        return {name: fd.type.from_db(value) for (name, fd), value in zip(cols, row)}
 
     # ------------------------------------------------------------------ writes
     def create(self, actor: Actor, obj_name: str, data: Any) -> dict:
@@ -109,7 +145,7 @@ class RecordService:
                               created_by=actor.user_id, created_at=now,
                               updated_by=actor.user_id, updated_at=now)
             table = reg.table(obj_name)
-            db_rows = [self._to_db(obj, v) for v in values_list]
+            db_rows = [self._to_db(reg, obj, v) for v in values_list]
             ids = self._insert(conn, obj, table, db_rows)
             for values, new_id in zip(values_list, ids):
                 values["id"] = new_id
@@ -278,45 +314,44 @@ class RecordService:
     def _load_payload(self, reg: Registry, obj: ObjectDef, data: Any) -> tuple[dict, dict]:
         if not isinstance(data, dict):
             raise ValidationFailed({"record": "Each record must be a JSON object."})
+        # The schema's fields are used one by one rather than through
+        # Schema.load: same coercion and rules at half the cost per row, and
+        # a message per field without unpicking marshmallow's nesting.
+        fields = reg.schema(obj.api_name).fields
         errors: dict[str, str] = {}
-        for key in data:
-            fd = obj.fields.get(key)
-            if fd is None:
-                errors[key] = "Unknown field."
-            elif not fd.writable:
-                errors[key] = "This field is read-only."
-        payload = {k: v for k, v in data.items() if k not in errors}
-        try:
-            values = reg.schema(obj.api_name).load(payload)
-        except mm.ValidationError as exc:
-            errors.update({k: messages_text(v) for k, v in exc.normalized_messages().items()})
-            values = exc.valid_data if isinstance(exc.valid_data, dict) else {}
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            mm_field = fields.get(key)
+            if mm_field is None:
+                errors[key] = "This field is read-only." if key in obj.fields else "Unknown field."
+                continue
+            try:
+                values[key] = mm_field.deserialize(raw, key, data)
+            except mm.ValidationError as exc:
+                errors[key] = messages_text(exc.messages)
         return values, errors
 
     def _prepare_insert(self, reg: Registry, obj: ObjectDef, data: Any) -> dict:
         if isinstance(data, dict):
-            defaults = {f.api_name: f.default for f in obj.custom_fields()
-                        if f.default is not None and f.writable and f.api_name not in data}
-            data = {**defaults, **data}
+            data = {**_plan(reg, obj).defaults, **data}
         values, errors = self._load_payload(reg, obj, data)
-        self._check_record(obj, values, errors)
+        self._check_record(reg, obj, values, errors)
         return values
 
     def _prepare_update(self, reg: Registry, obj: ObjectDef, old: dict, data: dict) -> dict:
         values, errors = self._load_payload(reg, obj, data)
-        self._check_record(obj, {**old, **values}, errors, only=set(values) | set(errors))
+        self._check_record(reg, obj, {**old, **values}, errors, only=set(values) | set(errors))
         return values
 
     @staticmethod
-    def _check_record(obj: ObjectDef, values: dict, errors: dict, only: set | None = None) -> None:
-        for fd in obj.custom_fields():
+    def _check_record(reg: Registry, obj: ObjectDef, values: dict, errors: dict, only: set | None = None) -> None:
+        plan = _plan(reg, obj)
+        for name in plan.required:
+            if name not in errors and values.get(name) in (None, "", []) and (only is None or name in only):
+                errors[name] = REQUIRED
+        for fd in plan.record_checked:
             name = fd.api_name
-            if name in errors:
-                continue
-            if (fd.required or fd.type_name == "master_detail") and fd.writable \
-                    and values.get(name) in (None, "", []):
-                if only is None or name in only:
-                    errors[name] = REQUIRED
+            if name in errors or values.get(name) in (None, "", []):
                 continue
             message = fd.type.check_record(fd, values)
             if message and (only is None or name in only or fd.settings.get("controlling_field") in only):
@@ -389,26 +424,40 @@ class RecordService:
         a number; a rolled-back transaction takes its reservation back with it."""
         local = now.astimezone(zoneinfo.ZoneInfo(self.timezone))
         for fd in obj.fields_of_type("auto_number"):
-            period = fd.type.period(fd, local)
             n = len(values_list)
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            a = t.autonumbers
-            stmt = dialect.insert(a).values(object=obj.api_name, field=fd.api_name, period=period, value=n)
-            stmt = stmt.on_conflict_do_update(index_elements=[a.c.object, a.c.field, a.c.period],
-                                              set_={"value": a.c.value + n}).returning(a.c.value)
-            last = conn.execute(stmt).scalar_one()
+            last = conn.execute(_reserve_numbers(conn.dialect.name), {
+                "object": obj.api_name, "field": fd.api_name, "period": fd.type.period(fd, local),
+                "value": n}).scalar_one()
             for offset, values in enumerate(values_list):
                 values[fd.api_name] = format_number(fd.settings["pattern"], local, last - n + 1 + offset)
 
     @staticmethod
-    def _to_db(obj: ObjectDef, values: dict) -> dict:
-        return {fd.column: fd.type.to_db(values.get(fd.api_name)) for fd in obj.fields.values()
-                if fd.api_name != "id"} | {"deleted_at": None}
+    def _to_db(reg: Registry, obj: ObjectDef, values: dict) -> dict:
+        row = {"deleted_at": None}
+        for name, column, convert in _plan(reg, obj).columns:
+            value = values.get(name)
+            row[column] = value if convert is None else convert(value)
+        return row
 
     @staticmethod
     def _insert(conn, obj: ObjectDef, table: sa.Table, db_rows: list[dict]) -> list[int]:
-        result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), db_rows)
-        return [r[0] for r in result]
+        """Insert and return the new ids in row order. Ids are taken first
+        (PostgreSQL: the table's sequence; SQLite: after the current maximum,
+        safe because the write transaction holds the database's write lock),
+        so the insert itself is a plain executemany without RETURNING, which
+        costs three times as much per row on PostgreSQL."""
+        n = len(db_rows)
+        if n == 1:
+            return [conn.execute(table.insert().returning(table.c.id), db_rows[0]).scalar_one()]
+        if conn.dialect.name == "postgresql":
+            seq = sa.func.pg_get_serial_sequence(table.name, "id")
+            ids = list(conn.execute(sa.select(sa.func.nextval(seq)).select_from(
+                sa.func.generate_series(1, n))).scalars())
+        else:
+            top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+            ids = list(range(top + 1, top + n + 1))
+        conn.execute(table.insert(), [{**row, "id": i} for row, i in zip(db_rows, ids)])
+        return ids
 
     def _load_for_update(self, conn, reg: Registry, obj: ObjectDef, table: sa.Table, actor: Actor,
                          ids: list[int], single: bool) -> dict[int, dict]:

@@ -34,21 +34,26 @@ class JSONProvider(DefaultJSONProvider):
         return json.loads(s, parse_float=decimal.Decimal, **kwargs)
 
 
-def body(required: bool = True) -> Any:
-    """The request's JSON body; a precise 400 when it is not JSON."""
+def body(required: bool = True, object_only: bool = True) -> Any:
+    """The request's JSON body; a precise 400 when it is not JSON, or not the
+    JSON object an endpoint expects."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         if required:
             raise BadRequest("A JSON body is required.", {"body": "Empty body."})
         return {}
     try:
-        return json.loads(raw.decode("utf-8"), parse_float=decimal.Decimal,
-                          parse_constant=_reject_constant)
+        value = json.loads(raw.decode("utf-8"), parse_float=decimal.Decimal,
+                           parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise BadRequest("The body must be UTF-8 JSON.", {"body": "Not UTF-8."}) from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.",
                          {"body": "Malformed JSON."}) from None
+    if object_only and not isinstance(value, dict):
+        raise BadRequest(f"The body must be a JSON object, not {type(value).__name__}.",
+                         {"body": "Must be a JSON object."})
+    return value
 
 
 def _reject_constant(name: str):

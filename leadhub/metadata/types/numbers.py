@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import decimal
+import re
 
 import marshmallow as mm
 import sqlalchemy as sa
@@ -9,14 +10,15 @@ import sqlalchemy as sa
 from leadhub.metadata.types.base import EQUALITY, ORDERED, FieldType, Strict, register
 
 INT64 = 2**63 - 1
+_WHOLE = re.compile(r"^\s*[+-]?[0-9]{1,19}\s*$")
 
 
 class IntegerField(Strict, mm.fields.Integer):
     """Whole numbers, also written as "42" or 42.0; never 1.5 truncated to 1."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            value = int(value.strip())
+        if isinstance(value, str) and _WHOLE.match(value):
+            value = int(value)
         elif isinstance(value, (float, decimal.Decimal)) and not isinstance(value, bool):
             if not decimal.Decimal(value).is_finite() or decimal.Decimal(value) % 1:
                 raise self.make_error("invalid")
