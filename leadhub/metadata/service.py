@@ -307,6 +307,8 @@ class MetadataService:
             reg = load_registry(conn)
             obj = reg.get(obj_name, include_deleted=True)
             fd = obj.deleted_fields.get(field_name)
+            if fd is None and field_name not in obj.fields:
+                raise NotFound(f"No field '{field_name}' on {obj_name}.")
             if fd is None:
                 raise Conflict(f"Only a deleted field can be purged; delete '{field_name}' first.",
                                {field_name: "Not deleted."})

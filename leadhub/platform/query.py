@@ -27,6 +27,8 @@ from leadhub.platform.permissions import Actor
 
 MAX_DEPTH = 3          # lookups followed in one path, e.g. a.b.c
 MAX_NODES = 200        # filter tree size
+MAX_NESTING = 20       # and/or/not levels
+MAX_SORT = 5
 MAX_IN = 1000          # values in one in/not_in list
 USER = "user"
 
@@ -54,7 +56,7 @@ class QuerySpecSchema(mm.Schema):
     filter = mm.fields.Raw(load_default=None, allow_none=True)
     sort = mm.fields.Raw(load_default=list)
     fields = mm.fields.List(mm.fields.String(), load_default=None, allow_none=True)
-    page = mm.fields.Integer(load_default=1, strict=True, validate=mm.validate.Range(min=1))
+    page = mm.fields.Integer(load_default=1, strict=True, validate=mm.validate.Range(1, 100_000))
     page_size = mm.fields.Integer(load_default=50, strict=True, validate=mm.validate.Range(1, 500))
     count = mm.fields.Boolean(load_default=False)
     deleted = mm.fields.Boolean(load_default=False)
@@ -130,10 +132,13 @@ class QueryCompiler:
             return None
         return self._node(tree)
 
-    def _node(self, node: Any) -> sa.ColumnElement:
+    def _node(self, node: Any, depth: int = 0) -> sa.ColumnElement:
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise BadRequest(f"The filter has more than {MAX_NODES} conditions.", {"filter": "Too large."})
+        if depth > MAX_NESTING:
+            raise BadRequest(f"The filter nests and/or/not more than {MAX_NESTING} levels deep.",
+                             {"filter": "Nested too deeply."})
         if isinstance(node, list):
             node = {"and": node}
         if not isinstance(node, dict):
@@ -143,12 +148,12 @@ class QueryCompiler:
                 if set(node) != {key} or not isinstance(node[key], list) or not node[key]:
                     raise BadRequest(f"'{key}' takes a non-empty list and nothing beside it.",
                                      {"filter": f"Malformed '{key}'."})
-                parts = [self._node(n) for n in node[key]]
+                parts = [self._node(n, depth + 1) for n in node[key]]
                 return sa.and_(*parts) if key == "and" else sa.or_(*parts)
         if "not" in node:
             if set(node) != {"not"}:
                 raise BadRequest("'not' takes one node and nothing beside it.", {"filter": "Malformed 'not'."})
-            return sa.not_(self._node(node["not"]))
+            return sa.not_(self._node(node["not"], depth + 1))
         unknown = set(node) - {"field", "op", "value"}
         if unknown or "field" not in node:
             raise BadRequest("A condition is {\"field\", \"op\", \"value\"}.",
@@ -158,6 +163,8 @@ class QueryCompiler:
     def condition(self, path: str, op: str, value: Any) -> sa.ColumnElement:
         col, fd = self.resolve(path, purpose="filter")
         ftype = fd.type
+        if not isinstance(op, str):
+            raise BadRequest("op must be an operator name.", {path: "op must be text."})
         if op not in ftype.operators:
             raise BadRequest(f"Operator '{op}' does not apply to {path} ({fd.type_name}).",
                              {path: f"Unsupported operator '{op}'. Use one of: {', '.join(sorted(ftype.operators))}."})
@@ -225,10 +232,16 @@ class QueryCompiler:
         items = [sort] if isinstance(sort, (str, dict)) else sort
         if not isinstance(items, list):
             raise BadRequest("sort is a list of field names, '-' first for descending.", {"sort": "Malformed."})
+        if len(items) > MAX_SORT:
+            raise BadRequest(f"At most {MAX_SORT} sort keys.", {"sort": "Too many sort keys."})
         out = []
-        for item in items[:5]:
+        for item in items:
             if isinstance(item, dict):
-                path, desc = item.get("field"), item.get("direction", "asc") == "desc"
+                direction = item.get("direction", "asc")
+                if set(item) - {"field", "direction"} or direction not in ("asc", "desc"):
+                    raise BadRequest("A sort key is {\"field\", \"direction\": \"asc\" | \"desc\"}.",
+                                     {"sort": "Malformed sort key."})
+                path, desc = item.get("field"), direction == "desc"
             elif isinstance(item, str):
                 path, desc = item.lstrip("-"), item.startswith("-")
             else:

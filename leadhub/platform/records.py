@@ -32,6 +32,7 @@ from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QueryCompiler, QuerySpec
 
 REQUIRED = "This field is required."
+INT64 = 2**63 - 1
 
 
 def json_value(value: Any) -> Any:
@@ -157,6 +158,8 @@ class RecordService:
     def update(self, actor: Actor, obj_name: str, record_id: int, data: Any) -> dict:
         if not isinstance(data, dict):
             raise BadRequest("The record must be a JSON object.", {"record": "Must be an object."})
+        if "id" in data:
+            raise ValidationFailed({"id": "This field is read-only."})
         return self.bulk_update(actor, obj_name, [{**data, "id": record_id}], _single=True)[0]
 
     def bulk_update(self, actor: Actor, obj_name: str, rows: list, *, _single: bool = False) -> list[dict]:
@@ -461,8 +464,9 @@ class RecordService:
 
     def _load_for_update(self, conn, reg: Registry, obj: ObjectDef, table: sa.Table, actor: Actor,
                          ids: list[int], single: bool) -> dict[int, dict]:
+        possible = [i for i in ids if 1 <= i <= INT64]  # others cannot exist (and would overflow)
         stmt = sa.select(*[table.c[f.column] for f in obj.fields.values()]).where(
-            table.c.id.in_(ids), table.c.deleted_at.is_(None))
+            table.c.id.in_(possible), table.c.deleted_at.is_(None))
         scope = permissions.scope_predicate(actor, obj.api_name, table)
         if scope is not None:
             stmt = stmt.where(scope)

@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 from leadhub.platform.config import Config
 from leadhub.platform.errors import LeadhubError
 from leadhub.platform.runtime import Runtime
+from leadhub.web.converters import RecordIdConverter
 from leadhub.web.jsonio import JSONProvider
 
 MAX_BODY = 16 * 1024 * 1024
@@ -16,6 +17,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     runtime = runtime or Runtime(config).start()
     app = Flask(__name__)
     app.json = JSONProvider(app)
+    app.url_map.converters["id"] = RecordIdConverter
     app.config.update(SECRET_KEY=runtime.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY)
     app.extensions["leadhub"] = runtime
 

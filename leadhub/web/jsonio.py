@@ -47,6 +47,8 @@ def body(required: bool = True, object_only: bool = True) -> Any:
                            parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise BadRequest("The body must be UTF-8 JSON.", {"body": "Not UTF-8."}) from None
+    except RecursionError:
+        raise BadRequest("The JSON body is nested too deeply.", {"body": "Nested too deeply."}) from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.",
                          {"body": "Malformed JSON."}) from None

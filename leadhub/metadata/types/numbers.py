@@ -23,7 +23,10 @@ class IntegerField(Strict, mm.fields.Integer):
             if not decimal.Decimal(value).is_finite() or decimal.Decimal(value) % 1:
                 raise self.make_error("invalid")
             value = int(value)
-        return super()._deserialize(value, attr, data, **kwargs)
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not -INT64 <= value <= INT64:  # a 64-bit column: larger is an error, not an overflow
+            raise mm.ValidationError(f"Must be between {-INT64} and {INT64}.")
+        return value
 
 
 class DecimalField(Strict, mm.fields.Decimal):
@@ -62,9 +65,6 @@ class IntegerType(FieldType):
     def base_field(self, field):
         return IntegerField(strict=True, allow_none=True)
 
-    def value_field(self, field):
-        return IntegerField(strict=True, allow_none=True, validate=mm.validate.Range(
-            -INT64, INT64, error="Must be between {min} and {max}."))
 
 
 class DecimalSettings(mm.Schema):

@@ -17,9 +17,17 @@ class CleanString(mm.fields.String):
             return None
         return super().deserialize(value, attr, data, **kwargs)
 
+    default_error_messages = {"control": "Text must not contain NUL characters or unpaired surrogates."}
+
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
             raise self.make_error("invalid")
+        if "\x00" in value:  # PostgreSQL text cannot hold it; SQLite must refuse alike
+            raise self.make_error("control")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.make_error("control") from None
         return super()._deserialize(value.strip(), attr, data, **kwargs)
 
 
@@ -131,14 +139,14 @@ class PhoneType(_StringType):
 
 class UrlField(CleanString):
     default_error_messages = {"invalid_url": "Not a valid http(s) URL."}
-    _validate = mm.validate.URL(relative=False, require_tld=False, schemes={"http", "https"})
+    _url_rule = mm.validate.URL(relative=False, require_tld=False, schemes={"http", "https"})
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         if "://" not in value:
             value = "https://" + value
         try:
-            self._validate(value)
+            self._url_rule(value)
         except mm.ValidationError:
             raise self.make_error("invalid_url") from None
         return value

@@ -27,6 +27,8 @@ def list_records(name):
             spec["filter"] = json.loads(args["filter"])
         except json.JSONDecodeError as exc:
             raise BadRequest(f"filter is not valid JSON: {exc.msg}.", {"filter": "Malformed JSON."}) from None
+        except RecursionError:
+            raise BadRequest("filter is nested too deeply.", {"filter": "Nested too deeply."}) from None
     if "sort" in args:
         spec["sort"] = [s for s in args["sort"].split(",") if s]
     for key in ("page", "page_size"):
@@ -72,27 +74,27 @@ def bulk_records(name):
     raise BadRequest("operation must be 'create' or 'update'.", {"operation": "Unknown operation."})
 
 
-@api.get("/objects/<name>/records/<int:record_id>")
+@api.get("/objects/<name>/records/<id:record_id>")
 def get_record(name, record_id):
     return runtime().records.get(g.actor, name, record_id, _fields_arg())
 
 
-@api.patch("/objects/<name>/records/<int:record_id>")
+@api.patch("/objects/<name>/records/<id:record_id>")
 def update_record(name, record_id):
     return runtime().records.update(g.actor, name, record_id, body())
 
 
-@api.delete("/objects/<name>/records/<int:record_id>")
+@api.delete("/objects/<name>/records/<id:record_id>")
 def delete_record(name, record_id):
     runtime().records.delete(g.actor, name, record_id)
     return "", 204
 
 
-@api.post("/objects/<name>/records/<int:record_id>/restore")
+@api.post("/objects/<name>/records/<id:record_id>/restore")
 def restore_record(name, record_id):
     return runtime().records.restore(g.actor, name, record_id)
 
 
-@api.get("/objects/<name>/records/<int:record_id>/history")
+@api.get("/objects/<name>/records/<id:record_id>/history")
 def record_history(name, record_id):
     return {"history": runtime().records.history(g.actor, name, record_id)}
