@@ -5,12 +5,11 @@ field with its data intact, and sees the new column in the database and in
 openapi.json."""
 import http.client
 import json
-import socket
 import threading
 
 import pytest
 import sqlalchemy as sa
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 from leadhub.platform import auth
 from tests.specs import ACCOUNT_FIELDS, DEAL_FIELDS, NOTE_FIELDS
@@ -18,11 +17,12 @@ from tests.specs import ACCOUNT_FIELDS, DEAL_FIELDS, NOTE_FIELDS
 
 @pytest.fixture
 def server(app, runtime):
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield srv.effective_port, auth.create_token(runtime.db, "admin")
-    srv.close()
+    yield srv.server_port, auth.create_token(runtime.db, "admin")
+    srv.shutdown()
+    thread.join(10)
 
 
 class Http:

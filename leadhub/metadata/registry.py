@@ -191,6 +191,7 @@ class MetadataCache:
         self.db = db
         self._registry: Registry | None = None
         self._lock = threading.Lock()
+        self.security_version = 0  # rights version seen with the last registry check
 
     def current(self, conn: sa.Connection | None = None) -> Registry:
         if conn is not None:
@@ -199,7 +200,8 @@ class MetadataCache:
             return self._fresh(c)
 
     def _fresh(self, conn: sa.Connection) -> Registry:
-        version = conn.execute(sa.select(t.meta_version.c.version)).scalar_one()
+        version, self.security_version = conn.execute(
+            sa.select(t.meta_version.c.version, t.meta_version.c.security_version)).one()
         reg = self._registry
         if reg is None or reg.version != version:
             with self._lock:

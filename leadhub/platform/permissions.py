@@ -1,19 +1,61 @@
-"""The one permission check. Every read passes through `scope_predicate` (the
-query compiler adds it) and every write through `require` (the record
-service calls it), so the API, pages, exports and functions cannot disagree.
+"""The one permission check. Every read passes through `scope_predicate` and
+`check_field` (the query compiler calls them) and every write through
+`require`, `scope_predicate(..., "edit")` and `check_writable` (the record
+service calls them), so the API, pages, exports, lookups and functions
+cannot disagree.
 
-Today an active user may do everything and metadata changes need an admin;
-the identity issue fills in roles, field rights and record scope here, in
-this module only."""
+An Actor carries its Principal: the user's roles merged into rights per
+object, its department, the departments below it, its groups and the users
+who report to it, resolved once per security version (see identity.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import sqlalchemy as sa
 
+from leadhub.platform import tables as t
 from leadhub.platform.errors import Forbidden
 
 ACTIONS = ("create", "read", "edit", "delete", "import", "export")
+SCOPES = ("own", "department", "department_tree", "all")      # widening order
+FIELD_ACCESS = ("hidden", "read", "edit")                      # widening order
+
+
+@dataclass(frozen=True)
+class ObjectRights:
+    actions: frozenset[str] = frozenset()
+    scope: str = "own"
+    fields: Mapping[str, str] = field(default_factory=dict)   # only restricted fields: hidden | read
+
+    def field_access(self, name: str) -> str:
+        return self.fields.get(name, "edit")
+
+    def merge(self, other: "ObjectRights") -> "ObjectRights":
+        """The union of two roles' rights: every action either grants, the wider
+        scope, and per field the more open access."""
+        names = set(self.fields) & set(other.fields)  # a field one role leaves open stays open
+        return ObjectRights(
+            actions=self.actions | other.actions,
+            scope=max(self.scope, other.scope, key=SCOPES.index),
+            fields={n: max(self.fields[n], other.fields[n], key=FIELD_ACCESS.index) for n in names})
+
+
+NO_RIGHTS = ObjectRights()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """What a user may do, resolved from roles, departments, groups and managers."""
+    user_id: int
+    department_id: int | None = None
+    tree_department_ids: frozenset[int] = frozenset()   # own department and every one below it
+    group_ids: frozenset[int] = frozenset()
+    subordinate_ids: frozenset[int] = frozenset()       # everyone whose manager chain reaches this user
+    rights: Mapping[str, ObjectRights] = field(default_factory=dict)  # by object, "*" for the rest
+
+    def rights_for(self, obj_name: str) -> ObjectRights:
+        return self.rights.get(obj_name) or self.rights.get("*") or NO_RIGHTS
 
 
 @dataclass(frozen=True)
@@ -23,25 +65,83 @@ class Actor:
     login: str
     is_admin: bool = False
     language: str = "zh_CN"
-    scopes: frozenset[str] = field(default_factory=frozenset)
+    read_only: bool = False                         # a read-only token
+    token_objects: frozenset[str] | None = None     # a token limited to these objects
+    principal: Principal | None = None
 
     @classmethod
     def system(cls) -> "Actor":
         return cls(user_id=None, login="system", is_admin=True)
 
+    def rights(self, obj_name: str) -> ObjectRights:
+        if self.is_admin:
+            return ObjectRights(actions=frozenset(ACTIONS), scope="all")
+        return self.principal.rights_for(obj_name) if self.principal else NO_RIGHTS
+
 
 def require(actor: Actor, obj_name: str, action: str) -> None:
+    """Refuse (403) an action on an object the actor has no right to."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action}")
     if actor is None:
         raise Forbidden("Sign in first.")
+    if actor.read_only and action != "read":
+        raise Forbidden("This token is read-only.")
+    if actor.token_objects is not None and obj_name not in actor.token_objects:
+        raise Forbidden(f"This token is not valid for {obj_name}.")
+    if action not in actor.rights(obj_name).actions:
+        raise Forbidden(f"You may not {action} {obj_name} records.", {obj_name: f"No {action} right."})
 
 
 def require_admin(actor: Actor) -> None:
-    if actor is None or not actor.is_admin:
-        raise Forbidden("Only administrators may change metadata.")
+    if actor is None or not actor.is_admin or actor.read_only:
+        raise Forbidden("Only administrators may do this.")
 
 
-def scope_predicate(actor: Actor, obj_name: str, table: sa.Table) -> sa.ColumnElement | None:
-    """Extra WHERE clause limiting `actor` to the records they may see; None = all."""
-    return None
+def check_field(actor: Actor, obj_name: str, field_name: str) -> None:
+    """A hidden field is absent: naming it in fields, filters or sorts is a 403."""
+    if actor.rights(obj_name).field_access(field_name) == "hidden":
+        raise Forbidden(f"You may not read {obj_name}.{field_name}.", {field_name: "Hidden from you."})
+
+
+def visible(actor: Actor, obj_name: str, field_name: str) -> bool:
+    return actor.rights(obj_name).field_access(field_name) != "hidden"
+
+
+def check_writable(actor: Actor, obj_name: str, field_names) -> None:
+    """Refuse (403) a write that names a field the actor may only read or not see."""
+    rights = actor.rights(obj_name)
+    denied = {n: "You may not change this field." for n in field_names if rights.field_access(n) != "edit"}
+    if denied:
+        raise Forbidden(f"You may not change: {', '.join(sorted(denied))}.", denied)
+
+
+def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = "read") -> sa.ColumnElement | None:
+    """WHERE clause limiting `actor` to the records it may read (or edit); None = all."""
+    rights = actor.rights(obj_name)
+    if rights.scope == "all":
+        return None
+    p = actor.principal
+    if p is None:
+        return sa.false()
+    owners = {p.user_id} | set(p.subordinate_ids)
+    clauses = [table.c.owner.in_(sorted(owners)) if len(owners) > 1 else table.c.owner == p.user_id]
+    if rights.scope in ("department", "department_tree") and p.department_id is not None:
+        depts = sorted(p.tree_department_ids) if rights.scope == "department_tree" else [p.department_id]
+        clauses.append(table.c.owner.in_(sa.select(t.users.c.id).where(t.users.c.department_id.in_(depts))))
+    clauses.append(_shared(p, obj_name, table, access))
+    return sa.or_(*clauses)
+
+
+def _shared(p: Principal, obj_name: str, table: sa.Table, access: str) -> sa.ColumnElement:
+    s = t.shares
+    to_me = [sa.and_(s.c.principal_type == "user", s.c.principal_id == p.user_id)]
+    if p.group_ids:
+        to_me.append(sa.and_(s.c.principal_type == "group", s.c.principal_id.in_(sorted(p.group_ids))))
+    if p.department_id is not None:
+        to_me.append(sa.and_(s.c.principal_type == "department", s.c.principal_id == p.department_id))
+    which = sa.or_(s.c.record_id == table.c.id, sa.and_(s.c.record_id.is_(None), s.c.owner_id == table.c.owner))
+    cond = [s.c.object == obj_name, which, sa.or_(*to_me)]
+    if access == "edit":
+        cond.append(s.c.access == "edit")
+    return sa.exists().where(*cond)

@@ -22,7 +22,7 @@ from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import Registry
 from leadhub.metadata.types.base import RELATIVE_DATES
 from leadhub.platform import permissions, tables as t
-from leadhub.platform.errors import BadRequest
+from leadhub.platform.errors import BadRequest, Forbidden
 from leadhub.platform.permissions import Actor
 
 MAX_DEPTH = 3          # lookups followed in one path, e.g. a.b.c
@@ -102,12 +102,19 @@ class QueryCompiler:
             fd = obj.fields.get(part)
             if fd is None:
                 raise BadRequest(f"Unknown field '{path}' on {self.obj.api_name}.", {path: "Unknown field."})
+            if obj is not USER_OBJECT:
+                try:
+                    permissions.check_field(self.actor, obj.api_name, part)
+                except Forbidden:
+                    raise Forbidden(f"You may not read {path}.", {path: "Hidden from you."}) from None
             if i == len(parts) - 1:
                 return table.c[fd.column], fd
             if fd.type_name not in ("lookup", "master_detail", "user"):
                 raise BadRequest(f"'{part}' in '{path}' is not a lookup.", {path: "Not a lookup."})
             prefix = f"{prefix}.{part}" if prefix else part
             target_obj, target_table = self._target(fd.settings["reference_to"])
+            if target_obj is not USER_OBJECT:
+                permissions.require(self.actor, target_obj.api_name, "read")
             if prefix not in self._joins:
                 alias = target_table.alias(f"j{len(self._joins)}")
                 cond = alias.c.id == table.c[fd.column]
@@ -254,7 +261,7 @@ class QueryCompiler:
 
     def columns(self, names: list[str] | None) -> list[tuple[str, sa.ColumnElement, FieldDef]]:
         if names is None:
-            names = list(self.obj.fields)
+            names = [n for n in self.obj.fields if permissions.visible(self.actor, self.obj.api_name, n)]
         if not names:
             raise BadRequest("fields must name at least one field.", {"fields": "Empty."})
         out = []

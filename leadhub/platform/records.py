@@ -23,7 +23,7 @@ from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import MetadataCache, Registry
 from leadhub.metadata.types.base import FieldType
 from leadhub.metadata.types.computed import format_number
-from leadhub.platform import computed, permissions, tables as t
+from leadhub.platform import audit, computed, permissions, tables as t
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.ddl import index_name
 from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
@@ -114,7 +114,8 @@ class RecordService:
             rows = conn.execute(sa.select(h).where(h.c.object == obj_name, h.c.record_id == record_id)
                                 .order_by(h.c.changed_at.desc(), h.c.id.desc())).mappings().all()
         return [{"field": r["field"], "old_value": r["old_value"], "new_value": r["new_value"],
-                 "changed_by": r["changed_by"], "changed_at": r["changed_at"]} for r in rows]
+                 "changed_by": r["changed_by"], "changed_at": r["changed_at"]} for r in rows
+                if permissions.visible(actor, obj_name, r["field"])]
 
     @staticmethod
     def _row_to_api(row, cols) -> dict:
@@ -132,8 +133,9 @@ class RecordService:
             reg = self.cache.current(conn)
             obj = reg.get(obj_name)
             now = utcnow()
+            self._check_writable(actor, obj, rows)
             values_list = self._collect(rows, _single, lambda v: self._prepare_insert(reg, obj, v))
-            self._check_references(conn, reg, obj, values_list, _single)
+            self._check_references(conn, reg, obj, values_list, _single, actor=actor)
             self._check_unique(conn, reg, obj, values_list, _single)
             for values in values_list:
                 self._publish("before_insert", reg, obj, actor, conn, values, None, None, on_commit)
@@ -153,7 +155,7 @@ class RecordService:
             self._refresh_parents(conn, reg, obj, values_list, now)
             for values in values_list:
                 self._publish("after_insert", reg, obj, actor, conn, values, None, values["id"], on_commit)
-        return [self._public(obj, v) for v in values_list]
+        return [self._public(actor, obj, v) for v in values_list]
 
     def update(self, actor: Actor, obj_name: str, record_id: int, data: Any) -> dict:
         if not isinstance(data, dict):
@@ -179,11 +181,12 @@ class RecordService:
                 ids.append(rid)
             if len(set(ids)) != len(ids):
                 raise BadRequest("The same id appears twice in one bulk update.", {"id": "Duplicate id."})
+            self._check_writable(actor, obj, rows)
             olds = self._load_for_update(conn, reg, obj, table, actor, ids, _single)
             changes = self._collect(
                 rows, _single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
                                                                 {k: v for k, v in row.items() if k != "id"}))
-            self._check_references(conn, reg, obj, changes, _single, olds=[olds[i] for i in ids])
+            self._check_references(conn, reg, obj, changes, _single, olds=[olds[i] for i in ids], actor=actor)
             self._check_unique(conn, reg, obj, changes, _single, ids=ids, olds=[olds[i] for i in ids])
             results = []
             for rid, values in zip(ids, changes):
@@ -201,10 +204,13 @@ class RecordService:
                     db_values.update(updated_by=actor.user_id, updated_at=now)
                     conn.execute(sa.update(table).where(table.c.id == rid).values(db_values))
                     self._write_history(conn, obj, rid, old, diff, actor, now)
+                    if "owner" in diff:
+                        audit.record(conn, actor, "owner_transferred", object=obj.api_name, target=rid,
+                                     details={"from": old.get("owner"), "to": diff["owner"]})
                     self._refresh_parents(conn, reg, obj, [merged, old], now)
                     self._publish("after_update", reg, obj, actor, conn, merged, old, rid, on_commit)
                 results.append(merged)
-        return [self._public(obj, v) for v in results]
+        return [self._public(actor, obj, v) for v in results]
 
     def delete(self, actor: Actor, obj_name: str, record_id: int) -> None:
         """Soft delete; lookups pointing here are restricted, cleared or cascaded
@@ -269,7 +275,8 @@ class RecordService:
                     raise Conflict(f"Cannot restore: record {clash[0]} already has "
                                    f"{fd.api_name} = {values[fd.api_name]!r}.", {fd.api_name: "Duplicate value."})
         self._check_references(conn, reg, obj, [{k: v for k, v in values.items() if k in obj.fields
-                                                 and obj.fields[k].type_name in ("lookup", "master_detail")}], True)
+                                                 and obj.fields[k].type_name in ("lookup", "master_detail")}], True,
+                               actor=Actor.system())
         conn.execute(sa.update(table).where(table.c.id == row["id"])
                      .values(deleted_at=None, updated_at=now, updated_by=actor.user_id))
         for child, fd in reg.references_to(obj.api_name):
@@ -300,6 +307,11 @@ class RecordService:
             raise BadRequest("records must be a non-empty list.", {"records": "Must be a non-empty list."})
         if len(rows) > self.max_bulk:
             raise BadRequest(f"At most {self.max_bulk} records per request.", {"records": "Too many records."})
+
+    @staticmethod
+    def _check_writable(actor: Actor, obj: ObjectDef, rows: list) -> None:
+        names = {k for row in rows if isinstance(row, dict) for k in row if k != "id" and k in obj.fields}
+        permissions.check_writable(actor, obj.api_name, names)
 
     @staticmethod
     def _collect(rows: list, single: bool, prepare: Callable[[Any], dict]) -> list[dict]:
@@ -363,7 +375,7 @@ class RecordService:
             raise ValidationFailed(errors)
 
     def _check_references(self, conn, reg: Registry, obj: ObjectDef, values_list: list[dict], single: bool,
-                          olds: list[dict] | None = None) -> None:
+                          *, actor: Actor, olds: list[dict] | None = None) -> None:
         """Every lookup and user value must name a live record (an active user)."""
         errors = {}
         for fd in obj.fields.values():
@@ -382,8 +394,11 @@ class RecordService:
                     t.users.c.id.in_(wanted), t.users.c.active.is_(True))).scalars())
             else:
                 ttable = reg.table(target)
+                # a record the actor may not read is reported exactly like a missing one
+                scope = permissions.scope_predicate(actor, target, ttable)
                 found = set(conn.execute(sa.select(ttable.c.id).where(
-                    ttable.c.id.in_(wanted), ttable.c.deleted_at.is_(None))).scalars())
+                    ttable.c.id.in_(wanted), ttable.c.deleted_at.is_(None),
+                    *([scope] if scope is not None else []))).scalars())
             for v, rows in wanted.items():
                 if v not in found:
                     for i in rows:
@@ -467,8 +482,8 @@ class RecordService:
         possible = [i for i in ids if 1 <= i <= INT64]  # others cannot exist (and would overflow)
         stmt = sa.select(*[table.c[f.column] for f in obj.fields.values()]).where(
             table.c.id.in_(possible), table.c.deleted_at.is_(None))
-        scope = permissions.scope_predicate(actor, obj.api_name, table)
-        if scope is not None:
+        scope = permissions.scope_predicate(actor, obj.api_name, table, "edit")
+        if scope is not None:  # out of scope looks exactly like missing: a 404, nothing leaks
             stmt = stmt.where(scope)
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -519,6 +534,6 @@ class RecordService:
         return Conflict("The write conflicts with existing data.", {})
 
     @staticmethod
-    def _public(obj: ObjectDef, values: dict) -> dict:
-        return {name: values.get(name) for name in obj.fields}
+    def _public(actor: Actor, obj: ObjectDef, values: dict) -> dict:
+        return {name: values.get(name) for name in obj.fields if permissions.visible(actor, obj.api_name, name)}
 

@@ -9,6 +9,7 @@ from leadhub.platform import migrate
 from leadhub.platform.config import Config
 from leadhub.platform.db import Database
 from leadhub.platform.events import EventBus
+from leadhub.platform.identity import Organisation
 from leadhub.platform.jobs import Jobs
 from leadhub.platform.records import RecordService
 
@@ -25,6 +26,7 @@ class Runtime:
         self.metadata = MetadataService(self.db, self.cache)
         self.records = RecordService(self.db, self.cache, self.events,
                                      timezone=self.config.timezone, max_bulk=self.config.max_bulk_records)
+        self.org = Organisation(self.db, self.cache)
         self.plugins = PluginManager(self)
 
     def upgrade_db(self) -> None:

@@ -14,6 +14,7 @@ meta_version = sa.Table(
     "lh_meta_version", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("security_version", sa.Integer, nullable=False, server_default="1"),
 )
 
 objects = sa.Table(
@@ -87,6 +88,89 @@ users = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("language", sa.String(8), nullable=False, default="zh_CN"),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("password_hash", sa.String(255)),
+    sa.Column("phone", sa.String(32)),
+    sa.Column("department_id", sa.Integer, sa.ForeignKey("lh_departments.id", name="fk_lh_users_department"),
+              index=True),
+    sa.Column("manager_id", sa.Integer, sa.ForeignKey("lh_users.id", name="fk_lh_users_manager"), index=True),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="Asia/Shanghai"),
+    sa.Column("working_hours", sa.JSON),   # {"days": [1..7], "start": "09:00", "end": "18:00"}
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime),
+    sa.Column("password_changed_at", UTCDateTime),
+)
+
+departments = sa.Table(
+    "lh_departments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("lh_departments.id")),
+    sa.Column("head_id", sa.Integer, sa.ForeignKey("lh_users.id")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+groups = sa.Table(
+    "lh_groups", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+group_members = sa.Table(
+    "lh_group_members", metadata,
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("lh_groups.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("lh_users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# objects: {"<object>" | "*": {"create", "read", "edit", "delete", "import", "export": bool,
+#           "scope": "own" | "department" | "department_tree" | "all", "fields": {"<f>": "hidden"|"read"|"edit"}}}
+roles = sa.Table(
+    "lh_roles", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("api_name", sa.String(40), nullable=False, unique=True),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("objects", sa.JSON, nullable=False),
+    sa.Column("builtin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+user_roles = sa.Table(
+    "lh_user_roles", metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("lh_users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role_id", sa.Integer, sa.ForeignKey("lh_roles.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# A share opens one record (record_id) or all of one owner's records
+# (record_id null, owner_id set) of an object to a user, group or department.
+shares = sa.Table(
+    "lh_shares", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("object", sa.String(40), nullable=False),
+    sa.Column("record_id", sa.BigInteger().with_variant(sa.Integer, "sqlite")),
+    sa.Column("owner_id", sa.Integer),
+    sa.Column("principal_type", sa.String(16), nullable=False),
+    sa.Column("principal_id", sa.Integer, nullable=False),
+    sa.Column("access", sa.String(8), nullable=False),
+    sa.Column("created_by", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lh_shares_record", "object", "record_id"),
+    sa.Index("ix_lh_shares_owner", "object", "owner_id"),
+)
+
+audit = sa.Table(
+    "lh_audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor_id", sa.Integer),
+    sa.Column("actor_login", sa.String(64)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object", sa.String(40)),
+    sa.Column("target", sa.String(128)),
+    sa.Column("details", sa.JSON),
+    sa.Column("ip", sa.String(64)),
+    sa.Index("ix_lh_audit_at", "at"),
+    sa.Index("ix_lh_audit_action", "action", "at"),
 )
 
 api_tokens = sa.Table(
@@ -100,6 +184,8 @@ api_tokens = sa.Table(
     sa.Column("expires_at", UTCDateTime),
     sa.Column("last_used_at", UTCDateTime),
     sa.Column("revoked_at", UTCDateTime),
+    sa.Column("read_only", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("objects", sa.JSON),   # null: every object
 )
 
 plugins = sa.Table(

@@ -20,7 +20,7 @@ def authenticate():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send 'Authorization: Bearer <token>'. Create one with `leadhub token create --user NAME`.")
-    g.actor = auth.authenticate(runtime().db, token.strip())
+    g.actor = auth.authenticate(runtime().db, runtime().cache, token.strip())
 
 
 def language() -> str:
