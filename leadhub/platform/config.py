@@ -34,6 +34,7 @@ class Config:
     secret_key: str = ""
     default_language: str = "zh_CN"
     timezone: str = "Asia/Shanghai"  # for today/this_week filters and dated auto-numbers
+    secure_cookies: bool = False  # LEADHUB_SECURE_COOKIES=1 behind HTTPS
     max_page_size: int = 500
     max_bulk_records: int = 1000
     extra: dict = field(default_factory=dict)
@@ -48,6 +49,7 @@ class Config:
         redis_url = overrides.pop("redis_url", None) or os.environ.get("LEADHUB_REDIS_URL") or None
         secret = overrides.pop("secret_key", None) or _secret_key(instance)
         overrides.setdefault("timezone", os.environ.get("LEADHUB_TIMEZONE", "Asia/Shanghai"))
+        overrides.setdefault("secure_cookies", os.environ.get("LEADHUB_SECURE_COOKIES", "") in ("1", "true", "yes"))
         return cls(instance_path=instance, database_url=normalise_database_url(url),
                    redis_url=redis_url, secret_key=secret, **overrides)
 

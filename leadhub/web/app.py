@@ -1,6 +1,8 @@
 """The Flask app factory."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -18,11 +20,16 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     app = Flask(__name__)
     app.json = JSONProvider(app)
     app.url_map.converters["id"] = RecordIdConverter
-    app.config.update(SECRET_KEY=runtime.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY)
+    app.config.update(SECRET_KEY=runtime.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=runtime.config.secure_cookies,
+                      PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12))
     app.extensions["leadhub"] = runtime
 
     from leadhub.web.api import api
+    from leadhub.web.session import bp as session_bp
     app.register_blueprint(api)
+    app.register_blueprint(session_bp)
 
     @app.errorhandler(LeadhubError)
     def leadhub_error(exc: LeadhubError):

@@ -1,0 +1,234 @@
+"""Identity endpoints: users, departments, groups, roles, tokens, shares,
+hand-over and the audit log."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import g, request
+
+from leadhub.platform import audit, auth, permissions
+from leadhub.platform.errors import BadRequest, ValidationFailed
+from leadhub.web.api import api, runtime
+from leadhub.web.jsonio import body
+
+
+def org():
+    return runtime().org
+
+
+# users
+@api.get("/users")
+def list_users():
+    return {"users": org().list_users()}
+
+
+@api.post("/users")
+def create_user():
+    return org().create_user(g.actor, body()), 201
+
+
+@api.get("/users/<int:uid>")
+def get_user(uid):
+    return org().get_user(uid)
+
+
+@api.patch("/users/<int:uid>")
+def update_user(uid):
+    return org().update_user(g.actor, uid, body())
+
+
+@api.delete("/users/<int:uid>")
+def deactivate_user(uid):
+    org().deactivate_user(g.actor, uid)
+    return "", 204
+
+
+@api.post("/users/<int:uid>/handover")
+def handover(uid):
+    return runtime().ownership.handover(g.actor, uid, body())
+
+
+@api.post("/users/<int:uid>/shares")
+def share_owner(uid):
+    return runtime().ownership.share_owner(g.actor, uid, body()), 201
+
+
+@api.get("/me")
+def me():
+    return org().get_user(g.actor.user_id)
+
+
+@api.post("/me/password")
+def change_password():
+    data = body()
+    auth.change_password(runtime().db, g.actor, data.get("old_password"), data.get("new_password"))
+    return "", 204
+
+
+# departments and groups
+@api.get("/departments")
+def list_departments():
+    return {"departments": org().list_departments()}
+
+
+@api.post("/departments")
+def create_department():
+    return org().save_department(g.actor, body()), 201
+
+
+@api.get("/departments/<int:did>")
+def get_department(did):
+    return org().get_department(did)
+
+
+@api.patch("/departments/<int:did>")
+def update_department(did):
+    return org().save_department(g.actor, body(), did)
+
+
+@api.delete("/departments/<int:did>")
+def delete_department(did):
+    org().delete_department(g.actor, did)
+    return "", 204
+
+
+@api.get("/groups")
+def list_groups():
+    return {"groups": org().list_groups()}
+
+
+@api.post("/groups")
+def create_group():
+    return org().save_group(g.actor, body()), 201
+
+
+@api.get("/groups/<int:gid>")
+def get_group(gid):
+    return org().get_group(gid)
+
+
+@api.patch("/groups/<int:gid>")
+def update_group(gid):
+    return org().save_group(g.actor, body(), gid)
+
+
+@api.delete("/groups/<int:gid>")
+def delete_group(gid):
+    org().delete_group(g.actor, gid)
+    return "", 204
+
+
+# roles: addressed by id or api_name
+def _role_key(key: str):
+    return int(key) if key.isdigit() else key
+
+
+@api.get("/roles")
+def list_roles():
+    return {"roles": org().list_roles()}
+
+
+@api.post("/roles")
+def create_role():
+    return org().save_role(g.actor, body()), 201
+
+
+@api.get("/roles/<key>")
+def get_role(key):
+    return org().get_role(_role_key(key))
+
+
+@api.patch("/roles/<key>")
+def update_role(key):
+    return org().save_role(g.actor, body(), _role_key(key))
+
+
+@api.delete("/roles/<key>")
+def delete_role(key):
+    org().delete_role(g.actor, _role_key(key))
+    return "", 204
+
+
+# tokens
+@api.post("/tokens")
+def create_token():
+    data = body()
+    unknown = set(data) - {"user", "name", "read_only", "objects", "expires_at"}
+    if unknown:
+        raise ValidationFailed({k: "Unknown property." for k in unknown})
+    login = data.get("user", g.actor.login)
+    if login != g.actor.login:
+        permissions.require_admin(g.actor)
+    if not isinstance(login, str):
+        raise ValidationFailed({"user": "The user's login."})
+    name = data.get("name", "api")
+    read_only = data.get("read_only", False)
+    objects = data.get("objects")
+    errors = {}
+    if not isinstance(name, str) or not 1 <= len(name) <= 128:
+        errors["name"] = "1-128 characters."
+    if not isinstance(read_only, bool):
+        errors["read_only"] = "true or false."
+    if objects is not None and (not isinstance(objects, list) or not all(isinstance(o, str) for o in objects)):
+        errors["objects"] = "A list of object api names."
+    elif objects is not None:
+        unknown_objects = [o for o in objects if o not in runtime().cache.current().objects]
+        if unknown_objects:
+            errors["objects"] = f"No object {', '.join(unknown_objects)}."
+    expires = None
+    if data.get("expires_at") is not None:
+        try:
+            expires = dt.datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
+            expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            errors["expires_at"] = "An ISO 8601 date-time."
+    if errors:
+        raise ValidationFailed(errors)
+    token = auth.create_token(runtime().db, login, name, expires, read_only=read_only, objects=objects, actor=g.actor)
+    return {"token": token, "user": login, "name": name, "read_only": read_only, "objects": objects,
+            "expires_at": expires}, 201
+
+
+@api.get("/tokens")
+def list_tokens():
+    return {"tokens": auth.list_tokens(runtime().db, g.actor)}
+
+
+@api.delete("/tokens/<int:token_id>")
+def revoke_token(token_id):
+    auth.revoke_token(runtime().db, g.actor, token_id)
+    return "", 204
+
+
+# record shares
+@api.post("/objects/<name>/records/<id:record_id>/shares")
+def share_record(name, record_id):
+    return runtime().ownership.share_record(g.actor, name, record_id, body()), 201
+
+
+@api.get("/objects/<name>/records/<id:record_id>/shares")
+def list_shares(name, record_id):
+    return {"shares": runtime().ownership.list_shares(g.actor, name, record_id)}
+
+
+@api.delete("/objects/<name>/records/<id:record_id>/shares/<int:share_id>")
+def delete_share(name, record_id, share_id):
+    runtime().ownership.delete_share(g.actor, name, record_id, share_id)
+    return "", 204
+
+
+# audit
+@api.get("/audit")
+def audit_log():
+    permissions.require_admin(g.actor)
+    args = request.args
+    try:
+        limit = min(int(args.get("limit", 100)), 1000)
+        actor_id = int(args["actor"]) if "actor" in args else None
+        before = int(args["before"]) if "before" in args else None
+        since = dt.datetime.fromisoformat(args["since"].replace("Z", "+00:00")) if "since" in args else None
+    except ValueError:
+        raise BadRequest("limit, actor and before are numbers; since is an ISO date-time.", {"query": "Malformed."}) from None
+    with runtime().db.read() as conn:
+        return {"entries": audit.entries(conn, action=args.get("action"), actor_id=actor_id, since=since,
+                                         limit=limit, before_id=before)}

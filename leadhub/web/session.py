@@ -1,0 +1,65 @@
+"""Browser sessions: sign-in and sign-out forms, and the CSRF token every
+form and every cookie-authenticated unsafe API call must carry."""
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+
+from leadhub.platform import audit, auth
+from leadhub.platform.errors import Unauthorized
+
+bp = Blueprint("session", __name__)
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def csrf_valid(sent: str | None) -> bool:
+    expected = session.get("csrf")
+    return bool(expected and sent and hmac.compare_digest(expected, sent))
+
+
+def _safe_next(target: str | None) -> str:
+    # only local paths: an open redirect would let a phishing link bounce through us
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+@bp.get("/login")
+def login_form():
+    return render_template("login.html", csrf=csrf_token(), next=_safe_next(request.args.get("next")), error=None)
+
+
+@bp.post("/login")
+def login():
+    if not csrf_valid(request.form.get("csrf_token")):
+        abort(400, "The form expired; reload the page and sign in again.")
+    rt = current_app.extensions["leadhub"]
+    try:
+        actor = auth.sign_in(rt.db, rt.cache, request.form.get("login", ""), request.form.get("password", ""),
+                             ip=request.remote_addr)
+    except Unauthorized as exc:
+        return render_template("login.html", csrf=csrf_token(), next=_safe_next(request.form.get("next")),
+                               error=exc.message), 401
+    session.clear()  # a new session id after sign-in: no fixation
+    session["uid"] = actor.user_id
+    session.permanent = True
+    csrf_token()
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+def logout():
+    if not csrf_valid(request.form.get("csrf_token")):
+        abort(400, "The form expired; reload the page.")
+    rt = current_app.extensions["leadhub"]
+    if session.get("uid"):
+        with rt.db.write() as conn:
+            audit.record(conn, auth.actor_for(rt.db, rt.cache, session["uid"]), "sign_out", ip=request.remote_addr)
+    session.clear()
+    return redirect(url_for("session.login_form"))
