@@ -1,6 +1,7 @@
 """The `leadhub` command: init, serve, db upgrade, token create, worker, plugins."""
 from __future__ import annotations
 
+import secrets
 import sys
 
 import click
@@ -19,33 +20,66 @@ def _runtime() -> Runtime:
     return Runtime()
 
 
-def _fail(exc: LeadhubError):
-    raise click.ClickException(exc.message)
+def _fail(exc: LeadhubError, fields: dict | None = None):
+    detail = "; ".join(f"{k}: {v}" for k, v in (fields or {}).items())
+    raise click.ClickException(exc.message + (f" ({detail})" if detail else ""))
 
 
-def bootstrap(runtime: Runtime, *, demo: bool) -> str:
-    """Bring an instance up: schema, plugins, the admin user and its token,
-    and demo data once. Safe to run at every start; returns the admin token."""
+def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str, str]:
+    """Bring an instance up: schema, plugins, the admin user, its password and
+    token, and demo data once. Safe to run at every start; returns the
+    admin's (password as first set, API token)."""
     runtime.upgrade_db()
     runtime.plugins.install_all()
+    folder = runtime.config.instance_path
+    folder.mkdir(parents=True, exist_ok=True)
+    password_file = folder / "admin-password"
     with runtime.db.read() as conn:
         has_admin = conn.execute(sa.select(t.users.c.id).where(t.users.c.login == ADMIN)).first()
     if not has_admin:
-        auth.create_user(runtime.db, ADMIN, "Administrator 管理员", is_admin=True)
-    token_file = runtime.config.instance_path / "admin-token"
+        password = "lh-" + secrets.token_urlsafe(12)
+        auth.create_user(runtime.db, ADMIN, "Administrator 管理员", is_admin=True, password=password)
+        _secret_file(password_file, password)
+    password = password_file.read_text().strip() if password_file.exists() else "(set by you)"
+    token_file = folder / "admin-token"
     token = token_file.read_text().strip() if token_file.exists() else ""
     if not token or not auth.token_is_valid(runtime.db, token):
         token = auth.create_token(runtime.db, ADMIN, name="admin (created by leadhub init)")
-        runtime.config.instance_path.mkdir(parents=True, exist_ok=True)
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
+        _secret_file(token_file, token)
     if demo:
         _seed_demo(runtime)
-    return token
+    return password, token
+
+
+def _secret_file(path, text: str) -> None:
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+
+
+DEMO_PASSWORD = "leadhub-demo-1"
+DEMO_ORG = {  # login: (name, department, manager, role)
+    "manager": ("王经理 Wang (sales manager)", "销售部 Sales", None, "sales_manager"),
+    "south_rep": ("李华南 Li (rep, South)", "华南组 South", "manager", "sales_rep"),
+    "east_rep": ("赵华东 Zhao (rep, East)", "华东组 East", "manager", "sales_rep"),
+    "marketer": ("陈市场 Chen (marketing)", "市场部 Marketing", None, "marketing"),
+}
 
 
 def _seed_demo(runtime: Runtime) -> None:
-    admin = Actor(user_id=auth.user_id(runtime.db, ADMIN), login=ADMIN, is_admin=True)
+    admin = auth.actor_for(runtime.db, runtime.cache, auth.user_id(runtime.db, ADMIN))
+    with runtime.db.read() as conn:
+        seeded = conn.execute(sa.select(t.users.c.id).where(t.users.c.login == "manager")).first()
+    if not seeded:
+        depts = {}
+        for name, parent in (("销售部 Sales", None), ("华南组 South", "销售部 Sales"),
+                             ("华东组 East", "销售部 Sales"), ("市场部 Marketing", None)):
+            depts[name] = runtime.org.save_department(admin, {"name": name, "parent": depts.get(parent, {}).get("id")})
+        ids = {}
+        for login, (name, dept, manager, role) in DEMO_ORG.items():
+            ids[login] = runtime.org.create_user(admin, {
+                "login": login, "name": name, "password": DEMO_PASSWORD, "department": depts[dept]["id"],
+                "manager": ids.get(manager), "roles": [role]})["id"]
+        runtime.org.save_department(admin, {"head": ids["manager"]}, depts["销售部 Sales"]["id"])
     for name, plugin in sorted(runtime.plugins.discover().items()):
         if plugin.demo is None:
             continue
@@ -59,6 +93,12 @@ def _seed_demo(runtime: Runtime) -> None:
             plugin.demo(runtime, admin, DEMO_RECORDS, bar.update)
 
 
+def _print_logins(password: str, token: str, demo: bool) -> None:
+    click.echo(f"Admin login: {ADMIN}   password: {password}   API token: {token}")
+    if demo:
+        click.echo(f"Demo users ({', '.join(DEMO_ORG)}) sign in with password: {DEMO_PASSWORD}")
+
+
 @click.group()
 @click.version_option(package_name="leadhub")
 def main():
@@ -70,9 +110,9 @@ def main():
 def init(demo):
     """Create the instance: database schema, standard plugins, admin login."""
     runtime = _runtime()
-    token = bootstrap(runtime, demo=demo)
+    password, token = bootstrap(runtime, demo=demo)
     click.echo(f"Database: {runtime.config.database_url}")
-    click.echo(f"Admin login: {ADMIN}   API token: {token}")
+    _print_logins(password, token, demo)
 
 
 @main.command()
@@ -87,13 +127,13 @@ def serve(demo, host, port, threads):
     from leadhub.web.app import create_app
 
     runtime = _runtime()
-    token = bootstrap(runtime, demo=demo)
+    password, token = bootstrap(runtime, demo=demo)
     runtime.plugins.activate_installed()
     app = create_app(runtime=runtime)
     click.echo(f"leadhub on http://{host}:{port}/  (database: {runtime.config.database_url}, "
                f"jobs: {'inline' if runtime.jobs.inline else 'RQ'})")
-    click.echo(f"Admin login: {ADMIN}   API token: {token}")
-    click.echo(f"Try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/meta/objects")
+    _print_logins(password, token, demo)
+    click.echo(f"Sign in at http://{host}:{port}/login, or try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/meta/objects")
     waitress_serve(app, host=host, port=port, threads=threads)
 
 
@@ -134,18 +174,91 @@ def user():
 
 @user.command("create")
 @click.option("--login", required=True)
+@click.option("--password", default=None, help="At least 8 characters, letters with digits or symbols.")
 @click.option("--name", default=None)
 @click.option("--email", default=None)
+@click.option("--role", "roles", multiple=True, help="Role api name; repeatable.")
+@click.option("--department", default=None, help="Department id or name.")
+@click.option("--manager", default=None, help="The manager's login.")
 @click.option("--admin", "is_admin", is_flag=True)
-def user_create(login, name, email, is_admin):
-    """Create a user (passwords and roles come with the identity module)."""
+def user_create(login, password, name, email, roles, department, manager, is_admin):
+    """Create a user."""
     runtime = _runtime()
     runtime.upgrade_db()
+    payload = {"login": login, "name": name or login, "is_admin": is_admin, "roles": list(roles)}
+    if password:
+        payload["password"] = password
+    if email:
+        payload["email"] = email
     try:
-        uid = auth.create_user(runtime.db, login, name or login, email=email, is_admin=is_admin)
+        if department:
+            payload["department"] = _department_id(runtime, department)
+        if manager:
+            payload["manager"] = auth.user_id(runtime.db, manager)
+        user = runtime.org.create_user(Actor.system(), payload)
     except LeadhubError as exc:
-        _fail(exc)
-    click.echo(f"User {login} created with id {uid}.")
+        _fail(exc, exc.fields)
+    click.echo(f"User {login} created with id {user['id']} (roles: {', '.join(user['roles']) or 'none'}).")
+
+
+def _department_id(runtime: Runtime, key: str) -> int:
+    for d in runtime.org.list_departments():
+        if str(d["id"]) == key or d["name"] == key:
+            return d["id"]
+    raise click.ClickException(f"No department '{key}'.")
+
+
+@main.group()
+def department():
+    """The department tree."""
+
+
+@department.command("create")
+@click.option("--name", required=True)
+@click.option("--parent", default=None, help="Parent department id or name.")
+@click.option("--head", default=None, help="The head's login.")
+def department_create(name, parent, head):
+    runtime = _runtime()
+    runtime.upgrade_db()
+    payload = {"name": name}
+    try:
+        if parent:
+            payload["parent"] = _department_id(runtime, parent)
+        if head:
+            payload["head"] = auth.user_id(runtime.db, head)
+        d = runtime.org.save_department(Actor.system(), payload)
+    except LeadhubError as exc:
+        _fail(exc, exc.fields)
+    click.echo(f"Department {d['name']} created with id {d['id']}.")
+
+
+@department.command("list")
+def department_list():
+    runtime = _runtime()
+    runtime.upgrade_db()
+    depts = runtime.org.list_departments()
+    children: dict = {}
+    for d in depts:
+        children.setdefault(d["parent"], []).append(d)
+
+    def show(parent, depth):
+        for d in children.get(parent, []):
+            click.echo(f"{'  ' * depth}{d['id']:>4}  {d['name']}")
+            show(d["id"], depth + 1)
+    show(None, 0)
+
+
+@main.group()
+def role():
+    """Roles."""
+
+
+@role.command("list")
+def role_list():
+    runtime = _runtime()
+    runtime.upgrade_db()
+    for r in runtime.org.list_roles():
+        click.echo(f"{r['api_name']:<16} {r['labels']['en']} / {r['labels']['zh_CN']}")
 
 
 @main.command()

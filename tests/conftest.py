@@ -98,3 +98,11 @@ def make_object(api):
 def count_rows(runtime, table, where="1=1") -> int:
     with runtime.db.read() as conn:
         return conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE {where}").scalar_one()
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch):
+    """Argon2id at its real cost takes ~0.1 s a hash; tests hash dozens."""
+    from argon2 import PasswordHasher
+    from leadhub.platform import passwords
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

@@ -50,15 +50,23 @@ def load_principal(conn: sa.Connection, user_id: int) -> Principal:
             stack.extend(reports.get(u, []))
     groups = frozenset(conn.execute(sa.select(t.group_members.c.group_id)
                                     .where(t.group_members.c.user_id == user_id)).scalars())
-    rights: dict[str, ObjectRights] = {}
+    # within a role a named object's entry replaces the role's "*" entry;
+    # across roles the rights for each object are merged (the union)
+    per_role = []
     for (objects,) in conn.execute(sa.select(t.roles.c.objects).join(t.user_roles, t.user_roles.c.role_id == t.roles.c.id)
                                    .where(t.user_roles.c.user_id == user_id)):
-        for obj_name, spec in (objects or {}).items():
-            r = ObjectRights(actions=frozenset(a for a in ACTIONS if spec.get(a)), scope=spec.get("scope", "own"),
-                             fields={f: a for f, a in (spec.get("fields") or {}).items() if a != "edit"})
-            rights[obj_name] = rights[obj_name].merge(r) if obj_name in rights else r
-    if "*" in rights:  # a named object's rights widen with the role's default ones
-        rights = {k: (v.merge(rights["*"]) if k != "*" else v) for k, v in rights.items()}
+        per_role.append({name: ObjectRights(actions=frozenset(a for a in ACTIONS if spec.get(a)),
+                                            scope=spec.get("scope", "own"),
+                                            fields={f: a for f, a in (spec.get("fields") or {}).items() if a != "edit"})
+                         for name, spec in (objects or {}).items()})
+    rights: dict[str, ObjectRights] = {}
+    for name in {n for role in per_role for n in role}:
+        granted = [role.get(name) or role.get("*") for role in per_role]
+        granted = [r for r in granted if r is not None]
+        merged = granted[0]
+        for r in granted[1:]:
+            merged = merged.merge(r)
+        rights[name] = merged
     return Principal(user_id=user_id, department_id=dept, tree_department_ids=frozenset(tree),
                      group_ids=groups, subordinate_ids=frozenset(subordinates), rights=rights)
 

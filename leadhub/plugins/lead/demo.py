@@ -4,7 +4,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Callable
 
+import sqlalchemy as sa
 from faker import Faker
+
+from leadhub.platform import tables as t
 
 from leadhub.platform.permissions import Actor
 
@@ -23,6 +26,9 @@ def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200,
     fake.seed_instance(seed)
     rng = random.Random(seed)
     obj = runtime.cache.current().get("lead")
+    with runtime.db.read() as conn:  # the demo reps own the demo leads, when there are any
+        reps = list(conn.execute(sa.select(t.user_roles.c.user_id).join(t.roles, t.roles.c.id == t.user_roles.c.role_id)
+                                 .where(t.roles.c.api_name == "sales_rep").order_by(t.user_roles.c.user_id)).scalars())
     cities = obj.fields["city"].settings["dependency"]
     rows = []
     for _ in range(count):
@@ -39,6 +45,7 @@ def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200,
             "status": rng.choice(STATUSES),
             "score": rng.randint(0, 100),
             "budget": f"{rng.randint(1, 500) * 1000}.00",
+            **({"owner": rng.choice(reps)} if reps else {}),
         })
     for start in range(0, len(rows), 100):
         batch = rows[start:start + 100]
