@@ -126,3 +126,52 @@ def _fmt(c) -> str:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def copy_rows(rt: Runtime, table_name: str, columns: list[str], lines, total: int,
+              *, drop_indexes: bool = True, chunk: int = 50_000) -> dict:
+    """Bulk-load a PostgreSQL object table with COPY ... FROM STDIN (text format),
+    bypassing the record service. `lines` yields tab-separated text lines (no
+    newline) for `columns`. With drop_indexes the table's secondary indexes are
+    dropped first and re-created from their own definitions afterwards, which
+    is much faster than maintaining them row by row. Ends with VACUUM ANALYZE.
+    Returns timings in seconds."""
+    out = {}
+    raw = rt.db.engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        with dbapi.cursor() as cur:
+            cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname NOT LIKE %s",
+                        (table_name, "%_pkey"))
+            indexes = cur.fetchall() if drop_indexes else []
+            for name, _def in indexes:
+                cur.execute(f'DROP INDEX "{name}"')
+            t = Timer()
+            cols = ", ".join(f'"{col}"' for col in columns)
+            with cur.copy(f'COPY "{table_name}" ({cols}) FROM STDIN') as cp:
+                buf, n = [], 0
+                for line in lines:
+                    buf.append(line)
+                    n += 1
+                    if len(buf) >= chunk:
+                        cp.write("\n".join(buf) + "\n")
+                        buf.clear()
+                        log(f"  copied {n:,}/{total:,} rows ({t.elapsed:.1f}s)")
+                if buf:
+                    cp.write("\n".join(buf) + "\n")
+            out["copy_s"] = t.elapsed
+            t = Timer()
+            cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for _name, indexdef in indexes:
+                cur.execute(indexdef)
+            out["index_s"] = t.elapsed
+        dbapi.commit()
+        dbapi.autocommit = True
+        t = Timer()
+        with dbapi.cursor() as cur:
+            cur.execute(f'VACUUM (ANALYZE) "{table_name}"')
+        out["vacuum_s"] = t.elapsed
+        dbapi.autocommit = False
+    finally:
+        raw.close()
+    return out

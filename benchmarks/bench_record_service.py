@@ -81,8 +81,9 @@ def stamp(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def run_mode(rt, actor, raw_table, mode: str, batch: int, n: int, rounds: int, seed: int, counter: list):
-    """Time `n` rows each way in `rounds` alternating rounds; returns (service_s, raw_s, per-round ratios)."""
+def run_mode(rt, actor, raw_table, mode: str, batch: int, n: int, rounds: int, seed: int):
+    """Time `n` rows each way in `rounds` alternating rounds.
+    Returns (rows per side, service seconds, raw seconds, per-round ratios)."""
     per_round = max(1, n // rounds)
     svc_total = raw_total = 0.0
     ratios = []
@@ -158,8 +159,7 @@ def main() -> int:
         for mode, batch, n in (("single", 1, single_n), ("bulk 500", 500, args.rows), ("bulk 1000", 1000, args.rows)):
             c.log(f"{mode}: {n} rows per side ...")
             done, s, w, ratios = run_mode(rt, actor, raw_table, mode, batch, n, args.rounds,
-                                          seed={"single": 1, "bulk 500": 2, "bulk 1000": 3}[mode] * 100,
-                                          counter=counter)
+                                          seed={"single": 1, "bulk 500": 2, "bulk 1000": 3}[mode] * 100)
             results.append([mode, done, done / s, done / w, s / w, f"{min(ratios):.2f}-{max(ratios):.2f}"])
 
         # sanity: the service wrote what the raw side wrote (same net, same counts)
