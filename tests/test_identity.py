@@ -283,3 +283,87 @@ def test_browser_session_with_csrf(org, app):
     cookie = r.headers.get("Set-Cookie") or c.get("/login").headers.get("Set-Cookie", "")
     assert c.post("/logout", data={"csrf_token": csrf}).status_code == 302
     assert c.get("/api/v1/me").status_code == 401
+
+
+def test_export_respects_rights_scope_and_hidden_fields(org, api):
+    r = org["as"]["rep_a"].get("/objects/prospect/export")
+    assert r.status_code == 403                                           # reps have no export right
+    r = org["as"]["boss"].get('/objects/prospect/export?sort=id&filter={"field":"score","op":"eq","value":1}')
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    lines = r.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0].split(",")[:3] == ["id", "owner", "created_by"]
+    assert [line.split(",")[0] for line in lines[1:]] == [str(org["rec"][u]) for u in ("rep_a", "rep_b", "rep_c")]
+    entry = api.get("/audit?action=export").get_json()["entries"][0]
+    assert entry["object"] == "prospect" and entry["details"]["records"] == 3
+    api.post("/roles", {"api_name": "exporter", "label": "E", "objects": {
+        "prospect": {"read": True, "export": True, "scope": "own", "fields": {"secret": "hidden"}}}})
+    api.patch(f"/users/{org['users']['rep_a']}", {"roles": ["exporter"]})
+    text = org["as"]["rep_a"].get("/objects/prospect/export").get_data(as_text=True)
+    assert "secret" not in text.splitlines()[0] and len(text.strip().splitlines()) == 2
+
+
+def test_export_neutralises_spreadsheet_formulas(api, make_object):
+    make_object("note", [{"api_name": "body", "label": "B", "type": "text"}])
+    api.post("/objects/note/records", {"body": "=HYPERLINK(\"http://x\")"})
+    text = api.get("/objects/note/export?fields=body").get_data(as_text=True)
+    assert text.lstrip("\ufeff").splitlines()[1] == '"\'=HYPERLINK(""http://x"")"'
+
+
+def test_search_finds_only_readable_records(org, api):
+    api.patch(f"/objects/prospect/records/{org['rec']['rep_b']}", {"title": "深圳华为 rep_b"})
+    api.patch(f"/objects/prospect/records/{org['rec']['rep_a']}", {"title": "深圳腾讯 rep_a"})
+    hits = org["as"]["rep_a"].get("/search?q=深圳").get_json()["results"]
+    assert [(h["object"], h["id"]) for h in hits] == [("prospect", org["rec"]["rep_a"])]
+    assert len(org["as"]["boss"].get("/search?q=深圳").get_json()["results"]) == 2
+    # a hidden field is not searched: rep_a cannot find records by their secret
+    api.patch(f"/objects/prospect/records/{org['rec']['rep_a']}", {"secret": "codeword"})
+    assert org["as"]["rep_a"].get("/search?q=codeword").get_json()["results"] == []
+    assert api.get("/search?q=codeword").get_json()["results"][0]["matched"] == ["secret"]
+    assert api.get("/search?q=").status_code == 400
+
+
+def test_cli_and_api_build_an_org_and_each_gets_exactly_their_records(tmp_path, database_url, monkeypatch):
+    """The issue's walk-through with the CLI and API alone."""
+    from click.testing import CliRunner
+    from leadhub.cli import main
+    from leadhub.platform.config import Config
+    from leadhub.platform.runtime import Runtime
+    from leadhub.web.app import create_app
+
+    monkeypatch.setenv("LEADHUB_INSTANCE_PATH", str(tmp_path / "inst"))
+    monkeypatch.setenv("LEADHUB_DATABASE_URL", database_url)
+    run = CliRunner().invoke
+    assert run(main, ["init"]).exit_code == 0
+    for args in (["--name", "HQ"], ["--name", "Sales", "--parent", "HQ"], ["--name", "Team A", "--parent", "Sales"]):
+        r = run(main, ["department", "create", *args])
+        assert r.exit_code == 0, r.output
+    assert "    " in run(main, ["department", "list"]).output          # three levels, indented
+    r = run(main, ["user", "create", "--login", "mgr", "--password", PW, "--role", "sales_manager",
+                   "--department", "Sales"])
+    assert r.exit_code == 0 and "sales_manager" in r.output, r.output
+    for rep in ("rep1", "rep2"):
+        r = run(main, ["user", "create", "--login", rep, "--password", PW, "--role", "sales_rep",
+                       "--department", "Team A", "--manager", "mgr"])
+        assert r.exit_code == 0, r.output
+    r = run(main, ["user", "create", "--login", "bad", "--password", "short", "--role", "sales_rep"])
+    assert r.exit_code != 0 and "password" in r.output
+    tokens = {}
+    for login in ("admin", "mgr", "rep1", "rep2"):
+        r = run(main, ["token", "create", "--user", login])
+        tokens[login] = r.output.strip()
+    rt = Runtime(Config.from_env())
+    app = create_app(runtime=rt.start())
+    clients = {k: Api(app.test_client(), v) for k, v in tokens.items()}
+    for rep in ("rep1", "rep2"):
+        for i in range(2):
+            r = clients[rep].post("/objects/lead/records", {"name": f"{rep}-{i}", "status": "new"})
+            assert r.status_code == 201, r.get_json()
+    clients["admin"].post("/objects/lead/records", {"name": "unassigned", "status": "new"})
+
+    def names(who):
+        return sorted(x["name"] for x in clients[who].get("/objects/lead/records?fields=name").get_json()["records"])
+    assert names("rep1") == ["rep1-0", "rep1-1"]
+    assert names("rep2") == ["rep2-0", "rep2-1"]
+    assert names("mgr") == ["rep1-0", "rep1-1", "rep2-0", "rep2-1"]
+    assert len(names("admin")) == 5
+    rt.close()

@@ -275,8 +275,9 @@ class QueryCompiler:
         scope = permissions.scope_predicate(self.actor, self.obj.api_name, self.table)
         return live if scope is None else sa.and_(live, scope)
 
-    def compile(self, spec: QuerySpec) -> tuple[sa.Select, sa.Select | None, list]:
-        """(page select, count select or None, [(name, FieldDef)]) for a QuerySpec."""
+    def compile(self, spec: QuerySpec, paged: bool = True) -> tuple[sa.Select, sa.Select | None, list]:
+        """(page select, count select or None, [(name, FieldDef)]) for a QuerySpec;
+        unpaged, the select covers every matching record (exports)."""
         cols = self.columns(spec.fields)
         where = [self.base_where(spec.deleted)]
         extra = self.where(spec.filter)
@@ -285,8 +286,9 @@ class QueryCompiler:
         order = self.order_by(spec.sort)
         frm = self.from_clause()
         stmt = (sa.select(*[c.label(f"c{i}") for i, (_n, c, _f) in enumerate(cols)])
-                .select_from(frm).where(*where).order_by(*order)
-                .limit(spec.page_size + 1).offset((spec.page - 1) * spec.page_size))
+                .select_from(frm).where(*where).order_by(*order))
+        if paged:
+            stmt = stmt.limit(spec.page_size + 1).offset((spec.page - 1) * spec.page_size)
         count = None
         if spec.count:
             count = sa.select(sa.func.count()).select_from(frm).where(*where)

@@ -107,6 +107,49 @@ class RecordService:
         return {"records": [self._row_to_api(r, cols) for r in rows[:spec.page_size]],
                 "page": spec.page, "page_size": spec.page_size, "has_more": has_more, "total": total}
 
+    def export(self, actor: Actor, obj_name: str, spec: QuerySpec, limit: int = 100_000):
+        """(header, rows) of every record the query matches, for a file. Needs
+        the export right; hidden fields are never exported; audited."""
+        permissions.require(actor, obj_name, "read")
+        permissions.require(actor, obj_name, "export")
+        with self.db.read() as conn:
+            reg = self.cache.current(conn)
+            stmt, _count, cols = QueryCompiler(reg, obj_name, actor, self.timezone).compile(spec, paged=False)
+            rows = conn.execute(stmt.limit(limit + 1)).all()
+        if len(rows) > limit:
+            raise BadRequest(f"An export holds at most {limit} records; narrow the filter.", {"filter": "Too many records."})
+        with self.db.write() as conn:
+            audit.record(conn, actor, "export", object=obj_name,
+                         details={"records": len(rows), "fields": [n for n, _f in cols], "filter": spec.filter})
+        return [n for n, _f in cols], [self._row_to_api(r, cols) for r in rows]
+
+    def search(self, actor: Actor, text: str, per_object: int = 10) -> list[dict]:
+        """Records of every object the actor may read whose text-like visible
+        fields contain `text`, through the query compiler (so scope applies)."""
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("Search for at least one character.", {"q": "Empty search."})
+        text = text.strip()[:100]
+        reg = self.cache.current()
+        hits = []
+        for obj in reg.objects.values():
+            rights = actor.rights(obj.api_name)
+            if "read" not in rights.actions or (actor.token_objects is not None and obj.api_name not in actor.token_objects):
+                continue
+            fields = [f.api_name for f in obj.custom_fields()
+                      if f.type_name in ("text", "email", "phone", "auto_number", "url")
+                      and rights.field_access(f.api_name) != "hidden"]
+            if not fields:
+                continue
+            name_field = obj.name_field if obj.name_field and rights.field_access(obj.name_field) != "hidden" else None
+            spec = QuerySpec(filter={"or": [{"field": f, "op": "contains", "value": text} for f in fields]},
+                             fields=["id"] + ([name_field] if name_field else []) + fields,
+                             sort=["-updated_at"], page_size=per_object)
+            for rec in self.query(actor, obj.api_name, spec)["records"]:
+                hits.append({"object": obj.api_name, "object_label": obj.label(actor.language), "id": rec["id"],
+                             "name": rec.get(name_field) if name_field else None,
+                             "matched": [f for f in fields if rec.get(f) and text.lower() in str(rec[f]).lower()]})
+        return hits
+
     def history(self, actor: Actor, obj_name: str, record_id: int) -> list[dict]:
         self.get(actor, obj_name, record_id, ["id"], deleted=False)
         h = t.field_history

@@ -2,9 +2,12 @@
 record service."""
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import json
 
-from flask import g, request
+from flask import Response, g, request
 
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.query import load_spec
@@ -20,6 +23,22 @@ def _fields_arg() -> list[str] | None:
 @api.get("/objects/<name>/records")
 def list_records(name):
     """The query endpoint's spec, from the query string: filter is JSON."""
+    spec = _spec_from_args()
+    args = request.args
+    for key in ("page", "page_size"):
+        if key in args:
+            try:
+                spec[key] = int(args[key])
+            except ValueError:
+                raise BadRequest(f"{key} must be a whole number.", {key: "Not a number."}) from None
+    for key in ("count", "deleted"):
+        if key in args:
+            spec[key] = args[key].lower() in ("1", "true", "yes")
+    return runtime().records.query(g.actor, name, load_spec(spec))
+
+
+def _spec_from_args() -> dict:
+    """filter (JSON), sort and fields from the query string."""
     spec: dict = {}
     args = request.args
     if "filter" in args:
@@ -31,18 +50,47 @@ def list_records(name):
             raise BadRequest("filter is nested too deeply.", {"filter": "Nested too deeply."}) from None
     if "sort" in args:
         spec["sort"] = [s for s in args["sort"].split(",") if s]
-    for key in ("page", "page_size"):
-        if key in args:
-            try:
-                spec[key] = int(args[key])
-            except ValueError:
-                raise BadRequest(f"{key} must be a whole number.", {key: "Not a number."}) from None
-    for key in ("count", "deleted"):
-        if key in args:
-            spec[key] = args[key].lower() in ("1", "true", "yes")
     if _fields_arg():
         spec["fields"] = _fields_arg()
-    return runtime().records.query(g.actor, name, load_spec(spec))
+    return spec
+
+
+@api.get("/objects/<name>/export")
+def export_records(name):
+    """CSV (UTF-8 with a BOM, so spreadsheet programs read Chinese right)."""
+    header, rows = runtime().records.export(g.actor, name, load_spec(_spec_from_args()))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(row[h]) for h in header])
+    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    text = str(value)
+    # a cell starting with = + - @ would run as a formula in a spreadsheet
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@api.get("/search")
+def search():
+    return {"results": runtime().records.search(g.actor, request.args.get("q", ""))}
 
 
 @api.post("/objects/<name>/query")
