@@ -33,6 +33,7 @@ from leadhub.platform.query import QueryCompiler, QuerySpec
 
 REQUIRED = "This field is required."
 INT64 = 2**63 - 1
+INT32 = 2**31 - 1
 
 
 def json_value(value: Any) -> Any:
@@ -432,9 +433,9 @@ class RecordService:
             if not wanted:
                 continue
             target = fd.settings["reference_to"]
-            if target == "user":
+            if target == "user":  # lh_users.id is a 32-bit integer: a larger id cannot exist
                 found = set(conn.execute(sa.select(t.users.c.id).where(
-                    t.users.c.id.in_(wanted), t.users.c.active.is_(True))).scalars())
+                    t.users.c.id.in_([v for v in wanted if v <= INT32]), t.users.c.active.is_(True))).scalars())
             else:
                 ttable = reg.table(target)
                 # a record the actor may not read is reported exactly like a missing one
