@@ -317,8 +317,9 @@ class Organisation:
             conn.execute(sa.delete(t.user_roles).where(t.user_roles.c.user_id == uid))
             if role_ids:
                 conn.execute(t.user_roles.insert(), [{"user_id": uid, "role_id": r} for r in role_ids])
-            if ADMIN_ROLE in data["roles"]:
-                conn.execute(sa.update(t.users).where(t.users.c.id == uid).values(is_admin=True))
+            if "is_admin" not in data:  # the system_admin role and the admin flag go together
+                conn.execute(sa.update(t.users).where(t.users.c.id == uid)
+                             .values(is_admin=ADMIN_ROLE in data["roles"]))
         bump_security(conn)
 
     # departments
