@@ -367,3 +367,13 @@ def test_cli_and_api_build_an_org_and_each_gets_exactly_their_records(tmp_path, 
     assert names("mgr") == ["rep1-0", "rep1-1", "rep2-0", "rep2-1"]
     assert len(names("admin")) == 5
     rt.close()
+
+
+def test_home_page_needs_a_session_and_lists_readable_objects(org, app):
+    c = app.test_client()
+    r = c.get("/")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    csrf = c.get("/login").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    c.post("/login", data={"login": "rep_a", "password": PW, "csrf_token": csrf})
+    page = c.get("/").get_data(as_text=True)
+    assert "rep_a" in page and "/api/v1/objects/prospect/records" in page

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
+from leadhub.platform import auth
 from leadhub.platform.config import Config
 from leadhub.platform.errors import LeadhubError
 from leadhub.platform.runtime import Runtime
 from leadhub.web.converters import RecordIdConverter
 from leadhub.web.jsonio import JSONProvider
+from leadhub.web.session import csrf_token
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -44,8 +46,11 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
     @app.get("/")
     def home():
-        reg = runtime.cache.current()
-        return render_template("home.html", objects=list(reg.objects.values()))
+        if not session.get("uid"):
+            return redirect(url_for("session.login_form", next="/"))
+        actor = auth.actor_for(runtime.db, runtime.cache, session["uid"])
+        objects = [o for o in runtime.cache.current().objects.values() if "read" in actor.rights(o.api_name).actions]
+        return render_template("home.html", objects=objects, actor=actor, csrf=csrf_token())
 
     @app.get("/healthz")
     def health():
