@@ -35,7 +35,8 @@ def index_name(table: str, column: str, unique: bool) -> str:
 def create_object_table(conn: sa.Connection, obj: ObjectDef) -> None:
     op = _ops(conn)
     op.create_table(obj.table_name, *system_columns())
-    op.create_index(index_name(obj.table_name, "owner", False), obj.table_name, ["owner"])
+    # (owner, id): a scoped list in the default order walks this index alone
+    op.create_index(index_name(obj.table_name, "owner", False), obj.table_name, ["owner", "id"])
     op.create_index(index_name(obj.table_name, "created_at", False), obj.table_name, ["created_at"])
 
 

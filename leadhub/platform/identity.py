@@ -16,7 +16,7 @@ from leadhub.metadata.labels import normalise_labels
 from leadhub.platform import audit, passwords, tables as t
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
-from leadhub.platform.permissions import (ACTIONS, FIELD_ACCESS, SCOPES, Actor, ObjectRights, Principal,
+from leadhub.platform.permissions import (ACTIONS, FIELD_ACCESS, SCOPES, Actor, ObjectRights, Principal, Shared,
                                           require_admin)
 
 ADMIN_ROLE = "system_admin"
@@ -67,8 +67,35 @@ def load_principal(conn: sa.Connection, user_id: int) -> Principal:
         for r in granted[1:]:
             merged = merged.merge(r)
         rights[name] = merged
+    members: dict[int, set[int]] = {}
+    if tree:
+        for uid, did in conn.execute(sa.select(t.users.c.id, t.users.c.department_id)
+                                     .where(t.users.c.department_id.in_(sorted(tree)))):
+            members.setdefault(did, set()).add(uid)
     return Principal(user_id=user_id, department_id=dept, tree_department_ids=frozenset(tree),
-                     group_ids=groups, subordinate_ids=frozenset(subordinates), rights=rights)
+                     group_ids=groups, subordinate_ids=frozenset(subordinates),
+                     department_user_ids=frozenset(members.get(dept, ())),
+                     tree_user_ids=frozenset(u for d in tree for u in members.get(d, ())),
+                     rights=rights, shared=_shares(conn, user_id, dept, groups))
+
+
+def _shares(conn, user_id: int, dept: int | None, groups: frozenset[int]) -> dict[str, Shared]:
+    s = t.shares
+    to_me = [sa.and_(s.c.principal_type == "user", s.c.principal_id == user_id)]
+    if groups:
+        to_me.append(sa.and_(s.c.principal_type == "group", s.c.principal_id.in_(sorted(groups))))
+    if dept is not None:
+        to_me.append(sa.and_(s.c.principal_type == "department", s.c.principal_id == dept))
+    found: dict[str, dict[str, set[int]]] = {}
+    for obj, record_id, owner_id, access in conn.execute(
+            sa.select(s.c.object, s.c.record_id, s.c.owner_id, s.c.access).where(sa.or_(*to_me))):
+        kinds = found.setdefault(obj, {"records": set(), "owners": set(), "edit_records": set(), "edit_owners": set()})
+        prefix = "edit_" if access == "edit" else ""
+        if record_id is not None:
+            kinds[prefix + "records"].add(record_id)
+        elif owner_id is not None:
+            kinds[prefix + "owners"].add(owner_id)
+    return {obj: Shared(**{k: frozenset(v) for k, v in kinds.items()}) for obj, kinds in found.items()}
 
 
 class PrincipalCache:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, NotFound, ValidationFailed, messages_text
+from leadhub.platform.identity import bump_security
 from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QueryCompiler
 
@@ -73,6 +74,7 @@ class Ownership:
             sid = conn.execute(t.shares.insert().values(
                 object=obj_name, record_id=record_id, owner_id=None, principal_type=kind, principal_id=pid,
                 access=data["access"], created_by=actor.user_id, created_at=utcnow()).returning(t.shares.c.id)).scalar_one()
+            bump_security(conn)  # principals carry their shares
             audit.record(conn, actor, "share_created", object=obj_name, target=record_id,
                          details={"with": data["with_"], "access": data["access"]})
             return share_dict(conn.execute(sa.select(t.shares).where(t.shares.c.id == sid)).mappings().one())
@@ -93,6 +95,7 @@ class Ownership:
             sid = conn.execute(t.shares.insert().values(
                 object=obj_name, record_id=None, owner_id=owner_id, principal_type=kind, principal_id=pid,
                 access=data["access"], created_by=actor.user_id, created_at=utcnow()).returning(t.shares.c.id)).scalar_one()
+            bump_security(conn)
             audit.record(conn, actor, "share_created", object=obj_name, target=f"owner:{owner_id}",
                          details={"with": data["with_"], "access": data["access"]})
             return share_dict(conn.execute(sa.select(t.shares).where(t.shares.c.id == sid)).mappings().one())
@@ -117,6 +120,7 @@ class Ownership:
                 if ok else 0
             if not deleted:
                 raise NotFound(f"No share {share_id} on this record.")
+            bump_security(conn)
             audit.record(conn, actor, "share_deleted", object=obj_name, target=record_id, details={"share": share_id})
 
     def handover(self, actor: Actor, from_uid: int, payload: Any) -> dict:

@@ -14,7 +14,6 @@ from typing import Mapping
 
 import sqlalchemy as sa
 
-from leadhub.platform import tables as t
 from leadhub.platform.errors import Forbidden
 
 ACTIONS = ("create", "read", "edit", "delete", "import", "export")
@@ -42,17 +41,32 @@ class ObjectRights:
 
 
 NO_RIGHTS = ObjectRights()
+ALL_RIGHTS = ObjectRights(actions=frozenset(ACTIONS), scope="all")
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What has been shared with a principal on one object."""
+    records: frozenset[int] = frozenset()        # readable record ids
+    owners: frozenset[int] = frozenset()         # owners all of whose records are readable
+    edit_records: frozenset[int] = frozenset()
+    edit_owners: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
 class Principal:
-    """What a user may do, resolved from roles, departments, groups and managers."""
+    """What a user may do, resolved from roles, departments, groups, managers
+    and shares. Everything a scope needs is here as plain ids, so the scope
+    predicate is a literal owner list the database can match on its index."""
     user_id: int
     department_id: int | None = None
     tree_department_ids: frozenset[int] = frozenset()   # own department and every one below it
     group_ids: frozenset[int] = frozenset()
     subordinate_ids: frozenset[int] = frozenset()       # everyone whose manager chain reaches this user
+    department_user_ids: frozenset[int] = frozenset()   # members of the own department
+    tree_user_ids: frozenset[int] = frozenset()         # members of the own department and those below
     rights: Mapping[str, ObjectRights] = field(default_factory=dict)  # by object, "*" for the rest
+    shared: Mapping[str, Shared] = field(default_factory=dict)        # by object
 
     def rights_for(self, obj_name: str) -> ObjectRights:
         return self.rights.get(obj_name) or self.rights.get("*") or NO_RIGHTS
@@ -75,7 +89,7 @@ class Actor:
 
     def rights(self, obj_name: str) -> ObjectRights:
         if self.is_admin:
-            return ObjectRights(actions=frozenset(ACTIONS), scope="all")
+            return ALL_RIGHTS
         return self.principal.rights_for(obj_name) if self.principal else NO_RIGHTS
 
 
@@ -117,31 +131,24 @@ def check_writable(actor: Actor, obj_name: str, field_names) -> None:
 
 
 def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = "read") -> sa.ColumnElement | None:
-    """WHERE clause limiting `actor` to the records it may read (or edit); None = all."""
+    """WHERE clause limiting `actor` to the records it may read (or edit); None = all.
+    Own records, the records of everyone reporting to the actor, of the
+    department (or its tree) as the role's scope says, and what was shared."""
     rights = actor.rights(obj_name)
     if rights.scope == "all":
         return None
     p = actor.principal
     if p is None:
         return sa.false()
-    owners = {p.user_id} | set(p.subordinate_ids)
-    clauses = [table.c.owner.in_(sorted(owners)) if len(owners) > 1 else table.c.owner == p.user_id]
-    if rights.scope in ("department", "department_tree") and p.department_id is not None:
-        depts = sorted(p.tree_department_ids) if rights.scope == "department_tree" else [p.department_id]
-        clauses.append(table.c.owner.in_(sa.select(t.users.c.id).where(t.users.c.department_id.in_(depts))))
-    clauses.append(_shared(p, obj_name, table, access))
-    return sa.or_(*clauses)
-
-
-def _shared(p: Principal, obj_name: str, table: sa.Table, access: str) -> sa.ColumnElement:
-    s = t.shares
-    to_me = [sa.and_(s.c.principal_type == "user", s.c.principal_id == p.user_id)]
-    if p.group_ids:
-        to_me.append(sa.and_(s.c.principal_type == "group", s.c.principal_id.in_(sorted(p.group_ids))))
-    if p.department_id is not None:
-        to_me.append(sa.and_(s.c.principal_type == "department", s.c.principal_id == p.department_id))
-    which = sa.or_(s.c.record_id == table.c.id, sa.and_(s.c.record_id.is_(None), s.c.owner_id == table.c.owner))
-    cond = [s.c.object == obj_name, which, sa.or_(*to_me)]
-    if access == "edit":
-        cond.append(s.c.access == "edit")
-    return sa.exists().where(*cond)
+    owners = {p.user_id} | p.subordinate_ids
+    if rights.scope == "department":
+        owners |= p.department_user_ids
+    elif rights.scope == "department_tree":
+        owners |= p.tree_user_ids
+    shared = p.shared.get(obj_name)
+    records: frozenset[int] = frozenset()
+    if shared is not None:
+        owners |= shared.edit_owners if access == "edit" else shared.owners | shared.edit_owners
+        records = shared.edit_records if access == "edit" else shared.records | shared.edit_records
+    clause = table.c.owner == p.user_id if len(owners) == 1 else table.c.owner.in_(sorted(owners))
+    return sa.or_(clause, table.c.id.in_(sorted(records))) if records else clause

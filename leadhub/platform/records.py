@@ -199,7 +199,8 @@ class RecordService:
             self._refresh_parents(conn, reg, obj, values_list, now)
             for values in values_list:
                 self._publish("after_insert", reg, obj, actor, conn, values, None, values["id"], on_commit)
-        return [self._public(actor, obj, v) for v in values_list]
+        names = self._visible(actor, obj)
+        return [{n: v.get(n) for n in names} for v in values_list]
 
     def update(self, actor: Actor, obj_name: str, record_id: int, data: Any) -> dict:
         if not isinstance(data, dict):
@@ -254,7 +255,8 @@ class RecordService:
                     self._refresh_parents(conn, reg, obj, [merged, old], now)
                     self._publish("after_update", reg, obj, actor, conn, merged, old, rid, on_commit)
                 results.append(merged)
-        return [self._public(actor, obj, v) for v in results]
+        names = self._visible(actor, obj)
+        return [{n: v.get(n) for n in names} for v in results]
 
     def delete(self, actor: Actor, obj_name: str, record_id: int) -> None:
         """Soft delete; lookups pointing here are restricted, cleared or cascaded
@@ -578,6 +580,6 @@ class RecordService:
         return Conflict("The write conflicts with existing data.", {})
 
     @staticmethod
-    def _public(actor: Actor, obj: ObjectDef, values: dict) -> dict:
-        return {name: values.get(name) for name in obj.fields if permissions.visible(actor, obj.api_name, name)}
+    def _visible(actor: Actor, obj: ObjectDef) -> list[str]:
+        return [name for name in obj.fields if permissions.visible(actor, obj.api_name, name)]
 

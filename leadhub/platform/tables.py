@@ -156,6 +156,7 @@ shares = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_lh_shares_record", "object", "record_id"),
     sa.Index("ix_lh_shares_owner", "object", "owner_id"),
+    sa.Index("ix_lh_shares_principal", "principal_type", "principal_id"),
 )
 
 audit = sa.Table(

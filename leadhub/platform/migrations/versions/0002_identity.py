@@ -97,6 +97,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_lh_shares_record", "lh_shares", ["object", "record_id"])
     op.create_index("ix_lh_shares_owner", "lh_shares", ["object", "owner_id"])
+    op.create_index("ix_lh_shares_principal", "lh_shares", ["principal_type", "principal_id"])
     op.create_table(
         "lh_audit",
         sa.Column("id", sa.Integer, primary_key=True),
