@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from leadhub.platform.runtime import Runtime
 
 SOURCES = ["website", "baidu_ads", "douyin_ads", "exhibition", "referral", "cold_call"]
+INDUSTRIES = ["it", "manufacturing", "finance", "education", "healthcare", "retail"]
 STATUSES = ["new", "following", "following", "new", "converted", "invalid"]
 
 
@@ -43,7 +44,8 @@ def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200,
             "city": rng.choice(cities[province]),
             "source": rng.choice(SOURCES),
             "status": rng.choice(STATUSES),
-            "score": rng.randint(0, 100),
+            "industry": rng.choice(INDUSTRIES),
+            "company_size": rng.choice([8, 30, 120, 600, 2500]),
             "budget": f"{rng.randint(1, 500) * 1000}.00",
             **({"owner": rng.choice(reps)} if reps else {}),
         })
