@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from typing import Iterator
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -66,25 +67,82 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """One engine per app; `write()` and `read()` hand out transactions."""
+    """One engine per app; `write()` and `read()` hand out transactions.
+
+    A write opened while another is open in the same thread (an event
+    handler, a sandboxed function's API call, a plugin hook) joins it under a
+    SAVEPOINT: its failure undoes only its own part, and everything commits
+    or rolls back with the outer operation. Without this, SQLite's BEGIN
+    IMMEDIATE would wait on its own lock. Reads inside a write see its
+    uncommitted rows."""
 
     def __init__(self, url: str, **engine_kwargs):
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._write_engine = self.engine.execution_options(leadhub_write=True)
+        # (connection, after-commit callbacks) of the write open in this context
+        self._open: ContextVar[tuple[Connection, list[Callable[[], None]]] | None] = \
+            ContextVar(f"leadhub_write_{id(self)}", default=None)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on success, rolled back on any error."""
-        with self._write_engine.begin() as conn:
-            yield conn
+    def write(self, *, rollback: bool = False) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any error
+        (or always, with rollback=True: a dry run). Callbacks registered with
+        on_commit run after the outermost commit."""
+        open_ = self._open.get()
+        if open_ is not None:
+            conn, callbacks = open_
+            mark = len(callbacks)
+            savepoint = conn.begin_nested()
+            try:
+                yield conn
+            except BaseException:
+                savepoint.rollback()
+                del callbacks[mark:]
+                raise
+            if rollback:
+                savepoint.rollback()
+                del callbacks[mark:]
+            else:
+                savepoint.commit()
+            return
+        callbacks: list[Callable[[], None]] = []
+        with self._write_engine.connect() as conn:
+            token = self._open.set((conn, callbacks))
+            try:
+                with conn.begin() as tx:
+                    yield conn
+                    if rollback:
+                        tx.rollback()
+            finally:
+                self._open.reset(token)
+        if not rollback:
+            for fn in callbacks:
+                fn()
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the open write commits (never, if it rolls back);
+        at once when no write is open."""
+        open_ = self._open.get()
+        if open_ is None:
+            fn()
+        else:
+            open_[1].append(fn)
+
+    @property
+    def in_write(self) -> bool:
+        return self._open.get() is not None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        open_ = self._open.get()
+        if open_ is not None:
+            yield open_[0]
+            return
         with self.engine.connect() as conn:
             yield conn
 

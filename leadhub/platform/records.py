@@ -339,14 +339,11 @@ class RecordService:
     @contextmanager
     def _transaction(self):
         """A write transaction plus an on_commit queue run after it commits."""
-        callbacks: list[Callable[[], None]] = []
         try:
             with self.db.write() as conn:
-                yield conn, callbacks.append
+                yield conn, self.db.on_commit
         except sa.exc.IntegrityError as err:
             raise self._integrity_conflict(err) from None
-        for fn in callbacks:
-            fn()
 
     def _check_batch(self, rows: Any) -> None:
         if not isinstance(rows, list) or not rows:

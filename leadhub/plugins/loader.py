@@ -35,6 +35,9 @@ class Plugin:
     # (runtime, actor, count, progress callback) -> records made
     demo: Callable[["Runtime", Actor, int, Callable[[int], None]], int] | None = None
     requires: tuple[str, ...] = field(default_factory=tuple)
+    # () -> Flask blueprints the app registers (API routes protect themselves
+    # with leadhub.web.api.authenticate as their before_request)
+    web: Callable[[], list] | None = None
 
     def metadata_documents(self) -> list[dict]:
         if self.metadata_dir is None:

@@ -32,6 +32,9 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     from leadhub.web.session import bp as session_bp
     app.register_blueprint(api)
     app.register_blueprint(session_bp)
+    for plugin in runtime.plugins.discover().values():
+        for bp in (plugin.web() if plugin.web else ()):
+            app.register_blueprint(bp)
 
     @app.errorhandler(LeadhubError)
     def leadhub_error(exc: LeadhubError):
