@@ -1,16 +1,38 @@
-"""The lead plugin: the standard Lead object (线索) as metadata. Acquisition,
-cleaning, duplicate checks, scoring and follow-up deadlines build on it."""
+"""The lead plugin: the standard Lead object (线索) as metadata, and the
+intake pipeline on top of it: cleaning, duplicate checks, scoring,
+follow-up deadlines and web-to-lead forms."""
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 
 from leadhub.plugins.lead.demo import seed_demo
 from leadhub.plugins.loader import Plugin
 
+# Order matters: a lead is cleaned, then checked for duplicates, then scored,
+# all in before_insert/before_update handlers of the same write.
+PARTS = ("cleaning", "dedupe", "scoring", "followup", "webforms")
+
+
+def _parts():
+    return [import_module(f"leadhub.plugins.lead.{name}") for name in PARTS]
+
+
+def _register(runtime) -> None:
+    for part in _parts():
+        part.register(runtime)
+
+
+def _blueprints() -> list:
+    return [bp for part in _parts() for bp in part.blueprints()]
+
+
 plugin = Plugin(
     name="lead",
-    version="0.1.0",
+    version="0.2.0",
     label="Leads 线索",
     metadata_dir=Path(__file__).with_name("metadata"),
+    register=_register,
+    web=_blueprints,
     demo=seed_demo,
 )
