@@ -95,7 +95,7 @@ def test_cli_init_demo_token_and_plugins(cli_env, database_url):
         assert conn.exec_driver_sql("SELECT count(*) FROM o_lead").scalar_one() == 200
     engine.dispose()
     r = runner.invoke(main, ["plugins", "list"])
-    assert r.exit_code == 0 and "lead" in r.output and "installed 0.1.0" in r.output
+    assert r.exit_code == 0 and "lead" in r.output and "installed 0.2.0" in r.output
     r = runner.invoke(main, ["plugins", "upgrade"])
     assert r.exit_code == 0 and "lead: up to date" in r.output
     r = runner.invoke(main, ["token", "create", "--user", "admin"])
