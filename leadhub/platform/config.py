@@ -37,6 +37,13 @@ class Config:
     secure_cookies: bool = False  # LEADHUB_SECURE_COOKIES=1 behind HTTPS
     max_page_size: int = 500
     max_bulk_records: int = 1000
+    # outgoing mail for notifications; no host means in-app only
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "leadhub@localhost"
+    smtp_tls: str = "none"  # none | starttls | ssl (LEADHUB_SMTP_TLS=1 means starttls)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -50,8 +57,26 @@ class Config:
         secret = overrides.pop("secret_key", None) or _secret_key(instance)
         overrides.setdefault("timezone", os.environ.get("LEADHUB_TIMEZONE", "Asia/Shanghai"))
         overrides.setdefault("secure_cookies", os.environ.get("LEADHUB_SECURE_COOKIES", "") in ("1", "true", "yes"))
+        overrides.update({k: v for k, v in smtp_from_env().items() if k not in overrides})
         return cls(instance_path=instance, database_url=normalise_database_url(url),
                    redis_url=redis_url, secret_key=secret, **overrides)
+
+
+def smtp_from_env() -> dict:
+    env = os.environ
+    out: dict = {}
+    for name in ("host", "user", "password", "from"):
+        if env.get(f"LEADHUB_SMTP_{name.upper()}"):
+            out[f"smtp_{name}"] = env[f"LEADHUB_SMTP_{name.upper()}"]
+    if env.get("LEADHUB_SMTP_PORT"):
+        out["smtp_port"] = int(env["LEADHUB_SMTP_PORT"])
+    tls = env.get("LEADHUB_SMTP_TLS", "").strip().lower()
+    if tls:
+        out["smtp_tls"] = {"1": "starttls", "true": "starttls", "yes": "starttls",
+                           "0": "none", "false": "none", "no": "none"}.get(tls, tls)
+        if out["smtp_tls"] not in ("none", "starttls", "ssl"):
+            raise ValueError("LEADHUB_SMTP_TLS must be none, starttls or ssl.")
+    return out
 
 
 def normalise_database_url(url: str) -> str:

@@ -11,6 +11,7 @@ from leadhub.platform.db import Database
 from leadhub.platform.events import EventBus
 from leadhub.platform.identity import Organisation
 from leadhub.platform.jobs import Jobs
+from leadhub.platform.notifications import Notifications
 from leadhub.platform.ownership import Ownership
 from leadhub.platform.records import RecordService
 
@@ -29,6 +30,7 @@ class Runtime:
                                      timezone=self.config.timezone, max_bulk=self.config.max_bulk_records)
         self.org = Organisation(self.db, self.cache)
         self.ownership = Ownership(self)
+        self.notifications = Notifications(self)
         self.plugins = PluginManager(self)
 
     def upgrade_db(self) -> None:

@@ -15,8 +15,22 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "lh_notifications",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("lh_users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("body", sa.Text, nullable=False, server_default=""),
+        sa.Column("link", sa.String(500)),
+        sa.Column("data", sa.JSON),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("read_at", UTCDateTime),
+        sa.Column("emailed_at", UTCDateTime),
+    )
+    op.create_index("ix_lh_notifications_user", "lh_notifications", ["user_id", "read_at", "id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_lh_notifications_user", "lh_notifications")
+    op.drop_table("lh_notifications")
