@@ -1,0 +1,50 @@
+"""The lead intake's platform tables (created by migration 0005):
+admin blacklists, duplicate rules and the results of duplicate scans."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from leadhub.platform.db import UTCDateTime
+from leadhub.platform.tables import metadata
+
+blacklist = sa.Table(
+    "lh_lead_blacklist", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(20), nullable=False),      # see cleaning.BLACKLIST_TYPES
+    sa.Column("value", sa.String(200), nullable=False),    # stored normalised
+    sa.Column("note", sa.String(500)),
+    sa.Column("created_by", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("type", "value", name="uq_lh_lead_blacklist_type_value"),
+)
+
+duplicate_rules = sa.Table(
+    "lh_duplicate_rules", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False, unique=True),
+    sa.Column("label", sa.String(100)),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("object", sa.String(40), nullable=False),
+    sa.Column("match_objects", sa.JSON, nullable=False),
+    sa.Column("conditions", sa.JSON, nullable=False),
+    sa.Column("window_months", sa.Integer),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lh_duplicate_rules_object", "object", "active"),
+)
+
+duplicate_scans = sa.Table(
+    "lh_duplicate_scans", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),    # queued, running, done, failed
+    sa.Column("requested_by", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("scanned", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("groups", sa.JSON),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_lh_duplicate_scans_rule", "rule", "id"),
+)
