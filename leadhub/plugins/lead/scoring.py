@@ -1,11 +1,334 @@
-"""(being written)"""
+"""Lead scoring: attribute rules on field values plus behaviour events whose
+points decay with a half-life; total, grade band and the MQL milestone.
+
+Every lead write is scored in before_insert/before_update (after cleaning and
+dedupe, which subscribe first), so the API, pages, imports and functions all
+score alike; an update rescores only when a field some rule reads changed,
+or when `rescoring(...)` asks for it (events, rescoring jobs). Crossing the
+MQL threshold sets mql/mql_at once and publishes the custom record event
+"mql" on the lead (subscribe: runtime.events.subscribe("mql", fn, object="lead"))."""
 from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import threading
+import weakref
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from leadhub.functions.expressions import EvaluationError, Expression, ExpressionError, compile_expression
+from leadhub.metadata.labels import pick
+from leadhub.platform.db import utcnow
+from leadhub.platform.errors import BadRequest
+from leadhub.platform.events import RecordEvent
+from leadhub.platform.permissions import Actor
+from leadhub.plugins.lead.scoring_config import GRADES, MEMO, read_settings
+from leadhub.plugins.lead.scoring_tables import score_event_types, score_events, scoring_rules
+
+OBJECT = "lead"
+MQL_EVENT = "mql"
+SCORE_FIELDS = ("score", "score_attribute", "score_behaviour", "grade", "mql", "mql_at")
+FUTURE_SLACK = dt.timedelta(minutes=5)   # clocks of other systems posting events drift a little
+MAX_NOTE = 2000
+MAX_DATA = 10_000
+
+
+# --- the compiled configuration ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    label: str
+    condition: str
+    points: int
+    expression: Expression | None
+    error: str | None        # a condition that no longer compiles (a field it read was deleted)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Active rules compiled once per (scoring version, metadata version)."""
+    key: tuple[int, int]
+    rules: tuple[Rule, ...]
+    reads: frozenset[str]            # fields any active rule reads
+    half_life_days: float
+    grades: dict[str, int]
+    mql_threshold: int | None
+
+
+@dataclass
+class Score:
+    attribute: int
+    behaviour: float
+    total: int
+    grade: str
+    rules: list[dict]
+    events: list[dict]
+
+
+class Engine:
+    """One per runtime: holds the current snapshot and swaps it when the
+    database's scoring or metadata version moved (another process saved)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def snapshot(self, conn: sa.Connection) -> Snapshot:
+        # Within one transaction the configuration cannot move under us (a
+        # rule saved in it forgets the memo), so a bulk write of N leads
+        # checks the versions once, not N times.
+        tx = conn.get_transaction()
+        memo = conn.info.get(MEMO)
+        if tx is not None and memo is not None and memo[0] is tx:
+            return memo[1]
+        reg = self.runtime.cache.current(conn)
+        settings = read_settings(conn)
+        key = (settings["version"], reg.version)
+        snap = self._snapshot
+        if snap is None or snap.key != key:
+            with self._lock:
+                snap = self._snapshot
+                if snap is None or snap.key != key:
+                    snap = self._build(conn, key, settings, reg)
+                    self._snapshot = snap
+        if tx is not None:
+            conn.info[MEMO] = (tx, snap)
+        return snap
+
+    @staticmethod
+    def _build(conn, key, settings: dict, reg) -> Snapshot:
+        obj = reg.objects.get(OBJECT)
+        names = frozenset(obj.fields) if obj else frozenset()
+        rules, reads = [], set()
+        for row in conn.execute(sa.select(scoring_rules).where(
+                scoring_rules.c.object == OBJECT, scoring_rules.c.active.is_(True))
+                .order_by(scoring_rules.c.id)).mappings():
+            try:
+                expr, error = compile_expression(row["condition"], names), None
+                reads |= expr.names
+            except ExpressionError as exc:
+                expr, error = None, str(exc)
+            rules.append(Rule(row["id"], row["label"], row["condition"], row["points"], expr, error))
+        return Snapshot(key, tuple(rules), frozenset(reads), float(settings["half_life_days"]),
+                        dict(settings["grades"]), settings["mql_threshold"])
+
+
+_engines: "weakref.WeakKeyDictionary[Any, Engine]" = weakref.WeakKeyDictionary()
+_engines_lock = threading.Lock()
+
+
+def engine(runtime) -> Engine:
+    with _engines_lock:
+        eng = _engines.get(runtime)
+        if eng is None:
+            eng = _engines[runtime] = Engine(runtime)
+        return eng
+
+
+# --- the arithmetic -------------------------------------------------------------------------
+
+def _round(x: float) -> int:
+    """Half away from zero, as people round (Python's round() goes to even)."""
+    return int(decimal.Decimal(repr(x)).quantize(decimal.Decimal(1), rounding=decimal.ROUND_HALF_UP))
+
+
+def decayed(points: int, occurred_at: dt.datetime, now: dt.datetime, half_life_days: float) -> float:
+    if not half_life_days:
+        return float(points)
+    age_days = max((now - occurred_at).total_seconds(), 0.0) / 86400
+    return points * 0.5 ** (age_days / half_life_days)
+
+
+def grade_of(total: int, grades: dict[str, int]) -> str:
+    return next((g for g in GRADES if total >= grades[g]), "D")
+
+
+def compute(snap: Snapshot, values: dict, events: Iterable, now: dt.datetime) -> Score:
+    """events: rows with type, points and occurred_at (any extra keys are kept)."""
+    matched, attribute = [], 0
+    for rule in snap.rules:
+        if rule.expression is None:
+            continue
+        try:
+            hit = bool(rule.expression.evaluate(values, now))
+        except EvaluationError:
+            hit = False   # e.g. text compared with a number: the rule does not apply to this lead
+        if hit:
+            attribute += rule.points
+            matched.append({"id": rule.id, "label": rule.label, "condition": rule.condition, "points": rule.points})
+    listed, behaviour = [], 0.0
+    for ev in events:
+        worth = decayed(ev["points"], ev["occurred_at"], now, snap.half_life_days)
+        behaviour += worth
+        listed.append({**ev, "decayed_points": round(worth, 2)})
+    total = attribute + _round(behaviour)
+    return Score(attribute, behaviour, total, grade_of(total, snap.grades), matched, listed)
+
+
+def _events_of(conn, lead_ids: list[int]) -> dict[int, list[dict]]:
+    e = score_events
+    out: dict[int, list[dict]] = {i: [] for i in lead_ids}
+    for row in conn.execute(sa.select(e.c.lead_id, e.c.type, e.c.points, e.c.occurred_at)
+                            .where(e.c.lead_id.in_(lead_ids))).mappings():
+        out[row["lead_id"]].append({"type": row["type"], "points": row["points"], "occurred_at": row["occurred_at"]})
+    return out
+
+
+# --- forcing a rescore ------------------------------------------------------------------------
+
+@dataclass
+class _Forced:
+    ids: frozenset[int]
+    now: dt.datetime | None
+    events: dict[int, list[dict]] | None      # prefetched by a batch, else read per lead
+    changed: set[int] = field(default_factory=set)
+
+
+_forced: ContextVar[_Forced | None] = ContextVar("leadhub_scoring_forced", default=None)
+
+
+@contextmanager
+def rescoring(ids: Iterable[int], now: dt.datetime | None = None, events: dict | None = None):
+    """Updates of these leads inside the block rescore even though no rule
+    field changed (events were added, rules changed, time passed). Yields
+    the set of ids whose score, grade or MQL flag actually moved."""
+    state = _Forced(frozenset(ids), now, events)
+    token = _forced.set(state)
+    try:
+        yield state.changed
+    finally:
+        _forced.reset(token)
+
+
+# --- the handlers ------------------------------------------------------------------------------
+
+def _score_write(runtime, event: RecordEvent) -> None:
+    snap = engine(runtime).snapshot(event.conn)
+    forced = _forced.get()
+    if forced is not None and event.record_id not in forced.ids:
+        forced = None
+    if event.name == "before_update" and forced is None and event.values.get("score") is not None \
+            and not any(event.changed(n) for n in snap.reads):
+        return
+    now = (forced.now if forced else None) or utcnow()
+    if event.record_id is None:
+        events = []                    # a new lead has no events yet
+    elif forced is not None and forced.events is not None:
+        events = forced.events.get(event.record_id, [])
+    else:
+        events = _events_of(event.conn, [event.record_id])[event.record_id]
+    score = compute(snap, event.values, events, now)
+    values = event.values
+    values.update(score=score.total, score_attribute=score.attribute, score_behaviour=_round(score.behaviour),
+                  grade=score.grade)
+    if not values.get("mql"):
+        qualified = snap.mql_threshold is not None and score.total >= snap.mql_threshold
+        values["mql"] = qualified
+        if qualified:
+            values["mql_at"] = now
+    if forced is not None and event.old is not None and any(event.old.get(k) != values.get(k) for k in SCORE_FIELDS):
+        forced.changed.add(event.record_id)
+
+
+def _announce_mql(runtime, event: RecordEvent) -> None:
+    """MQL is a milestone: it is reached once and stays, so this fires once per lead."""
+    if event.values.get("mql") and not (event.old or {}).get("mql"):
+        runtime.events.publish(RecordEvent(name=MQL_EVENT, object=OBJECT, actor=event.actor, conn=event.conn,
+                                           values=event.values, old=event.old, record_id=event.record_id,
+                                           on_commit=event.on_commit))
 
 
 def register(runtime) -> None:
-    """Subscribe this part's event handlers and scheduled sweeps."""
+    """Score every lead write; rescore for decay when the scheduler exists."""
+    for name in ("before_insert", "before_update"):
+        runtime.events.subscribe(name, lambda ev: _score_write(runtime, ev), object=OBJECT)
+    for name in ("after_insert", "after_update"):
+        runtime.events.subscribe(name, lambda ev: _announce_mql(runtime, ev), object=OBJECT)
+    if hasattr(runtime, "scheduler"):
+        from leadhub.plugins.lead.scoring_jobs import decay_sweep
+        runtime.scheduler.every("lead.score_decay", seconds=86400, fn=decay_sweep)
 
 
 def blueprints() -> list:
-    """Flask blueprints this part serves."""
-    return []
+    from leadhub.plugins.lead.scoring_api import bp
+    return [bp]
+
+
+# --- behaviour events and explanations ------------------------------------------------------
+
+def _as_utc(value: Any, name: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"{name} must be an ISO 8601 date-time.", {name: "Not an ISO 8601 date-time."}) from None
+    if not isinstance(value, dt.datetime):
+        raise BadRequest(f"{name} must be an ISO 8601 date-time.", {name: "Not an ISO 8601 date-time."})
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def record_event(runtime, actor: Actor, lead_id: int, type: str, occurred_at: Any = None,
+                 data: dict | None = None, note: str | None = None) -> dict:
+    """Record a behaviour event on a lead and rescore it, in one transaction.
+    The actor needs the edit right on the lead (its scope decides: a lead
+    outside it is a 404, as the record service answers)."""
+    if not isinstance(type, str) or not type:
+        raise BadRequest("type is required: a score event type's key.", {"type": "Required."})
+    now = utcnow()
+    when = now if occurred_at is None else _as_utc(occurred_at, "occurred_at")
+    if when > now + FUTURE_SLACK:
+        raise BadRequest("occurred_at is in the future.", {"occurred_at": "In the future."})
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+        raise BadRequest(f"note must be text of at most {MAX_NOTE} characters.", {"note": "Too long or not text."})
+    if data is not None:
+        if not isinstance(data, dict):
+            raise BadRequest("data must be an object.", {"data": "Must be an object."})
+        data = json.loads(json.dumps(data, default=str))   # exact decimals from the API become text
+        if len(json.dumps(data)) > MAX_DATA:
+            raise BadRequest(f"data must be at most {MAX_DATA} characters of JSON.", {"data": "Too large."})
+    with runtime.db.write() as conn:
+        kind = conn.execute(sa.select(score_event_types).where(score_event_types.c.key == type)).mappings().first()
+        if kind is None or not kind["active"]:
+            raise BadRequest(f"No active score event type '{type}'.", {"type": "Unknown or inactive event type."})
+        event_id = conn.execute(score_events.insert().values(
+            lead_id=lead_id, type=type, points=kind["points"], occurred_at=when, note=note, data=data,
+            created_by=actor.user_id, created_at=now)).inserted_primary_key[0]
+        with rescoring([lead_id]):
+            lead = runtime.records.update(actor, OBJECT, lead_id, {})   # rights, scope and the rescore
+    return {"event": {"id": event_id, "lead": lead_id, "type": type, "points": kind["points"],
+                      "occurred_at": when, "note": note, "data": data},
+            "lead": {k: lead.get(k) for k in ("id", *SCORE_FIELDS) if k in lead}}
+
+
+def explain(runtime, actor: Actor, lead_id: int, language: str = "en", now: dt.datetime | None = None) -> dict:
+    """The score as of now and why: each matching rule and each event with
+    its original and decayed points. Needs read access to the lead."""
+    runtime.records.get(actor, OBJECT, lead_id, ["id"])       # 404 outside the actor's scope
+    now = now or utcnow()
+    with runtime.db.read() as conn:
+        # rules read every field, including ones hidden from this actor
+        lead = runtime.records.get(Actor.system(), OBJECT, lead_id)
+        snap = engine(runtime).snapshot(conn)
+        e, k = score_events, score_event_types
+        rows = conn.execute(sa.select(e.c.id, e.c.type, e.c.points, e.c.occurred_at, e.c.note, k.c.labels,
+                                      k.c.strength).select_from(e.outerjoin(k, k.c.key == e.c.type))
+                            .where(e.c.lead_id == lead_id).order_by(e.c.occurred_at.desc(), e.c.id.desc())).mappings()
+        events = [{"id": r["id"], "type": r["type"], "label": pick(r["labels"], language) or r["type"],
+                   "strength": r["strength"], "points": r["points"], "occurred_at": r["occurred_at"],
+                   "note": r["note"]} for r in rows]
+    score = compute(snap, lead, events, now)
+    return {"lead": lead_id, "as_of": now, "score": score.total, "attribute": score.attribute,
+            "behaviour": _round(score.behaviour), "grade": score.grade,
+            "mql": bool(lead.get("mql")), "mql_at": lead.get("mql_at"),
+            "stored": {"score": lead.get("score"), "grade": lead.get("grade")},
+            "rules": score.rules, "events": score.events,
+            "broken_rules": [{"id": r.id, "label": r.label, "error": r.error} for r in snap.rules if r.error],
+            "settings": {"half_life_days": snap.half_life_days, "grades": snap.grades,
+                         "mql_threshold": snap.mql_threshold}}
