@@ -1,11 +1,303 @@
-"""(being written)"""
+"""Follow-up deadlines (issue 7, point 6).
+
+T is the moment a lead's owner last changed (owner_changed_at). The rule
+for the lead's status says the owner must follow it up within N hours, so
+the lead carries follow_up_deadline = T + N as an indexed column until a
+follow-up after T clears it; overdue leads are then a range query. Every
+lead write works the deadline out again in its before-handler (owner or
+status changes move it), and a follow-up's after-handler updates its lead
+in the same transaction.
+
+The periodic `sweep` sends one reminder before the deadline and, once it
+has passed, writes one violation with evidence and notifies the owner and
+their manager. The lead remembers both for the current T
+(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent
+and its queries stay on indexes however many stale leads pile up."""
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import weakref
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable
 
-def register(runtime) -> None:
-    """Subscribe this part's event handlers and scheduled sweeps."""
+import sqlalchemy as sa
+
+from leadhub.platform import tables as t
+from leadhub.platform.db import utcnow
+from leadhub.platform.errors import Forbidden, ValidationFailed
+from leadhub.platform.events import RecordEvent
+from leadhub.platform.jobs import current_runtime
+from leadhub.platform.permissions import Actor
+from leadhub.platform.query import QuerySpec
+from leadhub.plugins.lead.followup_rules import Rule, Rules
+
+if TYPE_CHECKING:
+    from leadhub.platform.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SWEEP_EVERY = 300          # seconds
+BATCH = 200                # leads per page of the sweep and the recomputation
+SYSTEM = Actor.system()
+
+# Values this module sets on a lead's read-only fields: the record service
+# takes no payload for read-only fields, so the lead's own before_update
+# handler applies them, keyed by lead id, for the duration of one update.
+_lead_values: ContextVar[dict[int, dict[str, Any]]] = ContextVar("lead_follow_up_values", default={})
+
+
+class _Stale(Exception):
+    """The lead changed between the sweep's query and its locked re-read."""
+
+
+class FollowUps:
+    """Per runtime: the rules, the clock (tests pass their own) and the handlers."""
+
+    def __init__(self, runtime: "Runtime"):
+        self.runtime = runtime
+        self.rules = Rules(runtime)
+        self.clock: Callable[[], dt.datetime] = utcnow
+
+    # ------------------------------------------------------------ deadlines
+    def deadline(self, values: dict) -> tuple[dt.datetime | None, Rule | None]:
+        """(deadline, rule) for a lead as it will be stored."""
+        rule = self.rules.active().get(values.get("status"))
+        t0 = values.get("owner_changed_at")
+        if rule is None or t0 is None or values.get("owner") is None:
+            return None, rule
+        return t0 + dt.timedelta(hours=rule.hours), rule
+
+    def _settle(self, values: dict) -> None:
+        due, _rule = self.deadline(values)
+        values["follow_up_due_at"] = due
+        values["follow_up_deadline"] = None if values.get("first_follow_up_at") else due
+
+    def before_insert(self, ev: RecordEvent) -> None:
+        v = ev.values
+        owner = v.get("owner") if v.get("owner") is not None else ev.actor.user_id  # as the service will store it
+        v.update(owner_changed_at=self.clock() if owner is not None else None,
+                 first_follow_up_at=None, follow_up_reminded_at=None, follow_up_violation=None)
+        due, _rule = self.deadline({**v, "owner": owner})
+        v["follow_up_due_at"] = v["follow_up_deadline"] = due
+
+    def before_update(self, ev: RecordEvent) -> None:
+        v, old = ev.values, ev.old or {}
+        if v.get("owner") != old.get("owner"):  # a new T: the new owner's clock starts
+            v.update(owner_changed_at=self.clock() if v.get("owner") is not None else None,
+                     first_follow_up_at=None, follow_up_reminded_at=None, follow_up_violation=None)
+        pending = _lead_values.get().get(ev.record_id)
+        if pending:
+            check = pending.get("_check")
+            if check is not None:
+                check(old, v)
+            at = pending.get("followed_up_at")
+            if at is not None:
+                v["last_follow_up_at"] = max(at, v.get("last_follow_up_at") or at)
+                t0 = v.get("owner_changed_at")
+                if v.get("first_follow_up_at") is None and t0 is not None and at >= t0:
+                    v["first_follow_up_at"] = at
+            v.update({k: val for k, val in pending.items() if not k.startswith("_") and k != "followed_up_at"})
+        self._settle(v)
+
+    def after_follow_up(self, ev: RecordEvent) -> None:
+        """A follow-up moves its lead's dates, in the same transaction."""
+        lead_id = ev.values.get("lead")
+        if lead_id is None:
+            return
+        changes = {}
+        if ev.values.get("next_follow_up_at") is not None:
+            changes["next_follow_up_at"] = ev.values["next_follow_up_at"]
+        self.update_lead(lead_id, changes, {"followed_up_at": self.clock()})
+
+    def update_lead(self, lead_id: int, changes: dict, values: dict) -> dict:
+        with _setting(lead_id, values):
+            return self.runtime.records.update(SYSTEM, "lead", lead_id, changes)
+
+
+@contextmanager
+def _setting(lead_id: int, values: dict):
+    token = _lead_values.set({**_lead_values.get(), lead_id: values})
+    try:
+        yield
+    finally:
+        _lead_values.reset(token)
+
+
+_services: "weakref.WeakKeyDictionary[Runtime, FollowUps]" = weakref.WeakKeyDictionary()
+
+
+def service(runtime: "Runtime") -> FollowUps:
+    if runtime not in _services:
+        _services[runtime] = FollowUps(runtime)
+    return _services[runtime]
+
+
+def _refuse_manual_violations(ev: RecordEvent) -> None:
+    if ev.actor.user_id is not None:
+        raise Forbidden("Violations are recorded by the follow-up sweep only.", {"violation": "Written by the sweep."})
+
+
+def _violation_edit(ev: RecordEvent) -> None:
+    """People may acknowledge a violation; its evidence stays as recorded."""
+    if ev.actor.user_id is None:
+        return
+    changed = {k: "The sweep's record cannot change; only status can." for k in ev.values
+               if k not in ("status", "updated_at", "updated_by") and ev.changed(k)}
+    if changed:
+        raise ValidationFailed(changed)
+
+
+def register(runtime: "Runtime") -> None:
+    """Subscribe the deadline handlers and schedule the sweep."""
+    svc = service(runtime)
+    runtime.events.subscribe("before_insert", svc.before_insert, object="lead")
+    runtime.events.subscribe("before_update", svc.before_update, object="lead")
+    runtime.events.subscribe("after_insert", svc.after_follow_up, object="follow_up")
+    runtime.events.subscribe("before_insert", _refuse_manual_violations, object="violation")
+    runtime.events.subscribe("before_update", _violation_edit, object="violation")
+    if hasattr(runtime, "scheduler"):
+        runtime.scheduler.every("lead.follow_up_sweep", seconds=SWEEP_EVERY, fn=sweep)
 
 
 def blueprints() -> list:
-    """Flask blueprints this part serves."""
-    return []
+    from leadhub.plugins.lead.followup_api import bp
+    return [bp]
+
+
+# ---------------------------------------------------------------- the sweep
+def sweep(runtime: "Runtime", now: dt.datetime | None = None) -> dict:
+    """Remind before, and record violations after, follow-up deadlines. Safe
+    to run twice, or in two processes at once: each lead is re-checked under
+    its write lock, so it yields one reminder and one violation per T."""
+    svc = service(runtime)
+    now = now or svc.clock()
+    rules = svc.rules.active()
+    reminded = violated = 0
+    for rule in rules.values():
+        if rule.remind_before_hours <= 0:
+            continue
+        window = now + dt.timedelta(hours=rule.remind_before_hours)
+        for lead in _leads(runtime, [
+                {"field": "status", "op": "eq", "value": rule.status},
+                {"field": "follow_up_deadline", "op": "gt", "value": _iso(now)},
+                {"field": "follow_up_deadline", "op": "lte", "value": _iso(window)},
+                {"field": "follow_up_reminded_at", "op": "is_null", "value": True}]):
+            reminded += _remind(svc, lead, rule, now)
+    for lead in _leads(runtime, [
+            {"field": "follow_up_deadline", "op": "lte", "value": _iso(now)},
+            {"field": "follow_up_violation", "op": "is_null", "value": True}]):
+        violated += _violate(svc, lead, rules.get(lead["status"]), now)
+    return {"reminders": reminded, "violations": violated, "at": now}
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).isoformat()
+
+
+def _leads(runtime: "Runtime", conditions: list[dict]):
+    """Matching leads in pages by id, through the query compiler."""
+    last = 0
+    while True:
+        page = runtime.records.query(SYSTEM, "lead", QuerySpec(
+            filter=conditions + [{"field": "id", "op": "gt", "value": last}], sort=["id"], page_size=BATCH))
+        yield from page["records"]
+        if not page["has_more"]:
+            return
+        last = page["records"][-1]["id"]
+
+
+def _managers(runtime: "Runtime", user_ids: list[int]) -> dict[int, int | None]:
+    with runtime.db.read() as conn:
+        return dict(conn.execute(sa.select(t.users.c.id, t.users.c.manager_id)
+                                 .where(t.users.c.id.in_(user_ids))).all())
+
+
+def _name(lead: dict) -> str:
+    return " / ".join(str(x) for x in (lead.get("name"), lead.get("company")) if x) or f"#{lead['id']}"
+
+
+def _still(t0, field: str, want=None):
+    """A check run on the locked lead: same T, and `field` still as the query saw it."""
+    def check(old: dict, _new: dict) -> None:
+        if old.get("owner_changed_at") != t0 or old.get(field) != want or old.get("follow_up_deadline") is None:
+            raise _Stale()
+    return check
+
+
+def _remind(svc: FollowUps, lead: dict, rule: Rule, now: dt.datetime) -> int:
+    runtime = svc.runtime
+    try:
+        with runtime.db.write():
+            svc.update_lead(lead["id"], {}, {"_check": _still(lead["owner_changed_at"], "follow_up_reminded_at"),
+                                             "follow_up_reminded_at": now})
+            hours = max(0.0, (lead["follow_up_deadline"] - now).total_seconds() / 3600)
+            runtime.notifications.send(
+                [lead["owner"]], "lead.follow_up_reminder", f"Follow up {_name(lead)} within {hours:.0f} h",
+                f"Lead {_name(lead)} must be followed up by {_iso(lead['follow_up_deadline'])} ({rule.label}).",
+                link=f"/objects/lead/records/{lead['id']}",
+                data={"lead": lead["id"], "deadline": _iso(lead["follow_up_deadline"])})
+    except _Stale:
+        return 0
+    return 1
+
+
+def _violate(svc: FollowUps, lead: dict, rule: Rule | None, now: dt.datetime) -> int:
+    runtime = svc.runtime
+    owner = lead["owner"]
+    manager = _managers(runtime, [owner]).get(owner) if owner is not None else None
+    deadline = lead["follow_up_deadline"]
+    evidence = {"lead": {k: _jsonable(v) for k, v in lead.items()}, "owner": owner, "manager": manager,
+                "rule": rule.to_api() if rule else None, "owner_changed_at": _jsonable(lead["owner_changed_at"]),
+                "deadline": _jsonable(deadline), "detected_at": _jsonable(now)}
+    title = f"Not followed up in time: {_name(lead)}"
+    try:
+        with runtime.db.write():
+            violation = runtime.records.create(SYSTEM, "violation", {
+                "title": title[:300], "lead": lead["id"], "rule": rule.label if rule else None,
+                "owner": owner, "owner_changed_at": _iso(lead["owner_changed_at"]), "deadline": _iso(deadline),
+                "detected_at": _iso(now), "manager": manager, "status": "open",
+                "evidence": json.dumps(evidence, ensure_ascii=False, sort_keys=True)})
+            svc.update_lead(lead["id"], {}, {"_check": _still(lead["owner_changed_at"], "follow_up_violation"),
+                                             "follow_up_violation": violation["id"]})
+            runtime.notifications.send(
+                [owner, manager], "lead.follow_up_violation", title,
+                f"The follow-up deadline {_iso(deadline)} passed without a follow-up"
+                + (f" ({rule.label})." if rule else "."),
+                link=f"/objects/violation/records/{violation['id']}",
+                data={"lead": lead["id"], "violation": violation["id"], "owner": owner})
+    except _Stale:
+        return 0
+    return 1
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return _iso(value)
+    if isinstance(value, (dt.date,)):
+        return value.isoformat()
+    if hasattr(value, "as_tuple"):
+        return str(value)
+    return value
+
+
+def run_sweep() -> dict:
+    """Job entry point (RQ or inline): the sweep on the job's runtime."""
+    return sweep(current_runtime())
+
+
+def recompute_deadlines(statuses: list[str]) -> int:
+    """Job: after a rule changed, work out the deadline of every lead in
+    these statuses still waiting for its first follow-up since T."""
+    runtime = current_runtime()
+    done = 0
+    conditions = [{"field": "status", "op": "in", "value": statuses},
+                  {"field": "owner_changed_at", "op": "is_null", "value": False},
+                  {"field": "first_follow_up_at", "op": "is_null", "value": True}]
+    ids = [lead["id"] for lead in _leads(runtime, conditions)]
+    for start in range(0, len(ids), BATCH):
+        # an update without changes: the before-handler settles the deadline
+        runtime.records.bulk_update(SYSTEM, "lead", [{"id": i} for i in ids[start:start + BATCH]])
+        done += len(ids[start:start + BATCH])
+    return done

@@ -29,8 +29,20 @@ def upgrade() -> None:
         sa.Column("emailed_at", UTCDateTime),
     )
     op.create_index("ix_lh_notifications_user", "lh_notifications", ["user_id", "read_at", "id"])
+    # the lead plugin's follow-up deadline rules: one per lead status
+    op.create_table(
+        "lh_follow_up_rules",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("status", sa.String(40), nullable=False, unique=True),
+        sa.Column("hours", sa.Integer, nullable=False),
+        sa.Column("remind_before_hours", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("lh_follow_up_rules")
     op.drop_index("ix_lh_notifications_user", "lh_notifications")
     op.drop_table("lh_notifications")
