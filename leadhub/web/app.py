@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from leadhub.platform import auth
 from leadhub.platform.config import Config
 from leadhub.platform.errors import LeadhubError
 from leadhub.platform.runtime import Runtime
 from leadhub.web.converters import RecordIdConverter
 from leadhub.web.jsonio import JSONProvider
-from leadhub.web.session import csrf_token
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -32,6 +30,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     from leadhub.web.session import bp as session_bp
     app.register_blueprint(api)
     app.register_blueprint(session_bp)
+    from leadhub.web import pages
+    pages.register(app)  # generated pages (home is /), designer under /admin/
     for plugin in runtime.plugins.discover().values():
         for bp in (plugin.web() if plugin.web else ()):
             app.register_blueprint(bp)
@@ -46,14 +46,6 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify({"error": {"code": code, "message": exc.description, "fields": {}}}), exc.code
         return exc
-
-    @app.get("/")
-    def home():
-        if not session.get("uid"):
-            return redirect(url_for("session.login_form", next="/"))
-        actor = auth.actor_for(runtime.db, runtime.cache, session["uid"])
-        objects = [o for o in runtime.cache.current().objects.values() if "read" in actor.rights(o.api_name).actions]
-        return render_template("home.html", objects=objects, actor=actor, csrf=csrf_token())
 
     @app.get("/healthz")
     def health():

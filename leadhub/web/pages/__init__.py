@@ -1,0 +1,41 @@
+"""The generated pages (records, search, home) and the admin designer, as
+Flask blueprints; `register(app)` adds them, the translations and the
+template helpers to the app."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, g, redirect, request, session
+
+from leadhub.web.pages import i18n
+from leadhub.web.pages.common import template_globals
+from leadhub.web.session import csrf_valid
+
+lang_bp = Blueprint("language", __name__)
+
+
+@lang_bp.post("/language")
+def set_language():
+    """The language switcher: remembered for this browser session."""
+    if not csrf_valid(request.form.get("csrf_token")):
+        abort(400, i18n.gettext("The form expired; reload the page and try again."))
+    lang = request.form.get("language")
+    if lang not in i18n.LANGUAGES:
+        abort(400, "language must be zh_CN or en.")
+    session["lang"] = lang
+    back = request.form.get("back", "/")
+    return redirect(back if back.startswith("/") and not back.startswith("//") else "/")
+
+
+def register(app: Flask) -> None:
+    from leadhub.web.pages.admin import bp as admin_bp
+    from leadhub.web.pages.records import bp as pages_bp
+
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+    app.jinja_env.globals.update(template_globals())
+    app.register_blueprint(pages_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(lang_bp)
+
+    @app.before_request
+    def _language():
+        g.lang = i18n.choose()  # page blueprints refine it with the user's setting

@@ -1,0 +1,57 @@
+"""What every page needs: the runtime, the signed-in user's Actor, the CSRF
+check on every form post, and errors rendered as pages (a 404 page for a
+record out of scope, exactly as the API answers 404)."""
+from __future__ import annotations
+
+from flask import abort, current_app, g, redirect, render_template, request, session, url_for
+
+from leadhub.platform import auth
+from leadhub.platform.errors import LeadhubError, Unauthorized
+from leadhub.platform.permissions import Actor
+from leadhub.web.pages import i18n
+from leadhub.web.pages.i18n import gettext as _
+from leadhub.web.session import SAFE_METHODS, csrf_token, csrf_valid
+
+
+def runtime():
+    return current_app.extensions["leadhub"]
+
+
+def actor() -> Actor:
+    return g.actor
+
+
+def require_signed_in():
+    """before_request of the page blueprints: a session, a live user, a valid
+    CSRF token on every unsafe method."""
+    uid = session.get("uid")
+    if not uid:
+        return redirect(url_for("session.login_form", next=request.full_path.rstrip("?")))
+    rt = runtime()
+    try:
+        g.actor = auth.actor_for(rt.db, rt.cache, uid)
+    except Unauthorized:
+        session.clear()
+        return redirect(url_for("session.login_form"))
+    g.lang = i18n.choose(g.actor.language)
+    if request.method not in SAFE_METHODS and not csrf_valid(request.form.get("csrf_token")):
+        abort(400, _("The form expired; reload the page and try again."))
+    return None
+
+
+def render_error(exc: LeadhubError):
+    titles = {400: _("Bad request"), 401: _("Sign in first"), 403: _("Not allowed"),
+              404: _("Not found"), 409: _("Conflict"), 422: _("Invalid input")}
+    return render_template("error.html", status=exc.status, title=titles.get(exc.status, _("Error")),
+                           message=_(exc.message), fields=exc.fields), exc.status
+
+
+def render_http_error(exc):
+    return render_template("error.html", status=exc.code, title=exc.name, message=exc.description,
+                           fields={}), exc.code
+
+
+def template_globals() -> dict:
+    from leadhub.web.pages import fields
+    return {"csrf_token": csrf_token, "L": i18n.label, "lang": i18n.current,
+            "display": fields.display, "options": fields.options, "widget": fields.widget}
