@@ -3,6 +3,7 @@ database, metadata cache, events, jobs and the services. The Flask app, the
 CLI and RQ workers each hold one; none of them builds services on its own."""
 from __future__ import annotations
 
+from leadhub.metadata.layouts import LayoutService
 from leadhub.metadata.registry import MetadataCache
 from leadhub.metadata.service import MetadataService
 from leadhub.platform import migrate
@@ -31,6 +32,7 @@ class Runtime:
         self.org = Organisation(self.db, self.cache)
         self.ownership = Ownership(self)
         self.notifications = Notifications(self)
+        self.layouts = LayoutService(self.db, self.cache, timezone=self.config.timezone)
         self.plugins = PluginManager(self)
 
     def upgrade_db(self) -> None:

@@ -1,0 +1,414 @@
+"""Layouts, list views, menu order, XLSX export and bulk delete (issue 6's
+metadata backend), through the REST API as the pages and the designer use it,
+with users whose roles hide and lock fields."""
+import datetime as dt
+import decimal
+import io
+
+import openpyxl
+import pytest
+
+from leadhub.platform import auth
+from tests.conftest import Api, count_rows
+
+PW = "s3cret-pass"
+
+
+@pytest.fixture
+def crm(api, app, runtime, make_object):
+    """account (name, industry, secret, tier formula, revenue, founded, visited)
+    <- contact (lookup) and <- deal (master-detail); a rep role that hides
+    `secret` and only reads `industry` and `owner`; users of each kind."""
+    make_object("account", [
+        {"api_name": "name", "label": {"en": "Name", "zh_CN": "名称"}, "type": "text", "required": True},
+        {"api_name": "industry", "label": "Industry", "type": "picklist", "options": ["retail", "tech"]},
+        {"api_name": "secret", "label": "Secret", "type": "text"},
+        {"api_name": "revenue", "label": "Revenue", "type": "currency", "precision": 14, "scale": 2},
+        {"api_name": "employees", "label": "Employees", "type": "integer"},
+        {"api_name": "founded", "label": "Founded", "type": "date"},
+        {"api_name": "visited_at", "label": "Visited", "type": "datetime"},
+        {"api_name": "tier", "label": "Tier", "type": "formula", "return_type": "text",
+         "expression": "'big' if employees > 100 else 'small'"},
+    ], name_field="name")
+    make_object("contact", [
+        {"api_name": "full_name", "label": {"en": "Full name", "zh_CN": "姓名"}, "type": "text"},
+        {"api_name": "account", "label": "Account", "type": "lookup", "reference_to": "account"},
+        {"api_name": "phone", "label": "Phone", "type": "phone"},
+    ], name_field="full_name")
+    make_object("deal", [
+        {"api_name": "title", "label": "Title", "type": "text"},
+        {"api_name": "account", "label": "Account", "type": "master_detail", "reference_to": "account"},
+    ], name_field="title")
+    make_object("memo", [{"api_name": "body", "label": "Body", "type": "text"}])
+    r = api.post("/roles", {"api_name": "account_rep", "label": {"en": "Account rep", "zh_CN": "客户代表"}, "objects": {
+        "*": {"create": True, "read": True, "edit": True, "scope": "own", "fields": {"owner": "read"}},
+        "memo": {"read": False},
+        "account": {"create": True, "read": True, "edit": True, "scope": "own",
+                    "fields": {"owner": "read", "secret": "hidden", "industry": "read"}}}})
+    assert r.status_code == 201, r.get_json()
+    users = {}
+    for login, roles in [("rep", ["account_rep"]), ("rep2", ["account_rep"]), ("mgr", ["sales_manager"]),
+                         ("marketer", ["marketing"]), ("plain_rep", ["sales_rep"])]:
+        r = api.post("/users", {"login": login, "name": login, "password": PW, "roles": roles})
+        assert r.status_code == 201, r.get_json()
+        users[login] = r.get_json()["id"]
+    clients = {login: Api(app.test_client(), auth.create_token(runtime.db, login)) for login in users}
+    return {"users": users, "as": clients}
+
+
+def ok(r, status=200):
+    assert r.status_code == status, r.get_json()
+    return r.get_json()
+
+
+def refused(r, status, *paths):
+    assert r.status_code == status, r.get_json()
+    fields = r.get_json()["error"]["fields"]
+    for p in paths:
+        assert p in fields, (p, fields)
+    return fields
+
+
+SALES_LAYOUT = {
+    "name": "Sales",
+    "sections": [
+        {"key": "main", "title": {"en": "Main", "zh_CN": "主要"}, "columns": 2,
+         "fields": ["name", {"field": "industry", "required": True}, "secret", "owner"]},
+        {"key": "money", "title": {"en": "Money", "zh_CN": "金额"}, "columns": 1, "collapsible": True,
+         "collapsed": True, "fields": [{"field": "revenue", "read_only": True}, "tier", "founded"]},
+    ],
+    "related_lists": [{"object": "contact", "field": "account", "columns": ["full_name", "phone"],
+                       "sort": ["full_name"]}],
+    "buttons": [{"kind": "standard", "name": "edit"}, {"kind": "standard", "name": "delete"},
+                {"kind": "action", "name": "send_welcome", "function": "send_welcome",
+                 "label": {"en": "Send welcome", "zh_CN": "发送欢迎"}}],
+}
+
+
+def field_names(layout):
+    return [f["field"] for s in layout["sections"] for f in s["fields"]]
+
+
+def field(layout, name):
+    return next(f for s in layout["sections"] for f in s["fields"] if f["field"] == name)
+
+
+# ------------------------------------------------------------------ layouts
+
+def test_layout_crud_keeps_every_version(api, crm, runtime):
+    created = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)
+    lid = created["id"]
+    assert created["version"] == 1 and created["name"] == "Sales" and created["default"] is False
+    assert field_names(created) == ["name", "industry", "secret", "owner", "revenue", "tier", "founded"]
+    # name is required on the object, so the layout reports it required too
+    assert field(created, "name")["required"] is True and field(created, "revenue")["read_only"] is True
+    assert created["sections"][1]["collapsed"] is True and created["sections"][1]["columns"] == 1
+    assert created["related_lists"] == [{"object": "contact", "field": "account",
+                                         "title": {"en": "Contact", "zh_CN": "Contact"},
+                                         "columns": ["full_name", "phone"], "sort": ["full_name"]}]
+    assert created["buttons"][2] == {"kind": "action", "name": "send_welcome", "function": "send_welcome",
+                                     "label": {"en": "Send welcome", "zh_CN": "发送欢迎"}}
+
+    changed = ok(api.patch(f"/meta/objects/account/layouts/{lid}", {"name": "Sales v2", "default": True}))
+    assert changed["version"] == 2 and changed["default"] is True
+    assert field_names(changed) == field_names(created)          # untouched parts stay
+    moved = ok(api.patch(f"/meta/objects/account/layouts/{lid}",
+                         {"sections": [{"title": "Only", "fields": ["founded", "name"]}]}))
+    assert moved["version"] == 3 and field_names(moved) == ["founded", "name"]
+    assert moved["sections"][0]["key"] == "section_1" and moved["sections"][0]["columns"] == 2
+
+    versions = ok(api.get(f"/meta/objects/account/layouts/{lid}/versions"))["versions"]
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    assert [v["name"] for v in versions] == ["Sales v2", "Sales v2", "Sales"]
+    assert field_names(versions[2]) == field_names(created) and versions[2]["default"] is False
+
+    listed = ok(api.get("/meta/objects/account/layouts"))["layouts"]
+    assert [x["id"] for x in listed] == [lid]
+    assert ok(api.get(f"/meta/objects/account/layouts/{lid}"))["version"] == 3
+
+    assert api.delete(f"/meta/objects/account/layouts/{lid}").status_code == 204
+    assert api.get(f"/meta/objects/account/layouts/{lid}").status_code == 404
+    assert api.get(f"/meta/objects/account/layouts/{lid}/versions").status_code == 404
+    assert count_rows(runtime, "lh_layout_versions") == 0
+
+
+def test_stale_version_is_a_conflict_and_changes_nothing(api, crm):
+    lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    ok(api.patch(f"/meta/objects/account/layouts/{lid}", {"name": "A", "version": 1}))
+    fields = refused(api.patch(f"/meta/objects/account/layouts/{lid}", {"name": "B", "version": 1}), 409, "version")
+    assert "2" in fields["version"]
+    assert ok(api.get(f"/meta/objects/account/layouts/{lid}"))["name"] == "A"
+
+
+@pytest.mark.parametrize("change, status, path", [
+    ({"sections": [{"fields": ["name", "nope"]}]}, 422, "sections.0.fields.1"),
+    ({"sections": [{"fields": ["name"]}, {"fields": ["founded", "revenue", "name"]}]}, 422, "sections.1.fields.2"),
+    ({"sections": [{"fields": [{"field": "name", "required": False}]}]}, 422, "sections.0.fields.0.required"),
+    ({"sections": [{"fields": [{"field": "tier", "required": True}]}]}, 422, "sections.0.fields.0.required"),
+    ({"sections": [{"fields": [{"field": "name", "read_only": True}]}]}, 422, "sections.0.fields.0.read_only"),
+    ({"sections": [{"fields": [{"field": "founded", "required": "yes"}]}]}, 422, "sections.0.fields.0.required"),
+    ({"sections": [{"fields": [{"field": "founded", "colour": "red"}]}]}, 422, "sections.0.fields.0.colour"),
+    ({"sections": [{"fields": ["created_at"]}]}, 422, "sections.0.fields.0"),
+    ({"sections": [{"fields": [7]}]}, 422, "sections.0.fields.0"),
+    ({"sections": [{"columns": 3, "fields": ["name"]}]}, 422, "sections.0.columns"),
+    ({"sections": [{"collapsed": True, "fields": ["name"]}]}, 422, "sections.0.collapsed"),
+    ({"sections": [{"key": "a", "fields": ["name"]}, {"key": "a", "fields": []}]}, 422, "sections.1.key"),
+    ({"sections": [{"key": "Bad Key", "fields": []}]}, 422, "sections.0.key"),
+    ({"sections": [{"title": {"fr": "x"}, "fields": []}]}, 422, "sections.0.title"),
+    ({"sections": "main"}, 422, "sections"),
+    ({"related_lists": [{"object": "ghost"}]}, 422, "related_lists.0.object"),
+    ({"related_lists": [{"object": "memo"}]}, 422, "related_lists.0.field"),
+    ({"related_lists": [{"object": "contact", "field": "phone"}]}, 422, "related_lists.0.field"),
+    ({"related_lists": [{"object": "contact", "columns": ["full_name", "nope"]}]}, 422, "related_lists.0.columns.1"),
+    ({"related_lists": [{"object": "contact", "sort": ["-nope"]}]}, 422, "related_lists.0.sort.0"),
+    ({"related_lists": [{"object": "contact"}, {"object": "contact", "field": "account"}]}, 422, "related_lists.1"),
+    ({"buttons": [{"kind": "standard", "name": "launch"}]}, 422, "buttons.0.name"),
+    ({"buttons": [{"kind": "action", "name": "go", "function": "Not A Name"}]}, 422, "buttons.0.function"),
+    ({"buttons": [{"kind": "action", "name": "go"}]}, 422, "buttons.0.function"),
+    ({"buttons": [{"kind": "magic", "name": "go"}]}, 422, "buttons.0.kind"),
+    ({"buttons": ["edit", "edit"]}, 422, "buttons.1.name"),
+    ({"name": ""}, 422, "name"),
+    ({"default": "yes"}, 422, "default"),
+    ({"colour": "red"}, 422, "colour"),
+])
+def test_bad_layouts_name_the_path_and_save_nothing(api, crm, runtime, change, status, path):
+    r = api.post("/meta/objects/account/layouts", {**SALES_LAYOUT, **change})
+    refused(r, status, path)
+    assert count_rows(runtime, "lh_layouts") == 0 and count_rows(runtime, "lh_layout_versions") == 0
+    lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    refused(api.patch(f"/meta/objects/account/layouts/{lid}", change), status, path)
+    assert ok(api.get(f"/meta/objects/account/layouts/{lid}"))["version"] == 1
+    assert count_rows(runtime, "lh_layout_versions") == 1
+
+
+def test_layout_requests_that_are_not_layouts(api, crm):
+    refused(api.post("/meta/objects/ghost/layouts", SALES_LAYOUT), 404, "object")
+    refused(api.post("/meta/objects/account/layouts", {"name": "x"}), 422, "sections")
+    assert api.post("/meta/objects/account/layouts", [1, 2]).status_code == 400
+    assert api.patch("/meta/objects/account/layouts/99", {"name": "x"}).status_code == 404
+    lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    assert api.get(f"/meta/objects/contact/layouts/{lid}").status_code == 404     # another object's id
+    refused(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 409, "name")  # names are unique per object
+
+
+def test_only_admins_design_layouts(api, crm, runtime):
+    rep = crm["as"]["rep"]
+    assert rep.post("/meta/objects/account/layouts", SALES_LAYOUT).status_code == 403
+    lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    for call in (rep.get("/meta/objects/account/layouts"), rep.get(f"/meta/objects/account/layouts/{lid}"),
+                 rep.patch(f"/meta/objects/account/layouts/{lid}", {"name": "mine"}),
+                 rep.delete(f"/meta/objects/account/layouts/{lid}"),
+                 rep.get(f"/meta/objects/account/layouts/{lid}/versions"),
+                 rep.put("/meta/objects/account/layout-assignments", {"account_rep": lid})):
+        assert call.status_code == 403
+    assert count_rows(runtime, "lh_layout_versions") == 1 and count_rows(runtime, "lh_layout_assignments") == 0
+
+
+# ------------------------------------------------------------------ effective layouts
+
+def test_default_generated_layout_with_related_lists(api, crm):
+    got = ok(api.get("/objects/account/layout"))
+    assert got["id"] is None and len(got["sections"]) == 1
+    main = got["sections"][0]
+    assert main["columns"] == 2 and main["title"] == {"en": "Details", "zh_CN": "详细信息"}
+    assert field_names(got) == ["name", "industry", "secret", "revenue", "employees", "founded", "visited_at", "tier"]
+    assert field(got, "name") == {"field": "name", "required": True, "read_only": False}
+    assert field(got, "tier")["read_only"] is True               # formulas are never editable
+    related = {(r["object"], r["field"]): r for r in got["related_lists"]}
+    assert set(related) == {("contact", "account"), ("deal", "account")}
+    assert related[("contact", "account")]["columns"][0] == "full_name"
+    assert "account" not in related[("contact", "account")]["columns"]
+    assert related[("deal", "account")]["sort"] == ["-created_at"]
+    assert [b["name"] for b in got["buttons"]] == ["edit", "delete", "transfer_owner"]
+
+
+def test_effective_layout_per_role_applies_field_rights(api, crm):
+    sales = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    compact = ok(api.post("/meta/objects/account/layouts", {
+        "name": "Compact", "default": True, "sections": [{"fields": ["name", "founded"]}]}), 201)["id"]
+    assert ok(api.put("/meta/objects/account/layout-assignments", {"account_rep": sales})) == {
+        "assignments": {"account_rep": sales}}
+
+    rep = ok(crm["as"]["rep"].get("/objects/account/layout"))
+    assert rep["id"] == sales and rep["name"] == "Sales"
+    assert "secret" not in field_names(rep)                      # hidden by his role: absent
+    assert field(rep, "industry") == {"field": "industry", "required": True, "read_only": True}
+    assert field(rep, "owner")["read_only"] is True and field(rep, "revenue")["read_only"] is True
+    assert field(rep, "founded")["read_only"] is False
+    assert [b["name"] for b in rep["buttons"]] == ["edit", "send_welcome"]   # no delete right
+    assert rep["related_lists"][0]["columns"] == ["full_name", "phone"]
+
+    # the manager's role has no assignment: the default layout
+    mgr = ok(crm["as"]["mgr"].get("/objects/account/layout"))
+    assert mgr["id"] == compact and field_names(mgr) == ["name", "founded"]
+    # admins always get the default layout
+    assert ok(api.get("/objects/account/layout"))["id"] == compact
+
+    # unassigning falls back to the default; deleting the default falls back to the generated one
+    ok(api.put("/meta/objects/account/layout-assignments", {"account_rep": None}))
+    assert ok(crm["as"]["rep"].get("/objects/account/layout"))["id"] == compact
+    assert api.delete(f"/meta/objects/account/layouts/{compact}").status_code == 204
+    assert ok(crm["as"]["rep"].get("/objects/account/layout"))["id"] is None
+
+
+def test_assignment_errors_name_the_role(api, crm):
+    lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    other = ok(api.post("/meta/objects/contact/layouts", {"name": "C", "sections": [{"fields": ["full_name"]}]}),
+               201)["id"]
+    refused(api.put("/meta/objects/account/layout-assignments", {"no_such_role": lid}), 422, "no_such_role")
+    refused(api.put("/meta/objects/account/layout-assignments", {"account_rep": other}), 422, "account_rep")
+    refused(api.put("/meta/objects/account/layout-assignments", {"account_rep": "1"}), 422, "account_rep")
+    refused(api.put("/meta/objects/account/layout-assignments", {"sales_rep": lid, "ghost": lid}), 422, "ghost")
+    assert ok(api.get("/meta/objects/account/layout-assignments"))["assignments"] == {}
+
+
+def test_deleted_fields_and_objects_do_not_break_layouts(api, crm):
+    lid = ok(api.post("/meta/objects/account/layouts", {**SALES_LAYOUT, "default": True}), 201)["id"]
+    assert api.delete("/meta/objects/account/fields/founded").status_code == 204
+    assert api.delete("/meta/objects/contact/fields/phone").status_code == 204
+    got = ok(api.get("/objects/account/layout"))
+    assert got["id"] == lid and "founded" not in field_names(got)
+    assert got["related_lists"][0]["columns"] == ["full_name"]
+    # the stored layout, shown to the designer without the deleted field, saves back as it is
+    stored = ok(api.get(f"/meta/objects/account/layouts/{lid}"))
+    assert "founded" not in field_names(stored)
+    ok(api.patch(f"/meta/objects/account/layouts/{lid}", {"sections": stored["sections"]}))
+    # the whole child object goes: its related list goes with it
+    assert api.delete("/meta/objects/contact/fields/account").status_code == 204
+    assert api.delete("/meta/objects/contact").status_code == 204
+    assert ok(api.get("/objects/account/layout"))["related_lists"] == []
+
+
+def test_effective_layout_needs_the_read_right(crm):
+    assert crm["as"]["rep"].get("/objects/memo/layout").status_code == 403
+    assert crm["as"]["rep"].get("/objects/ghost/layout").status_code in (403, 404)
+
+
+# ------------------------------------------------------------------ list views
+
+VIEW = {"name": {"en": "Big tech", "zh_CN": "大型科技"}, "columns": ["name", "revenue"],
+        "filter": {"and": [{"field": "employees", "op": "gte", "value": 100},
+                           {"field": "name", "op": "contains", "value": "a"}]},
+        "sort": ["-revenue"]}
+
+
+def test_personal_and_shared_views(api, crm):
+    rep, rep2 = crm["as"]["rep"], crm["as"]["rep2"]
+    mine = ok(rep.post("/objects/account/views", VIEW), 201)
+    assert mine["shared"] is False and mine["owner"] == crm["users"]["rep"] and mine["filter"] == VIEW["filter"]
+    assert mine["columns"] == ["name", "revenue"] and mine["sort"] == ["-revenue"] and mine["filter_error"] is None
+    shared = ok(api.post("/objects/account/views", {**VIEW, "name": "Everyone", "shared": True, "position": 1}), 201)
+
+    assert [v["id"] for v in ok(rep.get("/objects/account/views"))["views"]] == [mine["id"], shared["id"]]
+    assert [v["id"] for v in ok(rep2.get("/objects/account/views"))["views"]] == [shared["id"]]
+    # another user's personal view does not exist for him, admin or not
+    for client in (rep2, api):
+        assert client.get(f"/objects/account/views/{mine['id']}").status_code == 404
+        assert client.patch(f"/objects/account/views/{mine['id']}", {"name": "x"}).status_code == 404
+        assert client.delete(f"/objects/account/views/{mine['id']}").status_code == 404
+    # a shared view is read by all and changed by admins only
+    assert ok(rep2.get(f"/objects/account/views/{shared['id']}"))["name"]["en"] == "Everyone"
+    assert rep2.patch(f"/objects/account/views/{shared['id']}", {"name": "x"}).status_code == 403
+    assert rep2.delete(f"/objects/account/views/{shared['id']}").status_code == 403
+    # a non-admin may neither create a shared view nor share his own
+    assert rep.post("/objects/account/views", {**VIEW, "shared": True}).status_code == 403
+    assert rep.patch(f"/objects/account/views/{mine['id']}", {"shared": True}).status_code == 403
+
+    changed = ok(rep.patch(f"/objects/account/views/{mine['id']}", {"columns": ["name"], "filter": None}))
+    assert changed["columns"] == ["name"] and changed["filter"] is None and changed["sort"] == ["-revenue"]
+    assert rep.delete(f"/objects/account/views/{mine['id']}").status_code == 204
+    assert rep.get(f"/objects/account/views/{mine['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"filter": {"field": "nope", "op": "eq", "value": 1}}, "filter"),
+    ({"filter": {"field": "employees", "op": "contains", "value": "x"}}, "filter"),
+    ({"filter": {"field": "employees", "op": "gte", "value": "many"}}, "filter"),
+    ({"filter": {"or": []}}, "filter"),
+    ({"filter": "name = 1"}, "filter"),
+    ({"filter": {"field": "founded", "op": "last_n_days", "value": 0}}, "filter"),
+    ({"columns": ["name", "nope"]}, "columns"),
+    ({"columns": []}, "columns"),
+    ({"sort": ["-nope"]}, "sort"),
+    ({"sort": "name"}, "sort"),
+])
+def test_bad_view_queries_are_400_naming_the_part(crm, runtime, change, path):
+    rep = crm["as"]["rep"]
+    refused(rep.post("/objects/account/views", {**VIEW, **change}), 400, path)
+    assert count_rows(runtime, "lh_list_views") == 0
+
+
+def test_view_cannot_use_a_field_hidden_from_its_author(crm, runtime):
+    rep = crm["as"]["rep"]
+    refused(rep.post("/objects/account/views", {**VIEW, "filter": {"field": "secret", "op": "eq", "value": "s"}}),
+            400, "filter")
+    refused(rep.post("/objects/account/views", {**VIEW, "columns": ["name", "secret"]}), 400, "columns")
+    assert count_rows(runtime, "lh_list_views") == 0
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"name": ""}, "name"), ({"name": None}, "name"), ({"shared": "no"}, "shared"),
+    ({"position": -1}, "position"), ({"position": True}, "position"), ({"owner": 1}, "owner"),
+])
+def test_bad_view_properties_are_422(crm, change, path):
+    refused(crm["as"]["rep"].post("/objects/account/views", {**VIEW, **change}), 422, path)
+
+
+def test_shared_view_shows_each_user_only_what_he_may_read(api, crm):
+    view = ok(api.post("/objects/account/views", {**VIEW, "name": "All", "shared": True,
+                                                   "columns": ["name", "secret", "revenue"], "sort": ["secret"],
+                                                   "filter": {"field": "secret", "op": "is_null", "value": False}}),
+              201)
+    mine = ok(crm["as"]["rep"].get(f"/objects/account/views/{view['id']}"))
+    assert mine["columns"] == ["name", "revenue"] and mine["sort"] == []
+    assert "secret" in mine["filter_error"]
+    assert ok(api.get(f"/objects/account/views/{view['id']}"))["filter_error"] is None
+    # a field deleted later drops out of the columns for everyone
+    assert api.delete("/meta/objects/account/fields/revenue").status_code == 204
+    assert ok(api.get(f"/objects/account/views/{view['id']}"))["columns"] == ["name", "secret"]
+
+
+def test_views_need_the_read_right(crm):
+    rep = crm["as"]["rep"]
+    assert rep.get("/objects/memo/views").status_code == 403
+    assert rep.post("/objects/memo/views", {"name": "x", "columns": ["body"]}).status_code == 403
+
+
+def test_saved_view_runs_through_the_query_endpoint(api, crm):
+    """What the list page does: fetch the view, query with its filter and sort."""
+    for name, employees, revenue in [("Acme", 500, "10.00"), ("Bea", 50, "99.00"), ("Cal", 300, "20.00")]:
+        ok(api.post("/objects/account/records", {"name": name, "employees": employees, "revenue": revenue}), 201)
+    view = ok(api.post("/objects/account/views", VIEW), 201)
+    r = ok(api.post("/objects/account/query", {"filter": view["filter"], "sort": view["sort"],
+                                               "fields": view["columns"]}))
+    assert [x["name"] for x in r["records"]] == ["Cal", "Acme"]
+
+
+# ------------------------------------------------------------------ menu
+
+def test_menu_order_and_rights(api, crm):
+    default = [m["object"] for m in ok(api.get("/meta/menu"))["menu"]]
+    assert default == ["account", "contact", "deal", "memo"]      # by label
+    ok(api.put("/meta/menu", {"objects": ["memo", "deal"]}))
+    got = ok(api.get("/meta/menu"))
+    assert [m["object"] for m in got["menu"]] == ["memo", "deal", "account", "contact"]
+    assert got["order"] == ["memo", "deal"] and got["menu"][0]["label"] == {"en": "Memo", "zh_CN": "Memo"}
+    # the rep may not read memos: they are not in his menu
+    assert [m["object"] for m in ok(crm["as"]["rep"].get("/meta/menu"))["menu"]] == ["deal", "account", "contact"]
+    # a deleted object leaves every menu
+    assert api.delete("/meta/objects/memo").status_code == 204
+    assert [m["object"] for m in ok(api.get("/meta/menu"))["menu"]] == ["deal", "account", "contact"]
+
+
+def test_menu_changes_need_an_admin_and_valid_names(api, crm):
+    assert crm["as"]["rep"].put("/meta/menu", {"objects": ["deal"]}).status_code == 403
+    refused(api.put("/meta/menu", {"objects": ["deal", "ghost"]}), 422, "objects.1")
+    refused(api.put("/meta/menu", {"objects": ["deal", "deal"]}), 422, "objects.1")
+    refused(api.put("/meta/menu", {"objects": "deal"}), 422, "objects")
+    refused(api.put("/meta/menu", {"order": ["deal"]}), 422, "order", "objects")
+    assert ok(api.get("/meta/menu"))["order"] == []
+
+
+def test_menu_through_the_service(runtime, admin, crm):
+    runtime.layouts.set_menu(admin, ["contact"])
+    assert runtime.layouts.menu(admin)[0] == {"object": "contact", "label": {"en": "Contact", "zh_CN": "Contact"}}
