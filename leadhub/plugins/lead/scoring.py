@@ -9,6 +9,7 @@ MQL threshold sets mql/mql_at once and publishes the custom record event
 "mql" on the lead (subscribe: runtime.events.subscribe("mql", fn, object="lead"))."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -240,9 +241,7 @@ def _score_write(runtime, event: RecordEvent) -> None:
 def _announce_mql(runtime, event: RecordEvent) -> None:
     """MQL is a milestone: it is reached once and stays, so this fires once per lead."""
     if event.values.get("mql") and not (event.old or {}).get("mql"):
-        runtime.events.publish(RecordEvent(name=MQL_EVENT, object=OBJECT, actor=event.actor, conn=event.conn,
-                                           values=event.values, old=event.old, record_id=event.record_id,
-                                           on_commit=event.on_commit))
+        runtime.events.publish(dataclasses.replace(event, name=MQL_EVENT))
 
 
 def register(runtime) -> None:
