@@ -66,7 +66,7 @@ def index():
     reg = runtime().cache.current()
     order = [m["object"] for m in meta.menu(actor())]
     return render_template("admin/index.html", objects=sorted(reg.objects.values(), key=lambda o: o.api_name),
-                           order=order, has_layouts=meta.service() is not None, by_name=reg.objects)
+                           order=order, by_name=reg.objects)
 
 
 def _labels_from_form(prefix: str = "label") -> dict:
@@ -95,9 +95,9 @@ def create_object():
 def save_menu():
     names = [n for n in request.form.get("order", "").split(",") if n]
     try:
-        meta.service().set_menu(actor(), names)
-    except (ValidationFailed, AttributeError) as exc:
-        flash(_("The menu could not be saved.") + f" {exc}", "error")
+        _layouts().set_menu(actor(), names)
+    except ValidationFailed as exc:
+        _fail(exc)
         return redirect(url_for("admin.index"))
     flash(_("Menu order saved."), "ok")
     return redirect(url_for("admin.index"))
@@ -307,10 +307,7 @@ def delete_field(name, field):
 
 # ------------------------------------------------------------------ layouts
 def _layouts():
-    svc = meta.service()
-    if svc is None:
-        raise Conflict(_("The layout service is not installed yet."))
-    return svc
+    return runtime().layouts
 
 
 def _roles() -> list[dict]:

@@ -164,8 +164,7 @@ def list_records(name):
         catalog=field_catalog(a, obj), bulk_fields=F.editable(obj, layout),
         can=dict(create="create" in rights.actions, edit="edit" in rights.actions,
                  delete="delete" in rights.actions, export="export" in rights.actions,
-                 owner=rights.field_access("owner") == "edit" and "edit" in rights.actions,
-                 save_view=meta.service() is not None),
+                 owner=rights.field_access("owner") == "edit" and "edit" in rights.actions),
         users=rt.org.list_users() if "edit" in rights.actions else [],
         export_query=_export_query(state, reg, a, obj))
 
@@ -182,8 +181,6 @@ def save_view(name):
     a = actor()
     obj = _obj(name)
     svc = meta.service()
-    if svc is None:
-        raise Conflict(_("Saved views need the layout service, which is not installed."))
     title = request.form.get("name", "").strip()
     if not title:
         flash(_("Give the view a name."), "error")
@@ -270,15 +267,14 @@ def detail(name, rid):
     layout = meta.effective_layout(a, name)
     names = [i["field"] for s in layout["sections"] for i in s["fields"]] + ["owner", "created_at", "updated_at"]
     record = rt.records.get(a, name, rid, F.query_fields(reg, a, obj, names))
-    rights = a.rights(name)
+    buttons = {b["name"] for b in layout["buttons"] if b["kind"] == "standard"}  # already cut to his rights
     history = rt.records.history(a, name, rid) if obj.track_history or any(
         f.track_history for f in obj.fields.values()) else []
     return render_template(
         "detail.html", obj=obj, record=record, layout=layout, tz=_tz(),
         related=_related(a, reg, name, rid, layout), history=history,
         timeline=timeline.items(rt, a, name, rid), users=_user_names(history),
-        can=dict(edit="edit" in rights.actions, delete="delete" in rights.actions,
-                 create="create" in rights.actions))
+        can=dict(edit="edit" in buttons, delete="delete" in buttons, create="create" in rights.actions))
 
 
 def _user_names(history) -> dict:
