@@ -274,7 +274,7 @@ def detail(name, rid):
         "detail.html", obj=obj, record=record, layout=layout, tz=_tz(),
         related=_related(a, reg, name, rid, layout), history=history,
         timeline=timeline.items(rt, a, name, rid), users=_user_names(history),
-        can=dict(edit="edit" in buttons, delete="delete" in buttons, create="create" in rights.actions))
+        can=dict(edit="edit" in buttons, delete="delete" in buttons, create="create" in a.rights(name).actions))
 
 
 def _user_names(history) -> dict:
