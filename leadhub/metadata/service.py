@@ -443,8 +443,13 @@ def _dependents(reg: Registry, obj: ObjectDef, fd: FieldDef) -> list[str]:
     return users
 
 
-def _bump(conn) -> None:
+def bump_version(conn) -> None:
+    """Every metadata change (objects, fields, functions, layouts) calls this
+    in its transaction, so every process reloads its snapshot."""
     conn.execute(sa.update(t.meta_version).values(version=t.meta_version.c.version + 1))
+
+
+_bump = bump_version
 
 
 def _unknown(payload: dict, allowed) -> dict[str, str]:

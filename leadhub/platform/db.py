@@ -80,8 +80,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._write_engine = self.engine.execution_options(leadhub_write=True)
-        # (connection, after-commit callbacks) of the write open in this context
-        self._open: ContextVar[tuple[Connection, list[Callable[[], None]]] | None] = \
+        # (connection, after-commit callbacks, after-end callbacks) of the
+        # write open in this context
+        self._open: ContextVar[tuple[Connection, list, list] | None] = \
             ContextVar(f"leadhub_write_{id(self)}", default=None)
 
     @property
@@ -95,7 +96,7 @@ class Database:
         on_commit run after the outermost commit."""
         open_ = self._open.get()
         if open_ is not None:
-            conn, callbacks = open_
+            conn, callbacks, _ = open_
             mark = len(callbacks)
             savepoint = conn.begin_nested()
             try:
@@ -111,15 +112,20 @@ class Database:
                 savepoint.commit()
             return
         callbacks: list[Callable[[], None]] = []
-        with self._write_engine.connect() as conn:
-            token = self._open.set((conn, callbacks))
-            try:
-                with conn.begin() as tx:
-                    yield conn
-                    if rollback:
-                        tx.rollback()
-            finally:
-                self._open.reset(token)
+        enders: list[Callable[[], None]] = []
+        try:
+            with self._write_engine.connect() as conn:
+                token = self._open.set((conn, callbacks, enders))
+                try:
+                    with conn.begin() as tx:
+                        yield conn
+                        if rollback:
+                            tx.rollback()
+                finally:
+                    self._open.reset(token)
+        finally:
+            for fn in enders:
+                fn()
         if not rollback:
             for fn in callbacks:
                 fn()
@@ -132,6 +138,16 @@ class Database:
             fn()
         else:
             open_[1].append(fn)
+
+    def after_end(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the open write ends, committed or not (at once when
+        none is open): for records that must outlive a rollback, such as a
+        refused function run's log entry."""
+        open_ = self._open.get()
+        if open_ is None:
+            fn()
+        else:
+            open_[2].append(fn)
 
     @property
     def in_write(self) -> bool:

@@ -30,6 +30,7 @@ class RecordEvent:
     old: dict[str, Any] | None = None      # the stored record, for updates and deletes
     record_id: int | None = None
     on_commit: Callable[[Callable[[], None]], None] = field(default=lambda fn: None)
+    registry: Any = None                   # the metadata snapshot the write runs on
 
     def changed(self, name: str) -> bool:
         return self.old is not None and self.old.get(name) != self.values.get(name)

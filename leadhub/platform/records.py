@@ -181,8 +181,8 @@ class RecordService:
             values_list = self._collect(rows, _single, lambda v: self._prepare_insert(reg, obj, v))
             self._check_references(conn, reg, obj, values_list, _single, actor=actor)
             self._check_unique(conn, reg, obj, values_list, _single)
-            for values in values_list:
-                self._publish("before_insert", reg, obj, actor, conn, values, None, None, on_commit)
+            self._publish_before("before_insert", reg, obj, actor, conn, values_list, [None] * len(values_list),
+                                 [None] * len(values_list), on_commit, _single)
             self._fill_autonumbers(conn, obj, values_list, now)
             for values in values_list:
                 computed.initial_rollups(obj, values)
@@ -233,11 +233,12 @@ class RecordService:
                                                                 {k: v for k, v in row.items() if k != "id"}))
             self._check_references(conn, reg, obj, changes, _single, olds=[olds[i] for i in ids], actor=actor)
             self._check_unique(conn, reg, obj, changes, _single, ids=ids, olds=[olds[i] for i in ids])
+            merged_list = [{**olds[rid], **values} for rid, values in zip(ids, changes)]
+            self._publish_before("before_update", reg, obj, actor, conn, merged_list, [olds[rid] for rid in ids],
+                                 ids, on_commit, _single)
             results = []
-            for rid, values in zip(ids, changes):
+            for rid, merged in zip(ids, merged_list):
                 old = olds[rid]
-                merged = {**old, **values}
-                self._publish("before_update", reg, obj, actor, conn, merged, old, rid, on_commit)
                 computed.apply_formulas(reg, obj_name, merged, now)
                 diff = {k: v for k, v in merged.items()
                         if k in obj.fields and not obj.fields[k].system and old.get(k) != v}
@@ -559,10 +560,37 @@ class RecordService:
         computed.refresh_rollups(conn, reg, obj.api_name,
                                  {link: {v.get(link) for v in values_list} for link in links}, now)
 
+    def _publish_before(self, name, reg, obj, actor, conn, values_list, olds, ids, on_commit, single) -> None:
+        """before_* handlers for every row, gathering all rows' refusals (named
+        records.<i>.<field> in a batch) before refusing the write."""
+        if not self.events.has(name, obj.api_name):
+            return
+        errors: dict = {}
+        for i, (values, old, rid) in enumerate(zip(values_list, olds, ids)):
+            try:
+                self._publish(name, reg, obj, actor, conn, values, old, rid, on_commit)
+            except ValidationFailed as exc:
+                if single:
+                    raise
+                errors.update({f"records.{i}.{k}": v for k, v in exc.fields.items()})
+        if errors:
+            raise ValidationFailed(errors)
+
+    def coerce(self, obj_name: str, changes: Any) -> dict:
+        """Values set by code (a before-save function, a plugin hook) coerced
+        and checked exactly as API input is; ValidationFailed names the field."""
+        reg = self.cache.current()
+        obj = reg.get(obj_name)
+        values, errors = self._load_payload(reg, obj, changes)
+        if errors:
+            raise ValidationFailed(errors)
+        return values
+
     def _publish(self, name, reg, obj, actor, conn, values, old, rid, on_commit) -> None:
         if self.events.has(name, obj.api_name):
             self.events.publish(RecordEvent(name=name, object=obj.api_name, actor=actor, conn=conn,
-                                            values=values, old=old, record_id=rid, on_commit=on_commit))
+                                            values=values, old=old, record_id=rid, on_commit=on_commit,
+                                            registry=reg))
 
     def _integrity_conflict(self, err: sa.exc.IntegrityError) -> Conflict:
         """A unique index caught what the pre-check could not (a concurrent write)."""

@@ -54,7 +54,12 @@ class Api:
         self._state.write_log(" ".join(str(v) for v in values) + "\n")
 
     def notify(self, user: Any, message: str) -> None:
+        """An in-app notification (and e-mail, when configured) to a user id."""
         return self._state.call("notify", [user, message])
+
+    def call(self, function: str, params: dict | None = None) -> Any:
+        """Run another function (an API or action function) and return its result."""
+        return self._state.call("functions.call", [function, {} if params is None else params])
 
     def __repr__(self) -> str:
         return "<api>"

@@ -24,6 +24,7 @@ class ApiHandler(Protocol):
     def update(self, object_name: str, record_id: int, values: dict) -> dict: ...
     def delete(self, object_name: str, record_id: int) -> Any: ...
     def notify(self, user: Any, message: str) -> Any: ...
+    def call(self, function: str, params: dict) -> Any: ...
 
 
 def _text(v) -> bool:
@@ -50,6 +51,7 @@ METHODS = {
     "records.update": ("update", "writes", (_text, _id, _mapping)),
     "records.delete": ("delete", "writes", (_text, _id)),
     "notify": ("notify", "writes", (_anything, _text)),
+    "functions.call": ("call", "queries", (_text, _mapping)),
 }
 
 

@@ -15,8 +15,9 @@ from leadhub.platform.records import RecordService
 
 class RecordServiceHandler:
     def __init__(self, records: RecordService, actor: Actor,
-                 notifier: Callable[[Any, str], None] | None = None):
-        self.records, self.actor, self.notifier = records, actor, notifier
+                 notifier: Callable[[Any, str], None] | None = None,
+                 caller: Callable[[str, dict], Any] | None = None):
+        self.records, self.actor, self.notifier, self.caller = records, actor, notifier, caller
 
     def get(self, object_name: str, record_id: int) -> dict:
         return self.records.get(self.actor, object_name, record_id)
@@ -37,3 +38,8 @@ class RecordServiceHandler:
         if self.notifier is None:
             raise BadRequest("Notifications are not available here.")
         self.notifier(user, message)
+
+    def call(self, function: str, params: dict) -> Any:
+        if self.caller is None:
+            raise BadRequest("Calling other functions is not available here.")
+        return self.caller(function, params)

@@ -69,6 +69,7 @@ class _Worker:
         self.buffer = bytearray()
         self.ready = False
         self.runs = 0
+        self.extra = False      # started for a nested call; stopped after it
         self.cpu_ms = 0          # the process's CPU time when its current run began
 
     def wait_ready(self, deadline: float) -> None:
@@ -191,11 +192,13 @@ class WorkerPool:
     # --- running ---------------------------------------------------------------------
     def run(self, function: str | CompiledFunction, *, record: Any = None, old: Any = None,
             params: Any = None, handler: ApiHandler | None = None,
-            limits: Mapping[str, Any] | None = None, wait: float = 30.0) -> Result:
+            limits: Mapping[str, Any] | None = None, wait: float = 30.0, nested: bool = False) -> Result:
         """Run `function` (source or compiled) with the inputs as data and the
         API calls executed by `handler`. A refused source, a limit, an error
         in the function: all come back in the Result. Bad limits or inputs
-        that are not data are the caller's mistake: ValueError/TypeError."""
+        that are not data are the caller's mistake: ValueError/TypeError.
+        nested=True (a function calling another) never waits for a worker
+        its caller may be holding: with none idle it starts an extra one."""
         run_limits = resolve(limits, self.defaults, self.maxima)
         inputs = protocol.encode({"record": record, "old": old, "params": params if params is not None else {}})
         if isinstance(function, str):
@@ -203,7 +206,7 @@ class WorkerPool:
                 function = compile_function(function)
             except CompileError as exc:
                 return Result(error=exc.to_dict(), usage=_usage(None, 0, None, None))
-        worker = self._acquire(wait)
+        worker = self._acquire_extra() if nested else self._acquire(wait)
         execution = _Execution(worker, run_limits, CallBroker(handler, run_limits))
         try:
             return execution.execute(function.source, inputs)
@@ -226,8 +229,26 @@ class WorkerPool:
                 self._release(worker, reusable=False)
         raise SandboxUnavailable("Sandbox workers fail to start.")
 
+    def _acquire_extra(self) -> _Worker:
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            worker = self._spawn()
+            worker.extra = True
+        try:
+            worker.wait_ready(time.monotonic() + self.start_timeout)
+        except (_Timeout, _Gone, _Garbled):
+            self._release(worker, reusable=False)
+            raise SandboxUnavailable("Sandbox workers fail to start.") from None
+        return worker
+
     def _release(self, worker: _Worker, reusable: bool) -> None:
         worker.runs += 1
+        if worker.extra:       # an overflow worker for a nested call: not kept
+            worker.stop(kill=not reusable)
+            with self._lock:
+                self._all.discard(worker)
+            return
         if reusable and worker.runs < self.max_runs and not self._closed:
             self._idle.put(worker)
             return
