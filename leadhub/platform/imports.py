@@ -182,15 +182,17 @@ def read_rows(path: Path, file_format: str, encoding: str | None) -> Iterator[tu
     first; streamed, so memory does not grow with the file."""
     if file_format == "xlsx":
         import openpyxl
-        try:
-            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-            raise BadRequest(f"The XLSX workbook cannot be read: {exc}.", {"file": "Unreadable XLSX."}) from None
-        try:
-            for n, row in enumerate(wb.worksheets[0].iter_rows(values_only=True), 1):
-                yield n, [_cell_text(v) for v in row]
-        finally:
-            wb.close()
+        from openpyxl.utils.exceptions import InvalidFileException
+        with open(path, "rb") as fh:  # a file object: the stored name has no extension to check
+            try:
+                wb = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+            except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+                raise BadRequest(f"The XLSX workbook cannot be read: {exc}.", {"file": "Unreadable XLSX."}) from None
+            try:
+                for n, row in enumerate(wb.worksheets[0].iter_rows(values_only=True), 1):
+                    yield n, [_cell_text(v) for v in row]
+            finally:
+                wb.close()
         return
     with open(path, encoding=encoding, newline="") as fh:
         delimiter = _delimiter(fh.readline())
@@ -273,14 +275,16 @@ def _norm(text: str) -> str:
     return _NOISE.sub("", _HINT.sub("", text))
 
 
-def importable_fields(obj: ObjectDef) -> list[FieldDef]:
-    return [f for f in obj.fields.values() if f.writable]
+def importable_fields(actor: Actor, obj: ObjectDef) -> list[FieldDef]:
+    rights = actor.rights(obj.api_name)
+    return [f for f in obj.fields.values() if f.writable and rights.field_access(f.api_name) == "edit"]
 
 
-def guess_mapping(obj: ObjectDef, header: list[str]) -> dict[str, str | None]:
+def guess_mapping(actor: Actor, obj: ObjectDef, header: list[str]) -> dict[str, str | None]:
     """Each column's field by api name, then label (en, zh_CN), then synonym;
-    each field taken by the first column that names it."""
-    fields = importable_fields(obj)
+    each field taken by the first column that names it. Only fields the
+    actor may write are guessed."""
+    fields = importable_fields(actor, obj)
     names: dict[str, str] = {}
     for tier in (lambda f: [f.api_name],
                  lambda f: list(f.labels.values()),
@@ -668,7 +672,7 @@ class Importer:
         """Guessed mapping, overlaid by a saved one, overlaid by the given one;
         unknown columns are warnings, missing required fields and a bad
         update_key are 400s."""
-        settled = guess_mapping(obj, header)
+        settled = guess_mapping(actor, obj, header)
         if mapping_id not in (None, ""):
             saved = self.mapping(actor, mapping_id, "mapping_id")
             if saved["object"] != obj.api_name:
