@@ -37,6 +37,8 @@ class Config:
     secure_cookies: bool = False  # LEADHUB_SECURE_COOKIES=1 behind HTTPS
     max_page_size: int = 500
     max_bulk_records: int = 1000
+    function_workers: int = 2               # sandbox worker processes (LEADHUB_FUNCTION_WORKERS)
+    function_run_retention_days: int = 30   # execution log kept this long (LEADHUB_FUNCTION_RUN_RETENTION_DAYS)
     # outgoing mail for notifications; no host means in-app only
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -56,6 +58,10 @@ class Config:
         redis_url = overrides.pop("redis_url", None) or os.environ.get("LEADHUB_REDIS_URL") or None
         secret = overrides.pop("secret_key", None) or _secret_key(instance)
         overrides.setdefault("timezone", os.environ.get("LEADHUB_TIMEZONE", "Asia/Shanghai"))
+        for key, env in (("function_workers", "LEADHUB_FUNCTION_WORKERS"),
+                         ("function_run_retention_days", "LEADHUB_FUNCTION_RUN_RETENTION_DAYS")):
+            if os.environ.get(env, "").isdigit():
+                overrides.setdefault(key, int(os.environ[env]))
         overrides.setdefault("secure_cookies", os.environ.get("LEADHUB_SECURE_COOKIES", "") in ("1", "true", "yes"))
         overrides.update({k: v for k, v in smtp_from_env().items() if k not in overrides})
         return cls(instance_path=instance, database_url=normalise_database_url(url),

@@ -15,6 +15,7 @@ from leadhub.platform.jobs import Jobs
 from leadhub.platform.notifications import Notifications
 from leadhub.platform.ownership import Ownership
 from leadhub.platform.records import RecordService
+from leadhub.platform.scheduler import Scheduler
 
 
 class Runtime:
@@ -33,7 +34,18 @@ class Runtime:
         self.ownership = Ownership(self)
         self.notifications = Notifications(self)
         self.layouts = LayoutService(self.db, self.cache, timezone=self.config.timezone)
+        self.scheduler = Scheduler(self)
+        self._start_functions()
         self.plugins = PluginManager(self)
+
+    def _start_functions(self) -> None:
+        from leadhub.functions.runner import FunctionRunner
+        from leadhub.functions.service import FunctionService
+        self.functions = FunctionService(self)          # functions as metadata
+        self.function_runner = FunctionRunner(self)     # running them: triggers, actions, the pool
+        self.function_runner.install()
+        self.scheduler.every("functions.scheduled", 15, lambda rt: rt.function_runner.run_due())
+        self.scheduler.every("functions.purge_runs", 3600, lambda rt: rt.function_runner.purge_runs())
 
     def upgrade_db(self) -> None:
         migrate.upgrade(self.db)
@@ -45,4 +57,6 @@ class Runtime:
         return self
 
     def close(self) -> None:
+        self.scheduler.stop()
+        self.function_runner.close()
         self.db.dispose()

@@ -196,3 +196,14 @@ plugins = sa.Table(
     sa.Column("installed_at", UTCDateTime, nullable=False),
     sa.Column("upgraded_at", UTCDateTime, nullable=False),
 )
+
+
+# Periodic platform work (sweeps, scheduled functions, log retention): one row
+# per registered task with its next due time (see scheduler.py).
+schedules = sa.Table(
+    "lh_schedules", metadata,
+    sa.Column("name", sa.String(80), primary_key=True),
+    sa.Column("next_run_at", UTCDateTime, nullable=False),
+    sa.Column("last_run_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+)
