@@ -125,6 +125,8 @@ def test_a_rule_whose_field_was_deleted_is_reported_and_skipped(api, runtime, ad
     why = api.get(f"/objects/lead/records/{rec['id']}/score").get_json()
     assert [b["label"] for b in why["broken_rules"]] == ["company_size >= 500"]
     assert "company_size" in why["broken_rules"][0]["error"]
+    listed = {r["condition"]: r["error"] for r in api.get("/meta/scoring-rules").get_json()["rules"]}
+    assert listed["industry == 'it'"] is None and "company_size" in listed["company_size >= 500"]
 
 
 # --- conditions and other bad input --------------------------------------------------------

@@ -117,9 +117,21 @@ def rule_out(row) -> dict:
 
 
 def list_rules(runtime) -> list[dict]:
+    """Every rule, with `error` set where a condition no longer compiles
+    (a field it reads was deleted since): such a rule scores nothing."""
     with runtime.db.read() as conn:
         rows = conn.execute(sa.select(scoring_rules).order_by(scoring_rules.c.id)).mappings().all()
-    return [rule_out(r) for r in rows]
+        obj = runtime.cache.current(conn).objects.get("lead")
+    names = frozenset(obj.fields) if obj else frozenset()
+    out = []
+    for row in rows:
+        try:
+            compile_expression(row["condition"], names)
+            error = None
+        except ExpressionError as exc:
+            error = str(exc)
+        out.append({**rule_out(row), "error": error})
+    return out
 
 
 def _rule_row(conn, rule_id: int):
