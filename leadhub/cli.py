@@ -134,7 +134,11 @@ def serve(demo, host, port, threads):
                f"jobs: {'inline' if runtime.jobs.inline else 'RQ'})")
     _print_logins(password, token, demo)
     click.echo(f"Sign in at http://{host}:{port}/login, or try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/meta/objects")
-    waitress_serve(app, host=host, port=port, threads=threads)
+    runtime.scheduler.start()      # sweeps and scheduled functions; several servers may tick safely
+    try:
+        waitress_serve(app, host=host, port=port, threads=threads)
+    finally:
+        runtime.close()
 
 
 @main.group()
@@ -274,7 +278,19 @@ def worker(burst):
     runtime.start()
     jobs.bind(runtime)
     queue = runtime.jobs.queue()
+    if not burst:
+        runtime.scheduler.start()
     Worker([queue], connection=queue.connection).work(burst=burst)
+
+
+@main.command()
+def tick():
+    """Run every periodic task that is due now (sweeps, scheduled functions),
+    once: for cron-driven deployments without a long-running server."""
+    runtime = _runtime().start()
+    ran = runtime.scheduler.tick()
+    click.echo("ran: " + (", ".join(ran) if ran else "nothing was due"))
+    runtime.close()
 
 
 @main.group()
