@@ -464,3 +464,14 @@ def test_scoring_settings_read_and_written(api):
                                         "points": 25, "strength": "strong"})
     assert r.status_code == 201 and r.get_json()["labels"]["zh_CN"] == "预约演示"
     assert api.delete("/meta/score-events/demo_request").status_code == 204
+
+
+def test_the_decay_sweep_is_a_scheduled_task(api, runtime):
+    assert runtime.scheduler.tasks["lead.score_decay"].fn is scoring_jobs.decay_sweep
+    rid = lead(api)["id"]
+    api.post(f"/objects/lead/records/{rid}/events", {"type": "website_enquiry"})
+    assert "lead.score_decay" in runtime.scheduler.tick()
+    with runtime.db.read() as conn:
+        jobs_run = conn.execute(sa.select(score_jobs.c.kind, score_jobs.c.status, score_jobs.c.done)).all()
+    assert ("decay", "finished", 1) in [tuple(j) for j in jobs_run]
+    assert "lead.score_decay" not in runtime.scheduler.tick()          # not due again for a day
