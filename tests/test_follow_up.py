@@ -192,7 +192,9 @@ def test_sweep_writes_one_violation_with_evidence_and_notifies_owner_and_manager
     assert evidence["lead"]["name"] == "张三" and evidence["lead"]["company"] == "北京纷扬科技有限公司"
     assert evidence["owner"] == users["rep_a"] and evidence["manager"] == users["mgr"]
     assert evidence["deadline"] == "2026-03-03T01:00:00+00:00"
-    assert lead(admin, rec["id"])["follow_up_violation"] == v["id"]
+    after = lead(admin, rec["id"])
+    assert after["follow_up_violation"] == v["id"]
+    assert after["follow_up_deadline"] is None and after["follow_up_due_at"] == iso(T0 + 24 * H)
 
     for who in ("rep_a", "mgr"):
         kinds = [n.kind for n in inbox(runtime, users[who])]

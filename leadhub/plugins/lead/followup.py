@@ -3,7 +3,8 @@
 T is the moment a lead's owner last changed (owner_changed_at). The rule
 for the lead's status says the owner must follow it up within N hours, so
 the lead carries follow_up_deadline = T + N as an indexed column until a
-follow-up after T clears it; overdue leads are then a range query. Every
+follow-up after T (or the violation) clears it; overdue leads are then a
+range query. follow_up_due_at keeps T + N for the statistics. Every
 lead write works the deadline out again in its before-handler (owner or
 status changes move it), and a follow-up's after-handler updates its lead
 in the same transaction.
@@ -11,8 +12,9 @@ in the same transaction.
 The periodic `sweep` sends one reminder before the deadline and, once it
 has passed, writes one violation with evidence and notifies the owner and
 their manager. The lead remembers both for the current T
-(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent
-and its queries stay on indexes however many stale leads pile up."""
+(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent,
+and a violated lead leaves the deadline's index range, so the sweep's
+queries stay small however many stale leads pile up."""
 from __future__ import annotations
 
 import datetime as dt
@@ -72,7 +74,10 @@ class FollowUps:
     def _settle(self, values: dict) -> None:
         due, _rule = self.deadline(values)
         values["follow_up_due_at"] = due
-        values["follow_up_deadline"] = None if values.get("first_follow_up_at") else due
+        # the deadline column holds only what the sweep must still act on, so
+        # leads followed up or already violated drop out of its index range
+        done = values.get("first_follow_up_at") or values.get("follow_up_violation")
+        values["follow_up_deadline"] = None if done else due
 
     def before_insert(self, ev: RecordEvent) -> None:
         v = ev.values
