@@ -108,6 +108,14 @@ def test_an_update_rescores_only_when_a_field_a_rule_reads_changed(api, runtime,
     assert stored(api, rid)["score"] == 50                         # 20 for the size, 30 for the event
 
 
+def test_rules_on_system_fields_score_alike_on_insert_and_rescore(api, no_rules):
+    add_rule(api, "days_between(created_at, today()) < 7 and not isblank(owner)", 5)
+    rid = lead(api)["id"]
+    assert stored(api, rid)["score"] == 5
+    api.post("/meta/scoring-rules/rescore")
+    assert stored(api, rid)["score"] == 5
+
+
 def test_score_fields_are_read_only_to_users(api):
     rid = lead(api)["id"]
     for name, value in (("score", 99), ("grade", "A"), ("mql", True)):

@@ -225,8 +225,13 @@ def _score_write(runtime, event: RecordEvent) -> None:
         events = forced.events.get(event.record_id, [])
     else:
         events = _events_of(event.conn, [event.record_id])[event.record_id]
-    score = compute(snap, event.values, events, now)
     values = event.values
+    if event.record_id is None:   # system fields are stamped after before_insert; rules see them now
+        seen = {"owner": event.actor.user_id, "created_by": event.actor.user_id, "created_at": now,
+                "updated_at": now, **{k: v for k, v in values.items() if v is not None}}
+    else:
+        seen = values
+    score = compute(snap, seen, events, now)
     values.update(score=score.total, score_attribute=score.attribute, score_behaviour=_round(score.behaviour),
                   grade=score.grade)
     if not values.get("mql"):
