@@ -412,3 +412,146 @@ def test_menu_changes_need_an_admin_and_valid_names(api, crm):
 def test_menu_through_the_service(runtime, admin, crm):
     runtime.layouts.set_menu(admin, ["contact"])
     assert runtime.layouts.menu(admin)[0] == {"object": "contact", "label": {"en": "Contact", "zh_CN": "Contact"}}
+
+
+# ------------------------------------------------------------------ XLSX export
+
+def read_xlsx(r):
+    assert r.status_code == 200, r.get_json()
+    assert r.mimetype == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert 'filename="account.xlsx"' in r.headers["Content-Disposition"]
+    book = openpyxl.load_workbook(io.BytesIO(r.data))
+    rows = list(book.active.iter_rows(values_only=True))
+    return rows[0], [dict(zip(rows[0], row)) for row in rows[1:]], book.active
+
+
+def test_xlsx_export_has_real_dates_numbers_and_no_formulas(api, crm, runtime):
+    ok(api.post("/objects/account/records", {
+        "name": "=HYPERLINK(\"http://evil\")", "industry": "tech", "revenue": "1234567.89", "employees": 250,
+        "founded": "2001-02-03", "visited_at": "2026-03-04T05:06:07Z", "secret": "s1"}), 201)
+    ok(api.post("/objects/account/records", {"name": "深圳贸易"}), 201)
+    header, rows, sheet = read_xlsx(api.get("/objects/account/export?format=xlsx&sort=id"))
+    assert header[:3] == ("id", "owner", "created_by") and "secret" in header and "tier" in header
+    first, second = rows
+    assert first["name"] == "=HYPERLINK(\"http://evil\")"          # text, not a formula
+    assert sheet.cell(row=2, column=header.index("name") + 1).data_type == "s"
+    assert first["revenue"] == 1234567.89 and first["employees"] == 250   # numbers, not text
+    assert first["founded"] == dt.datetime(2001, 2, 3)                  # a real Excel date
+    assert sheet.cell(row=2, column=header.index("founded") + 1).is_date
+    assert first["visited_at"] == dt.datetime(2026, 3, 4, 13, 6, 7)     # Asia/Shanghai local time
+    assert first["tier"] == "big" and first["industry"] == "tech"
+    assert second["name"] == "深圳贸易" and second["revenue"] is None
+    with runtime.db.read() as conn:
+        entries = conn.exec_driver_sql("SELECT details FROM lh_audit WHERE action = 'export'").all()
+    assert len(entries) == 1
+
+
+def test_xlsx_export_follows_rights_and_filters(api, crm):
+    rep = crm["as"]["rep"]
+    for name in ("Mine", "Also mine"):
+        ok(rep.post("/objects/account/records", {"name": name, "employees": 5}), 201)
+    ok(api.post("/objects/account/records", {"name": "Admin's", "secret": "s"}), 201)
+    # the account rep's role grants no export right
+    assert rep.get("/objects/account/export?format=xlsx").status_code == 403
+    assert rep.get("/objects/account/export").status_code == 403          # CSV is refused alike
+    # the manager may export, within his scope (his department tree, which is empty) and without hidden fields
+    mgr_rows = read_xlsx(crm["as"]["mgr"].get("/objects/account/export?format=xlsx"))[1]
+    assert mgr_rows == []
+    filt = '{"field": "name", "op": "contains", "value": "mine"}'
+    header, rows, _ = read_xlsx(api.get(f"/objects/account/export?format=xlsx&filter={filt}&fields=name,employees"))
+    assert header == ("name", "employees") and sorted(r["name"] for r in rows) == ["Also mine", "Mine"]
+
+
+@pytest.mark.parametrize("query", ["format=pdf", "format=XLSX", "format="])
+def test_wrong_export_format_is_a_400_naming_format(api, crm, runtime, query):
+    refused(api.get(f"/objects/account/export?{query}"), 400, "format")
+    assert count_rows(runtime, "lh_audit", "action = 'export'") == 0
+
+
+# ------------------------------------------------------------------ bulk delete and bulk owner transfer
+
+def make_accounts(client, *names):
+    return [ok(client.post("/objects/account/records", {"name": n}), 201)["id"] for n in names]
+
+
+def live_names(api):
+    return sorted(r["name"] for r in ok(api.get("/objects/account/records?fields=name"))["records"])
+
+
+def test_bulk_delete_is_all_or_nothing(api, crm, runtime):
+    a, b, c = make_accounts(api, "A", "B", "C")
+    assert ok(api.post("/objects/account/records/bulk-delete", {"ids": [a, b]})) == {"deleted": 2}
+    assert live_names(api) == ["C"]
+    # one missing (here: already deleted) id: a 404 naming it, and C stays
+    fields = refused(api.post("/objects/account/records/bulk-delete", {"ids": [c, a]}), 404, "ids")
+    assert str(a) in fields["ids"] and live_names(api) == ["C"]
+    # deleted records can be restored one by one as usual
+    ok(api.post(f"/objects/account/records/{a}/restore"))
+    assert live_names(api) == ["A", "C"]
+
+
+def test_bulk_delete_out_of_scope_id_deletes_nothing(api, crm):
+    mgr = crm["as"]["mgr"]
+    mine = make_accounts(mgr, "M1", "M2")
+    others = make_accounts(api, "Admin's")
+    fields = refused(mgr.post("/objects/account/records/bulk-delete", {"ids": mine + others}), 404, "ids")
+    assert str(others[0]) in fields["ids"] and str(mine[0]) not in fields["ids"]
+    assert live_names(api) == ["Admin's", "M1", "M2"]
+    # without the delete right: 403 and nothing deleted
+    rep_ids = make_accounts(crm["as"]["rep"], "R1")
+    assert crm["as"]["rep"].post("/objects/account/records/bulk-delete", {"ids": rep_ids}).status_code == 403
+    assert "R1" in live_names(api)
+
+
+def test_bulk_delete_with_cascading_children_in_the_same_request(api, crm):
+    """A deal is a master-detail child of its account: deleting the account
+    deletes it too, so naming both in one request is no error."""
+    parent = make_accounts(api, "Parent")[0]
+    deal = ok(api.post("/objects/deal/records", {"title": "D", "account": parent}), 201)["id"]
+    ok(api.post("/objects/account/records/bulk-delete", {"ids": [parent]}))
+    assert ok(api.get("/objects/deal/records"))["records"] == []
+    ok(api.post(f"/objects/account/records/{parent}/restore"))
+    assert [x["id"] for x in ok(api.get("/objects/deal/records"))["records"]] == [deal]
+    # within one object: a branch cascades with its head office, and both are named
+    ok(api.post("/meta/objects/account/fields", {"api_name": "head_office", "label": "Head office", "type": "lookup",
+                                                 "reference_to": "account", "on_delete": "cascade"}), 201)
+    branch = ok(api.post("/objects/account/records", {"name": "Branch", "head_office": parent}), 201)["id"]
+    other = make_accounts(api, "Other")[0]
+    ok(api.post("/objects/account/records/bulk-delete", {"ids": [parent, branch, other]}))
+    assert live_names(api) == []
+
+
+@pytest.mark.parametrize("payload, status, path", [
+    ({"ids": []}, 400, "ids"), ({"ids": "1"}, 400, "ids"), ({}, 400, "ids"),
+    ({"ids": [1, "2"]}, 422, "ids.1"), ({"ids": [1, True]}, 422, "ids.1"), ({"ids": [1, 1]}, 400, "ids"),
+    ({"ids": list(range(1, 1002))}, 400, "ids"), ({"ids": [1], "all": True}, 400, "all"),
+])
+def test_bad_bulk_delete_bodies(api, crm, payload, status, path):
+    make_accounts(api, "Keep")
+    refused(api.post("/objects/account/records/bulk-delete", payload), status, path)
+    assert live_names(api) == ["Keep"]
+
+
+def test_bulk_delete_huge_ids_are_simply_not_found(api, crm):
+    make_accounts(api, "Keep")
+    refused(api.post("/objects/account/records/bulk-delete", {"ids": [2**63, 2**80]}), 404, "ids")
+
+
+def test_bulk_owner_transfer_needs_the_owner_right(api, crm):
+    """The list page's bulk edit and owner transfer use POST .../records/bulk
+    with operation "update" (there is no PATCH .../records/bulk)."""
+    mgr, rep = crm["as"]["mgr"], crm["as"]["rep"]
+    ids = make_accounts(mgr, "T1", "T2")
+    body = {"operation": "update", "records": [{"id": i, "owner": crm["users"]["rep"]} for i in ids]}
+    # the account rep may only read owner: refused, nothing moves
+    rep_ids = make_accounts(rep, "R1")
+    r = rep.post("/objects/account/records/bulk", {"operation": "update", "records": [
+        {"id": rep_ids[0], "owner": crm["users"]["rep2"]}]})
+    refused(r, 403, "owner")
+    assert ok(api.get(f"/objects/account/records/{rep_ids[0]}"))["owner"] == crm["users"]["rep"]
+    # the manager may: both move, each audited
+    ok(mgr.post("/objects/account/records/bulk", body))
+    assert [ok(api.get(f"/objects/account/records/{i}"))["owner"] for i in ids] == [crm["users"]["rep"]] * 2
+    entries = ok(api.get("/audit?action=owner_transferred"))["entries"]
+    assert len(entries) == 2
+    assert api.patch("/objects/account/records/bulk", body).status_code == 405

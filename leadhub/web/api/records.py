@@ -6,11 +6,15 @@ import csv
 import datetime as dt
 import io
 import json
+import zoneinfo
 
+import openpyxl
 from flask import Response, g, request
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from leadhub.platform.errors import BadRequest
-from leadhub.platform.query import load_spec
+from leadhub.platform.errors import BadRequest, NotFound, ValidationFailed
+from leadhub.platform.query import QuerySpec, load_spec
 from leadhub.web.api import api, runtime
 from leadhub.web.jsonio import body
 
@@ -57,8 +61,15 @@ def _spec_from_args() -> dict:
 
 @api.get("/objects/<name>/export")
 def export_records(name):
-    """CSV (UTF-8 with a BOM, so spreadsheet programs read Chinese right)."""
+    """CSV (UTF-8 with a BOM, so spreadsheet programs read Chinese right), or
+    XLSX with ?format=xlsx."""
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "xlsx"):
+        raise BadRequest("format must be csv or xlsx.", {"format": "Use csv or xlsx."})
     header, rows = runtime().records.export(g.actor, name, load_spec(_spec_from_args()))
+    if fmt == "xlsx":
+        return Response(_xlsx(name, header, rows, zoneinfo.ZoneInfo(runtime().config.timezone)), mimetype=XLSX,
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -66,6 +77,41 @@ def export_records(name):
         writer.writerow([_cell(row[h]) for h in header])
     return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _xlsx(name: str, header: list[str], rows: list[dict], tz: zoneinfo.ZoneInfo) -> bytes:
+    """One sheet, streamed (write-only), with real dates and numbers."""
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet(title=name[:31])
+    sheet.append(header)
+    for row in rows:
+        sheet.append([_xlsx_cell(sheet, row[h], tz) for h in header])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _xlsx_cell(sheet, value, tz: zoneinfo.ZoneInfo):
+    if isinstance(value, dt.datetime):   # Excel has no time zones: the instance's local time
+        cell = WriteOnlyCell(sheet, value.astimezone(tz).replace(tzinfo=None))
+        cell.number_format = "yyyy-mm-dd hh:mm:ss"
+        return cell
+    if isinstance(value, dt.date):
+        cell = WriteOnlyCell(sheet, value)
+        cell.number_format = "yyyy-mm-dd"
+        return cell
+    if isinstance(value, list):
+        value = ";".join(value)
+    if isinstance(value, str):
+        # control characters are not allowed in XLSX; text typed as "s" is
+        # never a formula, whatever it starts with
+        cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("", value))
+        cell.data_type = "s"
+        return cell
+    return value   # numbers (Decimal stays exact until the file), booleans, None
 
 
 def _cell(value) -> str:
@@ -120,6 +166,55 @@ def bulk_records(name):
     if operation == "update":
         return {"records": svc.bulk_update(g.actor, name, payload.get("records"))}
     raise BadRequest("operation must be 'create' or 'update'.", {"operation": "Unknown operation."})
+
+
+@api.post("/objects/<name>/records/bulk-delete")
+def bulk_delete_records(name):
+    """{"ids": [...]}: soft-delete them all through the record service, in one
+    transaction, or none (an id that is missing or out of scope is a 404)."""
+    payload = body()
+    unknown = set(payload) - {"ids"}
+    if unknown:
+        raise BadRequest(f"Unknown property: {', '.join(sorted(unknown))}.", {k: "Unknown property." for k in unknown})
+    ids, svc = payload.get("ids"), runtime().records
+    if not isinstance(ids, list) or not ids:
+        raise BadRequest("ids must be a non-empty list of record ids.", {"ids": "Must be a non-empty list."})
+    if len(ids) > svc.max_bulk:
+        raise BadRequest(f"At most {svc.max_bulk} records per request.", {"ids": "Too many records."})
+    bad = {f"ids.{i}": "Must be a record id." for i, v in enumerate(ids) if isinstance(v, bool) or not isinstance(v, int)}
+    if bad:
+        raise ValidationFailed(bad)
+    if len(set(ids)) != len(ids):
+        raise BadRequest("The same id appears twice.", {"ids": "Duplicate id."})
+    missing = []
+    with runtime().db.write():   # the deletes below join this transaction
+        live = _live_ids(name, ids)
+        for rid in ids:
+            try:
+                svc.delete(g.actor, name, rid)
+            except NotFound:
+                # one deleted a moment ago by a cascade from another id here is fine
+                if rid not in live or not _in_recycle_bin(name, rid):
+                    missing.append(rid)
+        if missing:
+            raise NotFound(f"No {name} records with ids {', '.join(map(str, missing))}; nothing was deleted.",
+                           {"ids": f"Not found: {', '.join(map(str, missing))}."})
+    return {"deleted": len(ids)}
+
+
+def _live_ids(name: str, ids: list[int]) -> set[int]:
+    """Of `ids`, those live and readable by the caller."""
+    possible = [i for i in ids if 1 <= i <= 2**63 - 1]
+    spec = QuerySpec(filter={"field": "id", "op": "in", "value": possible}, fields=["id"], page_size=len(ids))
+    return {r["id"] for r in runtime().records.query(g.actor, name, spec)["records"]} if possible else set()
+
+
+def _in_recycle_bin(name: str, rid: int) -> bool:
+    try:
+        runtime().records.get(g.actor, name, rid, ["id"], deleted=True)
+        return True
+    except NotFound:
+        return False
 
 
 @api.get("/objects/<name>/records/<id:record_id>")
