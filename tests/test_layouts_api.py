@@ -555,3 +555,14 @@ def test_bulk_owner_transfer_needs_the_owner_right(api, crm):
     entries = ok(api.get("/audit?action=owner_transferred"))["entries"]
     assert len(entries) == 2
     assert api.patch("/objects/account/records/bulk", body).status_code == 405
+
+
+def test_openapi_lists_layout_view_menu_export_and_bulk_delete_paths(api, crm):
+    from openapi_spec_validator import validate
+    doc = ok(api.get("/openapi.json"))
+    validate(doc)
+    for path in ("/meta/objects/{object}/layouts", "/meta/objects/{object}/layouts/{id}/versions",
+                 "/meta/objects/{object}/layout-assignments", "/objects/{object}/layout",
+                 "/objects/{object}/views/{id}", "/meta/menu", "/objects/account/export",
+                 "/objects/account/records/bulk-delete"):
+        assert path in doc["paths"], path

@@ -110,3 +110,63 @@ def put_menu():
         raise ValidationFailed({**{k: "Unknown property." for k in unknown},
                                 **({} if "objects" in payload else {"objects": "Required."})})
     return {"menu": _layouts().set_menu(g.actor, payload["objects"]), "order": _layouts().menu_order()}
+
+
+# --- OpenAPI --------------------------------------------------------------------
+def openapi_paths(params, responses) -> dict:
+    """This module's paths for openapi.py, which passes its helpers in."""
+    obj, lid, vid = params("object"), params("object", "id"), params("object", "id")
+    layout = {"type": "object", "description": "{name, default, sections, related_lists, buttons, version}"}
+    view = {"type": "object", "description": "{name, columns, filter, sort, shared, position}"}
+    json_body = lambda schema: {"required": True, "content": {"application/json": {"schema": schema}}}  # noqa: E731
+    return {
+        "/meta/objects/{object}/layouts": {
+            "parameters": obj,
+            "get": {"summary": "List an object's layouts (admins)", "responses": responses("200", None, "403", "404")},
+            "post": {"summary": "Create a layout (admins)", "requestBody": json_body(layout),
+                     "responses": responses("201", None, "400", "403", "404", "409", "422")},
+        },
+        "/meta/objects/{object}/layouts/{id}": {
+            "parameters": lid,
+            "get": {"summary": "Get a layout (admins)", "responses": responses("200", None, "403", "404")},
+            "patch": {"summary": "Change a layout; the previous state is kept as a version", "requestBody":
+                      json_body(layout), "responses": responses("200", None, "400", "403", "404", "409", "422")},
+            "delete": {"summary": "Delete a layout, its versions and assignments",
+                       "responses": responses("204", None, "403", "404")},
+        },
+        "/meta/objects/{object}/layouts/{id}/versions": {
+            "parameters": lid,
+            "get": {"summary": "Every saved state of a layout, newest first",
+                    "responses": responses("200", None, "403", "404")},
+        },
+        "/meta/objects/{object}/layout-assignments": {
+            "parameters": obj,
+            "get": {"summary": "Layout per role", "responses": responses("200", None, "403", "404")},
+            "put": {"summary": "Assign layouts to roles ({role: layout id | null})",
+                    "requestBody": json_body({"type": "object", "additionalProperties": {"type": ["integer", "null"]}}),
+                    "responses": responses("200", None, "400", "403", "404", "422")},
+        },
+        "/objects/{object}/layout": {
+            "parameters": obj,
+            "get": {"summary": "The caller's effective layout", "responses": responses("200", None, "403", "404")},
+        },
+        "/objects/{object}/views": {
+            "parameters": obj,
+            "get": {"summary": "Shared list views and the caller's own", "responses": responses("200", None, "403", "404")},
+            "post": {"summary": "Save a list view (shared: admins only)", "requestBody": json_body(view),
+                     "responses": responses("201", None, "400", "403", "404", "409", "422")},
+        },
+        "/objects/{object}/views/{id}": {
+            "parameters": vid,
+            "get": {"summary": "Get a list view", "responses": responses("200", None, "403", "404")},
+            "patch": {"summary": "Change a list view", "requestBody": json_body(view),
+                      "responses": responses("200", None, "400", "403", "404", "422")},
+            "delete": {"summary": "Delete a list view", "responses": responses("204", None, "403", "404")},
+        },
+        "/meta/menu": {
+            "get": {"summary": "The caller's menu and the admin-set order", "responses": responses("200", None)},
+            "put": {"summary": "Set the menu order (admins)", "requestBody": json_body(
+                {"type": "object", "properties": {"objects": {"type": "array", "items": {"type": "string"}}}}),
+                    "responses": responses("200", None, "400", "403", "422")},
+        },
+    }

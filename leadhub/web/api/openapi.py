@@ -6,7 +6,7 @@ from flask import request
 
 import leadhub
 from leadhub.metadata.registry import Registry
-from leadhub.web.api import api, language, runtime
+from leadhub.web.api import api, language, layouts, runtime
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -102,6 +102,17 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
                              "operation": {"enum": ["create", "update"]},
                              "records": {"type": "array", "items": ref, "maxItems": 1000}}}}}},
                      "responses": _responses("201", None, "400", "404", "409", "422")}}
+        paths[f"{base}/records/bulk-delete"] = {
+            "post": {"tags": tag, "summary": "Soft-delete up to 1000 records, all or none",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"},
+                                                                  "maxItems": 1000}}}}}},
+                     "responses": _responses("200", None, "400", "403", "404", "422")}}
+        paths[f"{base}/export"] = {
+            "get": {"tags": tag, "summary": "Export as CSV, or XLSX with format=xlsx (export right)",
+                    "parameters": [{"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx"]}}],
+                    "responses": _responses("200", None, "400", "403", "404")}}
+    paths.update(layouts.openapi_paths(_params, _responses))
     return {
         "openapi": "3.1.0",
         "info": {"title": "leadhub API", "version": leadhub.__version__,
