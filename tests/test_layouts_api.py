@@ -566,3 +566,34 @@ def test_openapi_lists_layout_view_menu_export_and_bulk_delete_paths(api, crm):
                  "/objects/{object}/views/{id}", "/meta/menu", "/objects/account/export",
                  "/objects/account/records/bulk-delete"):
         assert path in doc["paths"], path
+
+
+def test_generated_layout_saves_as_a_starting_point(api, runtime, admin, crm):
+    """The designer starts a new layout from the generated one: it validates as it is."""
+    from leadhub.metadata.layouts import default_definition
+    reg = runtime.cache.current()
+    start = default_definition(reg, reg.get("account"))
+    saved = runtime.layouts.create_layout(admin, "account", {"name": "From default", **start})
+    assert field_names(saved) == field_names(ok(api.get("/objects/account/layout")))
+    assert {(r["object"], r["field"]) for r in saved["related_lists"]} == {("contact", "account"), ("deal", "account")}
+
+
+def test_concurrent_saves_of_one_version_let_exactly_one_win(runtime, admin, crm):
+    import threading
+    lid = runtime.layouts.create_layout(admin, "account", SALES_LAYOUT)["id"]
+    outcomes, barrier = [], threading.Barrier(4)
+
+    def save(i):
+        barrier.wait()
+        try:
+            runtime.layouts.update_layout(admin, "account", lid, {"name": f"Edit {i}", "version": 1})
+            outcomes.append("saved")
+        except Exception as exc:   # noqa: BLE001  (the loser's error is what is checked)
+            outcomes.append(type(exc).__name__)
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(outcomes) == ["Conflict"] * 3 + ["saved"]
+    assert [v["version"] for v in runtime.layouts.layout_versions("account", lid)] == [2, 1]
