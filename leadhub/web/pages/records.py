@@ -343,18 +343,26 @@ def _payload(obj, layout, creating: bool) -> tuple[dict, dict]:
     return payload, errors
 
 
+def _write(a, obj, record, payload) -> dict:
+    if record is None:
+        return runtime().records.create(a, obj.api_name, payload)
+    return runtime().records.update(a, obj.api_name, record["id"], payload)
+
+
 def _save(obj, layout, record=None):
     a = actor()
     rt = runtime()
     payload, errors = _payload(obj, layout, record is None)
     values = F.form_values(request.form, record, obj, layout, _tz())
-    if errors:
+    if errors:  # the layout's own rule failed: still let the service name every other error (dry run)
+        try:
+            with rt.db.write(rollback=True):
+                _write(a, obj, record, payload)
+        except (ValidationFailed, Conflict) as exc:
+            errors = {**{k: v for k, v in exc.fields.items() if k in values}, **errors}
         return _render_form(obj, layout, values, errors, record, 422)
     try:
-        if record is None:
-            saved = rt.records.create(a, obj.api_name, payload)
-        else:
-            saved = rt.records.update(a, obj.api_name, record["id"], payload)
+        saved = _write(a, obj, record, payload)
     except (ValidationFailed, Conflict) as exc:
         shown = {k: v for k, v in exc.fields.items() if k in values}
         if not shown or len(shown) < len(exc.fields):
