@@ -391,3 +391,16 @@ def test_timeliness_per_rep_through_each_callers_scope(org, runtime, clock):
 def test_stats_bad_dates_are_400(org, query, field):
     r = org["admin"].get("/follow-up/stats", query_string=query)
     assert r.status_code == 400 and field in r.get_json()["error"]["fields"]
+
+
+def test_demo_helper_makes_a_reminder_and_a_violation_due(clock, runtime, admin):
+    from leadhub.plugins.lead.followup import seed_demo
+    rep = auth.create_user(runtime.db, "demo_rep", "Demo rep")
+    runtime.records.bulk_create(admin, "lead", [{"name": f"L{i}", "owner": rep} for i in range(4)])
+    clock.now = T0 + 100 * H
+    made = seed_demo(runtime, leads=4)
+    assert len(made["reminder_soon"]) == len(made["overdue"]) == 2
+    assert sweep(runtime, clock.now) == {"reminders": 2, "violations": 2, "at": clock.now}
+    assert sweep(runtime, clock.now) == {"reminders": 0, "violations": 0, "at": clock.now}
+    assert seed_demo(runtime, leads=0) == {"reminder_soon": [], "overdue": []}   # the rule is not doubled
+    assert len(service(runtime).rules.list()) == 1

@@ -97,13 +97,13 @@ class FollowUps:
             check = pending.get("_check")
             if check is not None:
                 check(old, v)
+            v.update({k: val for k, val in pending.items() if not k.startswith("_") and k != "followed_up_at"})
             at = pending.get("followed_up_at")
             if at is not None:
                 v["last_follow_up_at"] = max(at, v.get("last_follow_up_at") or at)
                 t0 = v.get("owner_changed_at")
                 if v.get("first_follow_up_at") is None and t0 is not None and at >= t0:
                     v["first_follow_up_at"] = at
-            v.update({k: val for k, val in pending.items() if not k.startswith("_") and k != "followed_up_at"})
         self._settle(v)
 
     def after_follow_up(self, ev: RecordEvent) -> None:
@@ -306,3 +306,27 @@ def recompute_deadlines(statuses: list[str]) -> int:
         runtime.records.bulk_update(SYSTEM, "lead", [{"id": i} for i in ids[start:start + BATCH]])
         done += len(ids[start:start + BATCH])
     return done
+
+
+def seed_demo(runtime: "Runtime", leads: int = 6) -> dict:
+    """Demo data: a "new: T+24h, remind 4h before" rule when there is none,
+    and a few owned new leads whose owner changed 21 h ago (the next sweep
+    reminds) or 30 h ago (the next sweep writes a violation), so a demo user
+    sees both without waiting a day."""
+    svc = service(runtime)
+    if not svc.rules.list():
+        svc.rules.create(SYSTEM, {"status": "new", "hours": 24, "remind_before_hours": 4})
+    now = svc.clock()
+    picked = runtime.records.query(SYSTEM, "lead", QuerySpec(
+        filter=[{"field": "status", "op": "eq", "value": "new"},
+                {"field": "owner", "op": "is_null", "value": False},
+                {"field": "first_follow_up_at", "op": "is_null", "value": True}],
+        sort=["id"], page_size=leads, fields=["id"]))["records"]
+    out = {"reminder_soon": [], "overdue": []}
+    with runtime.db.write():
+        for i, lead in enumerate(picked):
+            hours, key = (21, "reminder_soon") if i % 2 == 0 else (30, "overdue")
+            svc.update_lead(lead["id"], {}, {"owner_changed_at": now - dt.timedelta(hours=hours),
+                                             "follow_up_reminded_at": None, "follow_up_violation": None})
+            out[key].append(lead["id"])
+    return out
