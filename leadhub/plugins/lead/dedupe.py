@@ -28,7 +28,7 @@ capped at CANDIDATES, earliest first.
 The check runs after the insert, so rows of the same bulk write see each
 other (later rows of the batch are excluded until their own turn, so the
 first row stays the original). On PostgreSQL a transaction-scoped advisory
-lock on each rule's first key serialises two writers of the same duplicate:
+lock per rule on the draft's keys serialises two writers of the same duplicate:
 the second one's lookup runs after the first commits and finds it. SQLite
 serialises writers anyway (BEGIN IMMEDIATE)."""
 from __future__ import annotations
@@ -187,6 +187,7 @@ def validate_rule(reg, payload: Any, partial_of: Rule | None = None) -> Rule:
     if len(set(matches)) != len(matches):
         errors["match_objects"] = "An object is named twice."
     seen = set()
+    unindexed: dict[int, str] = {}
     for i, cond in enumerate(data["conditions"]):
         where = f"conditions.{i}"
         field, norm = cond["field"], cond["normaliser"]
@@ -201,6 +202,12 @@ def validate_rule(reg, payload: Any, partial_of: Rule | None = None) -> Rule:
             msg = _field_problem(reg.objects[obj_name], field, norm)
             if msg:
                 errors.setdefault(f"{where}.field", msg)
+            elif not _indexed(reg.objects[obj_name], field, norm):
+                unindexed.setdefault(i, f"{obj_name}.{field} is not indexed")
+    # the database finds candidates through one index and filters the rest
+    if data["conditions"] and len(unindexed) == len(data["conditions"]) and not errors:
+        errors["conditions.0.field"] = (f"No condition is on an indexed field ({'; '.join(unindexed.values())}): "
+                                        "mark one indexed so duplicate checks stay fast.")
     if errors:
         raise BadRequest("Invalid duplicate rule: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
     return Rule(name=data["name"], label=data["label"], active=data["active"], object=data["object"],
@@ -226,10 +233,14 @@ def _field_problem(obj, field: str, norm: str) -> str | None:
         if field != "company" or not all(k is not None and k.indexed for k in keys):
             return (f"company_name needs the indexed company_key/company_prefix columns, which "
                     f"{obj.api_name} keeps for its 'company' field only.")
-        return None
-    if not (fd.indexed or fd.unique):
-        return f"{obj.api_name}.{field} is not indexed: mark it indexed so duplicate checks stay fast."
     return None
+
+
+def _indexed(obj, field: str, norm: str) -> bool:
+    if norm == "company_name":
+        return True     # company_key / company_prefix, checked above
+    fd = obj.fields[field]
+    return bool(fd.indexed or fd.unique or fd.type_name in ("lookup", "master_detail", "user"))
 
 
 def load_rules(conn, object_name: str = OBJECT, active_only: bool = True) -> list[Rule]:
@@ -338,16 +349,16 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
 
 
 def lock_keys(conn, rules: list[Rule], values: dict) -> None:
-    """PostgreSQL: hold a transaction advisory lock on each rule's first key,
-    in a fixed order, so two writers of the same duplicate take turns."""
+    """PostgreSQL: hold a transaction advisory lock per rule on the draft's
+    keys, taken in a fixed order, so two writers of the same duplicate take
+    turns (the second one's lookup runs after the first commits)."""
     if conn.dialect.name != "postgresql":
         return
     keys = set()
-    for rule in rules:
-        cond = rule.conditions[0]
-        key = cond.key(values)
-        if key is not None:
-            keys.add(f"dedupe:{cond.filter(key)['field']}:{key}")
+    for rule in rules:   # one lock per rule on all its keys: a duplicate shares every one
+        parts = [c.key(values) for c in rule.conditions]
+        if all(p is not None for p in parts):
+            keys.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
     for key in sorted(keys):
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
 

@@ -12,7 +12,8 @@ form, e.g. 北京纷扬科技有限公司):
   company_core  company_key with trailing industry words (科技, 信息, 技术,
                 ...) stripped as well: 纷扬. Fuzzy matching compares cores.
   company_prefix the first 2 characters of the core: the indexed bucket in
-                which fuzzy candidates are looked for.
+                which fuzzy candidates are looked for (so a difference in
+                the first two characters of the trade name is never found).
 Stripping never leaves fewer than 2 characters, so 北京 or 科技 alone stay
 themselves."""
 from __future__ import annotations
@@ -210,14 +211,12 @@ def company_prefix(name: str | None) -> str | None:
 
 
 def similarity(core_a: str | None, core_b: str | None) -> float:
-    """0-100: how alike two trade names (cores) are. A core contained in the
-    other counts fully (纷扬 in 纷扬科技), so short forms meet long ones;
-    otherwise rapidfuzz's partial ratio over the shorter's length."""
+    """0-100: how alike two trade names (cores) are: rapidfuzz's normalised
+    Indel ratio. The cores already drop region, legal form and industry
+    words, so 北京纷扬科技有限公司, 纷扬科技 and 北京纷扬 all score 100, while a
+    longer trade name sharing the start (纷扬 / 纷扬星空: 67) does not meet
+    the default threshold of 85; one changed character in four (纷扬天下 /
+    纷杨天下) scores 75."""
     if not core_a or not core_b:
         return 0.0
-    if core_a == core_b:
-        return 100.0
-    short, long_ = sorted((core_a, core_b), key=len)
-    if len(short) >= MIN_CORE and short in long_:
-        return 100.0
-    return float(fuzz.partial_ratio(short, long_)) if len(short) >= MIN_CORE else float(fuzz.ratio(short, long_))
+    return float(fuzz.ratio(core_a, core_b))
