@@ -17,7 +17,7 @@ import unicodedata
 from types import CodeType, FrameType, ModuleType, TracebackType
 from typing import Any
 
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+from RestrictedPython.Guards import guarded_unpack_sequence
 
 from leadhub.functions.sandbox.policy import EXPORTS, unsafe_attribute
 from leadhub.functions.sandbox.runstate import ApiError, FieldError, LimitExceeded, RunClosed, RunState
@@ -131,7 +131,7 @@ class Guards:
         return {
             "__builtins__": safe, "__name__": "function",
             "_getattr_": self.getattr, "_getitem_": self.getitem, "_getiter_": self.getiter,
-            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            "_iter_unpack_sequence_": iter_unpack_sequence,
             "_unpack_sequence_": guarded_unpack_sequence,
             "_write_": self.write, "_inplacevar_": self.inplacevar, "_apply_": self.apply,
             "_print_": self.printer, "_caught_": self.caught,
@@ -186,12 +186,18 @@ class Guards:
         if isinstance(key, str) and unicodedata.normalize("NFKC", key).startswith("_"):
             raise KeyError(f'format fields may not start with "_": {key!r}')
 
+    # The hottest guards check the run's state inline: they run once per item
+    # access in a loop, and a method call more doubles their cost.
     def getitem(self, obj, key):
-        self.state.check()
+        state = self.state
+        if state.doom is not None or state.closed:
+            state.check()
         return obj[key]
 
     def getiter(self, obj):
-        self.state.check()
+        state = self.state
+        if state.doom is not None or state.closed:
+            state.check()
         return iter(obj)
 
     def apply(self, func, *args, **kwargs):
@@ -213,7 +219,11 @@ class Guards:
         raise TypeError(f"a {type(obj).__name__} cannot be changed in functions")
 
     def inplacevar(self, op, x, y):
-        self.state.check()
+        state = self.state
+        if state.doom is not None or state.closed:
+            state.check()
+        if op in _INPLACE:
+            return _INPLACE[op](x, y)
         if op == "*=":
             self._check_product(x, y)
             return operator.imul(x, y)
@@ -264,6 +274,19 @@ class Guards:
         exc = sys.exc_info()[1]
         if isinstance(exc, _FATAL):
             raise exc
+
+
+def iter_unpack_sequence(it, spec, _getiter_):
+    """`for a, b in pairs`: a flat target unpacking a plain tuple or list
+    (what dict.items() and zip() yield) takes the item as it is, since
+    iterating those runs no code of the function's; nested targets and other
+    items take RestrictedPython's guarded path."""
+    flat = not spec["childs"]
+    for item in _getiter_(it):
+        if flat and type(item) in (tuple, list):
+            yield item
+        else:
+            yield guarded_unpack_sequence(item, spec, _getiter_)
 
 
 def _item_bytes(seq) -> int:
