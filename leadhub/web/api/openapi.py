@@ -43,6 +43,42 @@ def _record_schemas(reg: Registry, lang: str) -> dict:
     return schemas
 
 
+def _function_paths() -> dict:
+    ok = lambda *codes: _responses("200", None, *codes)  # noqa: E731
+    fn = _params("function")
+    return {
+        "/meta/functions": {
+            "get": {"summary": "List functions (admins)", "responses": ok("403")},
+            "post": {"summary": "Create a function; code is compiled at save",
+                     "responses": _responses("201", None, "400", "403", "409")}},
+        "/meta/functions/{function}": {
+            "parameters": fn,
+            "get": {"summary": "Get a function", "responses": ok("403", "404")},
+            "patch": {"summary": "Change a function (a new version)", "responses": ok("400", "403", "404")},
+            "delete": {"summary": "Delete a function (the log keeps it)", "responses": _responses("204", None, "404")}},
+        "/meta/functions/{function}/versions": {"parameters": fn, "get": {
+            "summary": "Saved versions", "responses": ok("404")}},
+        "/meta/functions/{function}/diff": {"parameters": fn, "get": {
+            "summary": "Diff two versions (?from=&to=)", "responses": ok("400", "404")}},
+        "/meta/functions/{function}/rollback": {"parameters": fn, "post": {
+            "summary": "Save an old version as the newest", "responses": ok("400", "404")}},
+        "/meta/function-runs": {"get": {"summary": "The execution log, with the JSON filter",
+                                        "responses": ok("400", "403")}},
+        "/meta/schedules": {"get": {"summary": "Periodic tasks and their due times", "responses": ok("403")}},
+        "/functions/{function}/test": {"parameters": fn, "post": {
+            "summary": "Test bench: a dry run of saved or draft code", "responses": ok("400", "403", "404")}},
+        "/functions/{function}/run": {"parameters": fn, "post": {
+            "summary": "Run an API function", "responses": ok("400", "404", "422")}},
+        "/objects/{object}/records/{id}/actions/{function}": {
+            "parameters": _params("object", "id", "function"),
+            "post": {"summary": "Run an action on a record", "responses": ok("400", "404", "422")}},
+        "/objects/{object}/actions/{function}": {
+            "parameters": _params("object", "function"),
+            "post": {"summary": "Run an action on a selection (each record's outcome)",
+                     "responses": ok("400", "404")}},
+    }
+
+
 def build_document(reg: Registry, lang: str, server: str) -> dict:
     paths: dict = {
         "/meta/objects": {
@@ -67,6 +103,7 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
             "delete": {"summary": "Soft-delete (or ?purge=true) a field", "responses": _responses("204", None, "404", "409")},
         },
     }
+    paths.update(_function_paths())
     for obj in reg.objects.values():
         ref = {"$ref": f"#/components/schemas/{obj.api_name}_record"}
         page = {"type": "object", "properties": {
