@@ -377,3 +377,14 @@ def test_home_page_needs_a_session_and_lists_readable_objects(org, app):
     c.post("/login", data={"login": "rep_a", "password": PW, "csrf_token": csrf})
     page = c.get("/").get_data(as_text=True)
     assert "rep_a" in page and "/api/v1/objects/prospect/records" in page
+
+
+def test_me_in_a_filter_is_the_reader(org):
+    """One shared "my records" view serves every user: $me is the reader."""
+    mine = {"field": "owner", "op": "eq", "value": "$me"}
+    assert titles(org["as"]["rep_a"], filter=mine) == ["rep_a's"]
+    assert titles(org["as"]["boss"], filter=mine) == []
+    assert titles(org["as"]["boss"], filter={"field": "owner", "op": "in", "value": ["$me", org["users"]["rep_b"]]}) \
+        == ["rep_b's"]
+    r = org["as"]["boss"].post("/objects/prospect/query", {"filter": {"field": "title", "op": "eq", "value": "$me"}})
+    assert r.status_code == 200 and r.get_json()["records"] == []      # on text fields it is just text

@@ -7,6 +7,7 @@ Filter tree:
   {"field": "city", "op": "eq", "value": "深圳"}
   {"and": [node, ...]}  {"or": [node, ...]}  {"not": node}
 A bare list means "and". Fields may cross lookups: "owner.name", "campaign.name".
+On user fields the value "$me" is the reader: {"field": "owner", "op": "eq", "value": "$me"}.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ MAX_NESTING = 20       # and/or/not levels
 MAX_SORT = 5
 MAX_IN = 1000          # values in one in/not_in list
 USER = "user"
+ME = "$me"         # a filter value on user fields: the reader's own id
 
 USER_OBJECT = ObjectDef(api_name=USER, table_name="lh_users", labels={"en": "User", "zh_CN": "用户"})
 USER_OBJECT.fields = {name: FieldDef(object=USER, api_name=name, type_name=type_name,
@@ -215,6 +217,11 @@ class QueryCompiler:
     def _coerce(self, fd: FieldDef, path: str, value: Any) -> Any:
         if fd.type_name == "multi_picklist" and isinstance(value, str):
             return value
+        if value == ME and (fd.type_name == "user" or fd.settings.get("reference_to") == USER):
+            # "$me": the reader, so one saved view ("my leads") serves every user
+            if self.actor.user_id is None:
+                raise BadRequest(f"{ME} needs a signed-in user.", {path: f"{ME} needs a user."})
+            return self.actor.user_id
         try:
             return fd.type.base_field(fd).deserialize(value)
         except mm.ValidationError as exc:
