@@ -20,11 +20,12 @@ UTC = dt.timezone.utc
 
 
 @pytest.fixture(autouse=True)
-def installed(runtime, monkeypatch):
+def installed(runtime, monkeypatch, request):
     """The lead plugin with only its scoring part: the other parts (cleaning,
-    dedupe, follow-up, forms) are tested on their own and are being written
-    alongside, so these tests do not depend on their state."""
-    monkeypatch.setattr(lead_plugin, "PARTS", ("scoring",))
+    dedupe, follow-up, forms) have tests of their own, so these tests do not
+    depend on them, except the one about the whole intake pipeline."""
+    if "whole_intake" not in request.node.name:
+        monkeypatch.setattr(lead_plugin, "PARTS", ("scoring",))
     runtime.plugins.install("lead")
     return runtime
 
@@ -483,3 +484,11 @@ def test_the_decay_sweep_is_a_scheduled_task(api, runtime):
         jobs_run = conn.execute(sa.select(score_jobs.c.kind, score_jobs.c.status, score_jobs.c.done)).all()
     assert ("decay", "finished", 1) in [tuple(j) for j in jobs_run]
     assert "lead.score_decay" not in runtime.scheduler.tick()          # not due again for a day
+
+
+def test_the_whole_intake_pipeline_scores_after_cleaning(api, no_rules):
+    """Cleaning writes the mobile's region back before scoring reads it."""
+    add_rule(api, "not isblank(mobile_province)", 7, "Mobile with a known region")
+    rec = lead(api, name="Zhao Lei", mobile="138 0013 8000", company_size=800)
+    assert rec["mobile"] == "+8613800138000" and rec["mobile_province"]
+    assert rec["score"] == 7
