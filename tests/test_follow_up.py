@@ -145,7 +145,16 @@ def test_a_follow_up_clears_the_deadline_and_moves_the_leads_dates(org, clock):
 
     listed = rep_a.post("/objects/follow_up/query", {"filter": {"field": "lead", "op": "eq", "value": rec["id"]},
                                                      "sort": ["created_at"]}).get_json()["records"]
-    assert [f["method"] for f in listed] == ["wechat", "call"]   # the lead's timeline
+    assert [f["method"] for f in listed] == ["wechat", "call"]
+
+    from leadhub.web.pages import timeline     # the lead page's timeline shows them, newest first
+    runtime = admin.client.application.extensions["leadhub"]
+    actor = auth.actor_for(runtime.db, runtime.cache, org["users"]["rep_a"])
+    items = [i for i in timeline.items(runtime, actor, "lead", rec["id"]) if i["kind"] == "follow_up"]
+    assert [i["title"] for i in items] == ["call: 打过电话", "wechat: 打过电话"]
+    assert items[1]["body"] == "有意向 / 发报价" and items[1]["url"].startswith("/o/follow_up/")
+    other = auth.actor_for(runtime.db, runtime.cache, org["users"]["rep_c"])
+    assert [i for i in timeline.items(runtime, other, "lead", rec["id"]) if i["kind"] == "follow_up"] == []
 
 
 def test_follow_ups_before_the_owner_changed_do_not_count(org, clock):
@@ -201,7 +210,7 @@ def test_sweep_writes_one_violation_with_evidence_and_notifies_owner_and_manager
         assert kinds.count("lead.follow_up_violation") == 1, who
     assert inbox(runtime, users["rep_b"]) == [] and inbox(runtime, users["boss"]) == []
     bell = org["as"]["mgr"].get("/notifications?unread=1").get_json()
-    assert bell["notifications"][0]["link"] == f"/objects/violation/records/{v['id']}"
+    assert bell["notifications"][0]["link"] == f"/o/violation/{v['id']}"
 
     # idempotent: the same T never yields a second violation or notification
     assert sweep(runtime, T0 + 26 * H)["violations"] == 0

@@ -162,8 +162,29 @@ def register(runtime: "Runtime") -> None:
     runtime.events.subscribe("after_insert", svc.after_follow_up, object="follow_up")
     runtime.events.subscribe("before_insert", _refuse_manual_violations, object="violation")
     runtime.events.subscribe("before_update", _violation_edit, object="violation")
+    from leadhub.web.pages.timeline import provide
+    provide(runtime, timeline, object="lead")
     if hasattr(runtime, "scheduler"):
         runtime.scheduler.every("lead.follow_up_sweep", seconds=SWEEP_EVERY, fn=sweep)
+
+
+def timeline(runtime: "Runtime", actor: Actor, _obj: str, lead_id: int) -> list[dict]:
+    """The lead page's timeline: its follow-ups and violations the viewer may read."""
+    items = []
+    for obj, at in (("follow_up", "created_at"), ("violation", "detected_at")):
+        if "read" not in actor.rights(obj).actions:
+            continue
+        records = runtime.records.query(actor, obj, QuerySpec(
+            filter=[{"field": "lead", "op": "eq", "value": lead_id}], sort=[f"-{at}"], page_size=50))["records"]
+        for r in records:
+            if obj == "follow_up":
+                items.append({"at": r.get(at), "kind": "follow_up", "url": f"/o/follow_up/{r['id']}",
+                              "title": f"{r.get('method') or ''}: {r.get('content') or ''}",
+                              "body": " / ".join(x for x in (r.get("result"), r.get("next_step")) if x) or None})
+            else:
+                items.append({"at": r.get(at), "kind": "violation", "url": f"/o/violation/{r['id']}",
+                              "title": r.get("title") or "", "body": r.get("rule")})
+    return items
 
 
 def blueprints() -> list:
@@ -241,7 +262,7 @@ def _remind(svc: FollowUps, lead: dict, rule: Rule, now: dt.datetime) -> int:
             runtime.notifications.send(
                 [lead["owner"]], "lead.follow_up_reminder", f"Follow up {_name(lead)} within {hours:.0f} h",
                 f"Lead {_name(lead)} must be followed up by {_iso(lead['follow_up_deadline'])} ({rule.label}).",
-                link=f"/objects/lead/records/{lead['id']}",
+                link=f"/o/lead/{lead['id']}",
                 data={"lead": lead["id"], "deadline": _iso(lead["follow_up_deadline"])})
     except _Stale:
         return 0
@@ -270,7 +291,7 @@ def _violate(svc: FollowUps, lead: dict, rule: Rule | None, now: dt.datetime) ->
                 [owner, manager], "lead.follow_up_violation", title,
                 f"The follow-up deadline {_iso(deadline)} passed without a follow-up"
                 + (f" ({rule.label})." if rule else "."),
-                link=f"/objects/violation/records/{violation['id']}",
+                link=f"/o/violation/{violation['id']}",
                 data={"lead": lead["id"], "violation": violation["id"], "owner": owner})
     except _Stale:
         return 0
