@@ -597,3 +597,26 @@ def test_concurrent_saves_of_one_version_let_exactly_one_win(runtime, admin, crm
         th.join()
     assert sorted(outcomes) == ["Conflict"] * 3 + ["saved"]
     assert [v["version"] for v in runtime.layouts.layout_versions("account", lid)] == [2, 1]
+
+
+@pytest.mark.parametrize("raw, path", [
+    ('{"name": "a\\u0000b", "sections": [{"fields": ["name"]}]}', "name"),
+    ('{"name": "x", "sections": [{"title": "\\ud800", "fields": ["name"]}]}', "sections.0.title"),
+    ('{"name": "x", "sections": [{"columns": 1.0, "fields": ["name"]}]}', "sections.0.columns"),
+    ('{"name": "x", "sections": [{"columns": true, "fields": ["name"]}]}', "sections.0.columns"),
+])
+def test_text_that_cannot_be_stored_is_refused(api, crm, runtime, raw, path):
+    r = api.client.post("/api/v1/meta/objects/account/layouts", data=raw, headers={
+        **api.headers, "Content-Type": "application/json"})
+    refused(r, 422, path)
+    r = api.client.post("/api/v1/objects/account/views", data=raw.replace('"sections"', '"columns": ["name"], "x"'),
+                        headers={**api.headers, "Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and r.get_json()["error"]["fields"]
+    assert count_rows(runtime, "lh_layouts") == 0 and count_rows(runtime, "lh_list_views") == 0
+
+
+def test_unstorable_text_in_assignments_and_menu(api, crm):
+    for path, raw in (("/meta/objects/account/layout-assignments", '{"\\ud800": null}'),
+                      ("/meta/menu", '{"objects": ["deal", "\\u0000"]}')):
+        r = api.client.put("/api/v1" + path, data=raw, headers={**api.headers, "Content-Type": "application/json"})
+        assert r.status_code == 422 and r.get_json()["error"]["fields"], r.data

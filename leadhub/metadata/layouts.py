@@ -122,6 +122,28 @@ STANDARD_BUTTONS: dict[str, tuple[dict, str]] = {
 DEFAULT_BUTTONS = ("edit", "delete", "transfer_owner")
 
 
+def _check_text(value: Any, path: str = "") -> None:
+    """Refuse NUL characters and unpaired surrogates anywhere in a payload:
+    neither can be stored (PostgreSQL text, UTF-8) nor echoed back."""
+    errors: dict[str, str] = {}
+
+    def walk(v: Any, p: str) -> None:
+        if isinstance(v, str):
+            if "\x00" in v or any("\ud800" <= ch <= "\udfff" for ch in v):
+                errors[p or "body"] = "Text must not contain NUL characters or unpaired surrogates."
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                walk(item, f"{p}.{i}" if p else str(i))
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                walk(k, p)
+                walk(item, f"{p}.{k}" if p else str(k))
+    walk(value, path)
+    if errors:
+        raise ValidationFailed({k.encode("utf-8", "replace").decode("utf-8").replace("\x00", ""): m
+                                for k, m in errors.items()})
+
+
 def _unknown(value: dict, allowed: tuple[str, ...], path: str, errors: dict) -> None:
     for key in value:
         if key not in allowed:
@@ -187,7 +209,7 @@ def _layout_fields(reg: Registry, obj: ObjectDef, sections_payload: Any, errors:
             errors[f"{path}.key"] = "Another section has this key."
         seen_keys.add(key)
         columns = sp.get("columns", 2)
-        if columns not in (1, 2) or isinstance(columns, bool):
+        if type(columns) is not int or columns not in (1, 2):   # not True, not 1.0
             errors[f"{path}.columns"] = "Must be 1 or 2."
         collapsible = _bool(sp.get("collapsible"), f"{path}.collapsible", errors)
         collapsed = _bool(sp.get("collapsed"), f"{path}.collapsed", errors)
@@ -330,6 +352,7 @@ def validate_layout(reg: Registry, obj: ObjectDef, payload: Any, current: dict |
     registry; ValidationFailed names every bad path, e.g. sections.0.fields.2."""
     if not isinstance(payload, dict):
         raise BadRequest("The body must be a JSON object.", {"body": "Must be an object."})
+    _check_text(payload)
     errors: dict[str, str] = {}
     _unknown(payload, ("name", "default", "sections", "related_lists", "buttons", "version"), "", errors)
     base = current or {"name": None, "default": False, "sections": None, "related_lists": [],
@@ -519,6 +542,7 @@ class LayoutService:
         permissions.require_admin(actor)
         if not isinstance(mapping, dict) or not mapping:
             raise BadRequest("The body maps role api names to layout ids (or null).", {"body": "Must be an object."})
+        _check_text(mapping)
         with self.db.write() as conn:
             self.cache.current(conn).get(object_name)
             roles = set(conn.execute(sa.select(t.roles.c.api_name)).scalars())
@@ -660,6 +684,7 @@ class LayoutService:
                        current: dict | None) -> dict:
         if not isinstance(payload, dict):
             raise BadRequest("The body must be a JSON object.", {"body": "Must be an object."})
+        _check_text(payload)
         errors: dict[str, str] = {}
         _unknown(payload, ("name", "columns", "filter", "sort", "shared", "position"), "", errors)
         base = current or {"name": None, "columns": None, "filter": None, "sort": [], "shared": False, "position": 0}
@@ -758,6 +783,7 @@ class LayoutService:
         reg = self.cache.current()
         if not isinstance(names, list) or len(names) > 1000:
             raise ValidationFailed({"objects": "A list of at most 1000 object api names."})
+        _check_text(names, "objects")
         errors, seen = {}, set()
         for i, name in enumerate(names):
             if not isinstance(name, str) or name not in reg.objects:
