@@ -66,12 +66,13 @@ def _set(runtime, job_id: int, **values) -> None:
 def rescore(runtime, job_id: int, now: dt.datetime | None = None) -> dict:
     """Rescore the job's leads (all of them, or for "decay" those with events)."""
     with runtime.db.write() as conn:
-        # claim it: only a queued job starts, so a job enqueued twice runs once
+        # claim it with a conditional update: a job enqueued twice, or picked
+        # by two workers at once, runs once
+        claimed = conn.execute(sa.update(score_jobs).where(score_jobs.c.id == job_id, score_jobs.c.status == "queued")
+                               .values(status="running", started_at=utcnow())).rowcount
         row = conn.execute(sa.select(score_jobs).where(score_jobs.c.id == job_id)).mappings().first()
-        if row is None or row["status"] != "queued":
+        if not claimed:
             return job_out(row) if row else {}
-        conn.execute(sa.update(score_jobs).where(score_jobs.c.id == job_id)
-                     .values(status="running", started_at=utcnow()))
     system = Actor.system()
     decay = row["kind"] == "decay"
     try:
