@@ -30,7 +30,6 @@ def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str, str]:
     token, and demo data once. Safe to run at every start; returns the
     admin's (password as first set, API token)."""
     runtime.upgrade_db()
-    runtime.plugins.install_all()
     folder = runtime.config.instance_path
     folder.mkdir(parents=True, exist_ok=True)
     password_file = folder / "admin-password"
@@ -40,6 +39,7 @@ def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str, str]:
         password = "lh-" + secrets.token_urlsafe(12)
         auth.create_user(runtime.db, ADMIN, "Administrator 管理员", is_admin=True, password=password)
         _secret_file(password_file, password)
+    runtime.plugins.install_all()          # after the admin: shared list views need an owner
     password = password_file.read_text().strip() if password_file.exists() else "(set by you)"
     token_file = folder / "admin-token"
     token = token_file.read_text().strip() if token_file.exists() else ""

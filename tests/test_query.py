@@ -111,3 +111,16 @@ def test_relative_ranges():
     assert relative_range("this_quarter", wed) == (dt.date(2026, 10, 1), dt.date(2027, 1, 1))
     assert relative_range("last_n_days", wed, 7) == (dt.date(2026, 11, 19), dt.date(2026, 11, 26))
     assert relative_range("next_month", dt.date(2026, 12, 31)) == (dt.date(2027, 1, 1), dt.date(2027, 2, 1))
+
+
+def test_now_in_a_filter_is_when_the_query_runs(api, make_object):
+    make_object("task", [{"api_name": "title", "label": "T", "type": "text"},
+                         {"api_name": "due", "label": "Due", "type": "datetime"},
+                         {"api_name": "day", "label": "Day", "type": "date"}])
+    api.post("/objects/task/records", {"title": "past", "due": "2020-01-01T00:00:00Z", "day": "2020-01-01"})
+    api.post("/objects/task/records", {"title": "future", "due": "2999-01-01T00:00:00Z", "day": "2999-01-01"})
+    for field in ("due", "day"):
+        r = api.post("/objects/task/query", {"filter": {"field": field, "op": "lt", "value": "$now"}})
+        assert [x["title"] for x in r.get_json()["records"]] == ["past"]
+    r = api.post("/objects/task/query", {"filter": {"field": "title", "op": "eq", "value": "$now"}})
+    assert r.get_json()["records"] == []

@@ -7,7 +7,8 @@ Filter tree:
   {"field": "city", "op": "eq", "value": "深圳"}
   {"and": [node, ...]}  {"or": [node, ...]}  {"not": node}
 A bare list means "and". Fields may cross lookups: "owner.name", "campaign.name".
-On user fields the value "$me" is the reader: {"field": "owner", "op": "eq", "value": "$me"}.
+On user fields the value "$me" is the reader: {"field": "owner", "op": "eq", "value": "$me"};
+on date and datetime fields "$now" is when the query runs.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ MAX_SORT = 5
 MAX_IN = 1000          # values in one in/not_in list
 USER = "user"
 ME = "$me"         # a filter value on user fields: the reader's own id
+NOW = "$now"       # on date and datetime fields: when the query runs
 
 USER_OBJECT = ObjectDef(api_name=USER, table_name="lh_users", labels={"en": "User", "zh_CN": "用户"})
 USER_OBJECT.fields = {name: FieldDef(object=USER, api_name=name, type_name=type_name,
@@ -222,6 +224,10 @@ class QueryCompiler:
             if self.actor.user_id is None:
                 raise BadRequest(f"{ME} needs a signed-in user.", {path: f"{ME} needs a user."})
             return self.actor.user_id
+        if value == NOW and fd.type_name in ("datetime", "date"):
+            # "$now": the moment the query runs ("deadline before now" as a saved view)
+            now = dt.datetime.now(dt.timezone.utc)
+            return now if fd.type_name == "datetime" else now.astimezone(self.tz).date()
         try:
             return fd.type.base_field(fd).deserialize(value)
         except mm.ValidationError as exc:
