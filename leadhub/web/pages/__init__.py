@@ -32,6 +32,7 @@ def register(app: Flask) -> None:
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.jinja_env.globals.update(template_globals())
+    app.jinja_env.filters["label"] = i18n.label
     app.register_blueprint(pages_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(lang_bp)

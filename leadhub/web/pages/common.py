@@ -39,6 +39,17 @@ def require_signed_in():
     return None
 
 
+def user_choices() -> list[dict]:
+    """Active users as (id, name) for owner and user pickers: one SELECT
+    (org.list_users reads every user's roles too, a query per user)."""
+    import sqlalchemy as sa
+    from leadhub.platform import tables as t
+    with runtime().db.read() as conn:
+        rows = conn.execute(sa.select(t.users.c.id, t.users.c.name).where(t.users.c.active.is_(True))
+                            .order_by(t.users.c.name)).all()
+    return [{"id": r.id, "name": r.name, "active": True} for r in rows]
+
+
 def render_error(exc: LeadhubError):
     titles = {400: _("Bad request"), 401: _("Sign in first"), 403: _("Not allowed"),
               404: _("Not found"), 409: _("Conflict"), 422: _("Invalid input")}
@@ -54,4 +65,4 @@ def render_http_error(exc):
 def template_globals() -> dict:
     from leadhub.web.pages import fields
     return {"csrf_token": csrf_token, "L": i18n.label, "lang": i18n.current,
-            "display": fields.display, "options": fields.options, "widget": fields.widget}
+            "display": fields.display, "options": fields.options, "widget": fields.widget, "table": fields.table}

@@ -13,7 +13,7 @@ from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import Registry
 from leadhub.platform import permissions
 from leadhub.platform.permissions import Actor
-from leadhub.web.pages.i18n import gettext as _, label
+from leadhub.web.pages.i18n import current, gettext as _, label
 
 REFERENCES = ("lookup", "master_detail", "user")
 COMPUTED = ("formula", "rollup", "auto_number")
@@ -33,6 +33,16 @@ def widget(fd: FieldDef) -> str:
 def options(fd: FieldDef, active_only: bool = True) -> list[tuple[str, str]]:
     return [(o["value"], label(o["label"])) for o in fd.settings.get("options", [])
             if o.get("active", True) or not active_only]
+
+
+def option_labels(fd: FieldDef) -> dict[str, str]:
+    """value -> label in the page's language, kept on the FieldDef (a new
+    registry snapshot brings new FieldDefs, so it never goes stale)."""
+    key = f"_option_labels_{current()}"
+    found = fd.__dict__.get(key)
+    if found is None:
+        found = fd.__dict__[key] = dict(options(fd, False))
+    return found
 
 
 def name_path(reg: Registry, actor: Actor, fd: FieldDef) -> str | None:
@@ -85,9 +95,9 @@ def display(fd: FieldDef, record: dict, tz: str) -> str:
         t = fd.settings.get("return_type", "text")
         fd = fd.type.result_field(fd) if t != "text" else fd
     if t in ("picklist", "dependent_picklist"):
-        return dict(options(fd, False)).get(value, value)
+        return option_labels(fd).get(value, value)
     if t == "multi_picklist":
-        labels = dict(options(fd, False))
+        labels = option_labels(fd)
         return ", ".join(labels.get(v, v) for v in value)
     if t == "boolean":
         return _("Yes") if value else _("No")
@@ -107,6 +117,37 @@ def display(fd: FieldDef, record: dict, tz: str) -> str:
                 return str(v)
         return f"#{value}"
     return str(value)
+
+
+def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) -> list[dict]:
+    """Rows of (text, link) cells for a record table, worked out in Python
+    once per column rather than per cell in the template (the list page's
+    render time is mostly this)."""
+    base = f"/o/{obj.api_name}/"
+    specs = []
+    for fd in cols:
+        if fd.type_name in ("lookup", "master_detail"):
+            link = f"/o/{fd.settings['reference_to']}/"
+        elif fd.type_name == "url":
+            link = ""
+        else:
+            link = None
+        specs.append((fd, link))
+    rows = []
+    for r in records:
+        cells = []
+        for i, (fd, link) in enumerate(specs):
+            text = display(fd, r, tz)
+            if i == 0:
+                href = base + str(r["id"])
+                text = text or f"#{r['id']}"
+            elif link is None or not text:
+                href = None
+            else:
+                href = text if link == "" else link + str(r[fd.api_name])
+            cells.append((text, href))
+        rows.append({"id": r["id"], "cells": cells})
+    return rows
 
 
 def input_value(fd: FieldDef, value, tz: str):

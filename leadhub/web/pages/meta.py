@@ -3,6 +3,8 @@ runtime.layouts (leadhub/metadata/layouts.py), so a page shows exactly the
 layout the API's GET /objects/{object}/layout returns for the same user."""
 from __future__ import annotations
 
+from flask import g
+
 from leadhub.platform.permissions import Actor
 from leadhub.web.pages.common import runtime
 
@@ -12,7 +14,12 @@ def service():
 
 
 def effective_layout(actor: Actor, obj_name: str) -> dict:
-    return runtime().layouts.effective_layout(actor, obj_name)
+    """Once per request and object (a page asks for it more than once)."""
+    cache = g.setdefault("_layouts", {})
+    key = (actor.user_id, obj_name)
+    if key not in cache:
+        cache[key] = runtime().layouts.effective_layout(actor, obj_name)
+    return cache[key]
 
 
 def list_views(actor: Actor, obj_name: str) -> list[dict]:

@@ -14,7 +14,7 @@ from leadhub.platform import permissions
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.query import QuerySpec
 from leadhub.web.pages import fields as F, meta, timeline
-from leadhub.web.pages.common import actor, render_error, render_http_error, require_signed_in, runtime
+from leadhub.web.pages.common import actor, render_error, render_http_error, require_signed_in, runtime, user_choices
 from leadhub.web.pages.i18n import gettext as _
 
 bp = Blueprint("pages", __name__)
@@ -37,9 +37,11 @@ OPERATOR_LABELS = {  # shown in the filter builder
 
 
 def _obj(name: str, action: str = "read"):
-    obj = runtime().cache.current().get(name)
+    """(registry, object) after the action check; one registry per request."""
+    reg = runtime().cache.current()
+    obj = reg.get(name)
     permissions.require(actor(), name, action)
-    return obj
+    return reg, obj
 
 
 def _tz() -> str:
@@ -149,8 +151,7 @@ def field_catalog(a, obj) -> list[dict]:
 def list_records(name):
     a = actor()
     rt = runtime()
-    obj = _obj(name)
-    reg = rt.cache.current()
+    reg, obj = _obj(name)
     state = list_state(a, obj)
     spec = QuerySpec(filter=state["filter"], sort=state["sort"], page=state["page"], page_size=state["page_size"],
                      fields=F.query_fields(reg, a, obj, state["columns"]), count=True)
@@ -165,7 +166,7 @@ def list_records(name):
         can=dict(create="create" in rights.actions, edit="edit" in rights.actions,
                  delete="delete" in rights.actions, export="export" in rights.actions,
                  owner=rights.field_access("owner") == "edit" and "edit" in rights.actions),
-        users=rt.org.list_users() if "edit" in rights.actions else [],
+        users=user_choices() if "edit" in rights.actions else [],
         export_query=_export_query(state, reg, a, obj))
 
 
@@ -179,7 +180,7 @@ def _export_query(state, reg, a, obj) -> dict:
 @bp.post("/o/<name>/views")
 def save_view(name):
     a = actor()
-    obj = _obj(name)
+    _reg, obj = _obj(name)
     svc = meta.service()
     title = request.form.get("name", "").strip()
     if not title:
@@ -200,7 +201,7 @@ def bulk(name):
     """Bulk edit, delete and owner transfer of the ticked rows: all or none."""
     a = actor()
     rt = runtime()
-    obj = _obj(name)
+    _reg, obj = _obj(name)
     try:
         ids = sorted({int(i) for i in request.form.getlist("ids")})
     except ValueError:
@@ -262,8 +263,7 @@ def _related(a, reg, obj_name, rid, layout) -> list[dict]:
 def detail(name, rid):
     a = actor()
     rt = runtime()
-    obj = _obj(name)
-    reg = rt.cache.current()
+    reg, obj = _obj(name)
     layout = meta.effective_layout(a, name)
     names = [i["field"] for s in layout["sections"] for i in s["fields"]] + ["owner", "created_at", "updated_at"]
     record = rt.records.get(a, name, rid, F.query_fields(reg, a, obj, names))
@@ -280,7 +280,7 @@ def detail(name, rid):
 def _user_names(history) -> dict:
     if not history:
         return {}
-    return {u["id"]: u["name"] for u in runtime().org.list_users()}
+    return {u["id"]: u["name"] for u in user_choices()}
 
 
 @bp.post("/o/<name>/<id:rid>/delete")
@@ -322,7 +322,7 @@ def form_context(obj, layout, values, errors, record=None) -> dict:
         lookup_targets={fd.api_name: reg.objects[fd.settings["reference_to"]] for fd in obj.fields.values()
                         if fd.type_name in ("lookup", "master_detail")
                         and fd.settings.get("reference_to") in reg.objects},
-        users=runtime().org.list_users() if obj.fields_of_type("user") else [])
+        users=user_choices() if obj.fields_of_type("user") else [])
 
 
 def _render_form(obj, layout, values, errors, record=None, status=200):
@@ -375,7 +375,7 @@ def _save(obj, layout, record=None):
 @bp.route("/o/<name>/new", methods=["GET", "POST"])
 def create(name):
     a = actor()
-    obj = _obj(name, "create")
+    _reg, obj = _obj(name, "create")
     layout = meta.effective_layout(a, name)
     if request.method == "POST":
         return _save(obj, layout)
@@ -394,8 +394,7 @@ def create(name):
 def edit(name, rid):
     a = actor()
     rt = runtime()
-    obj = _obj(name, "edit")
-    reg = rt.cache.current()
+    reg, obj = _obj(name, "edit")
     layout = meta.effective_layout(a, name)
     names = [i["field"] for s in layout["sections"] for i in s["fields"]]
     record = rt.records.get(a, name, rid, F.query_fields(reg, a, obj, names))
