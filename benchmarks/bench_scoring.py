@@ -77,6 +77,8 @@ def main() -> None:
         plain.plugins.install("lead")
         scored = Runtime(plain.config)
         scoring.register(scored)     # the same database, plus the scoring handlers
+        for rule in scoring_config.list_rules(scored):      # the two seeded examples out: exactly RULES
+            scoring_config.delete_rule(scored, admin, rule["id"])
         for label, cond, points in RULES:
             scoring_config.create_rule(scored, admin, {"label": label, "condition": cond, "points": points})
         c.log(f"{c.machine_note()} | {c.server_version(plain)} | {args.rows:,} leads")
