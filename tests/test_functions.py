@@ -318,3 +318,15 @@ def test_limits_end_runaway_code_while_the_server_answers(api, app, runtime, dea
     assert r.status_code == 422 and "limit" in r.get_json()["error"]["message"].lower()
     runs = api.get('/meta/function-runs?filter={"field":"outcome","op":"eq","value":"limit"}').get_json()["runs"]
     assert {r["function"] for r in runs} >= {"spin"}
+
+
+def test_functions_notify_users_and_bad_targets_are_errors(api, app, runtime, deal):
+    rep_id, rep = make_user(api, app, runtime, "rep", ["sales_rep"])
+    fn(api, api_name="ping", kind="api", params=[{"name": "to", "type": "integer"}],
+       code="api.notify(params['to'], '请跟进新线索')\nreturn 'sent'")
+    assert api.post("/functions/ping/run", {"params": {"to": rep_id}}).get_json() == {"result": "sent"}
+    items = rep.get("/notifications").get_json()["notifications"]
+    assert [n["body"] for n in items] == ["请跟进新线索"]
+    r = api.post("/functions/ping/run", {"params": {"to": 999_999}})
+    assert r.status_code in (200, 422)          # an unknown user gets nothing; it is never someone else
+    assert rep.get("/notifications/count").get_json()["unread"] == 1
