@@ -301,6 +301,7 @@ class Match:
     owner: int | None
     created_at: dt.datetime
     score: float
+    duplicate: bool = False
 
 
 def months_ago(now: dt.datetime, months: int) -> dt.datetime:
@@ -335,7 +336,8 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
         skip = sorted((exclude or {}).get(target, ()))
         if skip:
             tree.append({"field": "id", "op": "not_in", "value": skip})
-        fields = ["id", "owner", "created_at"] + (["company"] if fuzzy else [])
+        flagged = "is_duplicate" in obj.fields
+        fields = ["id", "owner", "created_at"] + (["company"] if fuzzy else []) + (["is_duplicate"] if flagged else [])
         spec = QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES)
         for rec in runtime.records.query(SYSTEM, target, spec)["records"]:
             score = 100.0
@@ -343,8 +345,11 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
                 score = nz.similarity(draft_core, nz.company_core(rec.get("company")))
                 if score < min(c.threshold for c in fuzzy):
                     continue
-            out.append(Match(rule, target, rec["id"], rec["owner"], rec["created_at"], score))
-    out.sort(key=lambda m: (m.created_at, m.object != rule.object, m.id))
+            out.append(Match(rule, target, rec["id"], rec["owner"], rec["created_at"], score,
+                             bool(rec.get("is_duplicate"))))
+    # the original: a record not itself marked duplicate, then the earliest (two
+    # concurrent writers may commit in the other order than their created_at)
+    out.sort(key=lambda m: (m.duplicate, m.created_at, m.object != rule.object, m.id))
     return out[:limit]
 
 
