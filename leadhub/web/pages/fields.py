@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import zoneinfo
 
+from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
 from leadhub.metadata.definitions import FieldDef, ObjectDef
@@ -120,32 +121,29 @@ def display(fd: FieldDef, record: dict, tz: str) -> str:
 
 
 def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) -> list[dict]:
-    """Rows of (text, link) cells for a record table, worked out in Python
-    once per column rather than per cell in the template (the list page's
-    render time is mostly this)."""
+    """Rows of ready cells for a record table: each value escaped, and
+    linked where it names a record (the first column opens the row's
+    record). Built here once per column rather than per cell in Jinja: the
+    list page's render time was mostly this loop."""
     base = f"/o/{obj.api_name}/"
+    link_cell = Markup('<a href="{}">{}</a>')
+    open_cell = Markup('<a class="open" href="{}">{}</a>')
+    url_cell = Markup('<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>')
     specs = []
     for fd in cols:
-        if fd.type_name in ("lookup", "master_detail"):
-            link = f"/o/{fd.settings['reference_to']}/"
-        elif fd.type_name == "url":
-            link = ""
-        else:
-            link = None
-        specs.append((fd, link))
+        target = f"/o/{fd.settings['reference_to']}/" if fd.type_name in ("lookup", "master_detail") else None
+        specs.append((fd, target))
     rows = []
     for r in records:
-        cells = []
-        for i, (fd, link) in enumerate(specs):
+        cells = [open_cell.format(base + str(r["id"]), display(cols[0], r, tz) or f"#{r['id']}")] if cols else []
+        for fd, target in specs[1:]:
             text = display(fd, r, tz)
-            if i == 0:
-                href = base + str(r["id"])
-                text = text or f"#{r['id']}"
-            elif link is None or not text:
-                href = None
+            if text and target:
+                cells.append(link_cell.format(target + str(r[fd.api_name]), text))
+            elif text and fd.type_name == "url" and text.startswith(("http://", "https://")):
+                cells.append(url_cell.format(text, text))
             else:
-                href = text if link == "" else link + str(r[fd.api_name])
-            cells.append((text, href))
+                cells.append(escape(text))
         rows.append({"id": r["id"], "cells": cells})
     return rows
 

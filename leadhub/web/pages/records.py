@@ -111,15 +111,20 @@ def list_state(a, obj) -> dict:
     else:
         columns = _default_columns(a, obj)
     columns = [c for c in columns if c in obj.fields and permissions.visible(a, obj.api_name, c)]
+    view_error = None
     if "filter" in request.args:
         tree = _parse_filter(request.args["filter"])
+    elif view and view.get("filter_error"):
+        # the view's filter names a field this reader may not use: say so,
+        # and list without it (still only what his rights show him)
+        tree, view_error = None, view["filter_error"]
     else:
         tree = view.get("filter") if view else None
     if "sort" in request.args:
         sort = [s for s in request.args["sort"].split(",") if s]
     else:
         sort = list(view.get("sort") or []) if view else []
-    return {"views": views, "view": view, "columns": columns or ["id"], "filter": tree,
+    return {"views": views, "view": view, "view_error": view_error, "columns": columns or ["id"], "filter": tree,
             "sort": sort or ["-id"], "page": _int_arg("page", 1, 1, 100_000),
             "page_size": _int_arg("page_size", 50, 1, 100)}
 
