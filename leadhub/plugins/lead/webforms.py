@@ -422,7 +422,8 @@ def _public_blueprint() -> Blueprint:
                                                        "fields": {}}}), 404, mimetype="application/json"))
         return _page("Not found", Markup("<p>This form does not exist or is closed.</p>"), 404)
 
-    @bp.get("/forms/<key>")
+    # OPTIONS is answered below with CORS headers, not by Flask's default
+    @bp.get("/forms/<key>", provide_automatic_options=False)
     def hosted(key):
         forms = WebForms(_runtime())
         form = forms.by_key(key)
@@ -434,7 +435,7 @@ def _public_blueprint() -> Blueprint:
     def preflight(key):
         return cors(Response("", 204))
 
-    @bp.post("/forms/<key>")
+    @bp.post("/forms/<key>", provide_automatic_options=False)
     def submit(key):
         forms = WebForms(_runtime())
         form = forms.by_key(key)
