@@ -387,3 +387,23 @@ def test_designer_creates_objects_fields_and_dependency_matrix(crm, runtime):
     assert r.status_code == 422 and "ISO 4217" in r.text
     assert "bad" not in runtime.cache.current().get("visit").fields
     assert admin.get("/o/visit/new").status_code == 200
+
+
+def test_detail_buttons_follow_the_layout(crm, api, runtime):
+    admin, a, deal = crm["admin"], crm["a"], crm["deal"]
+    html = admin.get(f"/o/deal/{deal}").text
+    assert ">编辑<" in html and "转移负责人" in html and ">复制<" not in html
+    r = api.post("/meta/objects/deal/layouts", {"name": "with clone", "default": True,
+                                                "sections": [{"key": "main", "fields": ["title", "stage", "won"]}],
+                                                "buttons": ["edit", "clone"]})
+    assert r.status_code == 201, r.get_json()
+    api.patch(f"/objects/deal/records/{deal}", {"won": False})
+    html = admin.get(f"/o/deal/{deal}").text
+    assert "转移负责人" not in html and ">删除<" not in html
+    clone = re.search(r'href="(/o/deal/new\?[^"]+)"', html).group(1).replace("&amp;", "&")
+    assert "stage=open" in clone and "won" not in clone
+    form = admin.get(clone).text
+    assert 'value="open" selected' in form and "&lt;script&gt;" in form
+    # a rep's edit button appears only with his edit right on the record's object
+    rid = int(a.post("/o/deal/new", {"title": "mine"}).headers["Location"].rsplit("/", 1)[1])
+    assert ">编辑<" in a.get(f"/o/deal/{rid}").text

@@ -279,7 +279,23 @@ def detail(name, rid):
         "detail.html", obj=obj, record=record, layout=layout, tz=_tz(),
         related=_related(a, reg, name, rid, layout), history=history,
         timeline=timeline.items(rt, a, name, rid), users=_user_names(history),
-        can=dict(edit="edit" in buttons, delete="delete" in buttons, create="create" in a.rights(name).actions))
+        can=dict(edit="edit" in buttons, delete="delete" in buttons, create="create" in a.rights(name).actions,
+                 owner="transfer_owner" in buttons),
+        clone_args=_clone_args(obj, layout, record) if "clone" in buttons else None,
+        owners=user_choices() if "transfer_owner" in buttons else [])
+
+
+def _clone_args(obj, layout, record) -> dict:
+    """A new record's form prefilled with this one's writable values (unique
+    ones left out: they could not be saved twice)."""
+    out = {}
+    for fd in F.editable(obj, layout):
+        value = record.get(fd.api_name)
+        if fd.type_name == "boolean" and not value:
+            continue
+        if value not in (None, "", []) and not fd.unique:
+            out[fd.api_name] = F.input_value(fd, value, _tz())
+    return out
 
 
 def _user_names(history) -> dict:
