@@ -57,7 +57,10 @@ def org(clock, api, app, runtime):
                                        ("rep_c", east, "boss", "sales_rep")]:
         users[login] = post("/users", {"login": login, "name": login, "password": PW, "roles": [role],
                                        "email": f"{login}@example.com", "department": dept["id"],
-                                       "manager": users[manager] if manager else None})["id"]
+                                       "manager": users[manager] if manager else None,
+                                       # the manager reads English in Berlin; reps Chinese in Shanghai
+                                       **({"language": "en", "timezone": "Europe/Berlin"} if login == "mgr" else {})
+                                       })["id"]
     post("/meta/follow-up-rules", {"status": "new", "hours": 24, "remind_before_hours": 4})
     post("/meta/follow-up-rules", {"status": "following", "hours": 72})
     clients = {login: Api(app.test_client(), auth.create_token(runtime.db, login)) for login in users}
@@ -209,8 +212,14 @@ def test_sweep_writes_one_violation_with_evidence_and_notifies_owner_and_manager
         kinds = [n.kind for n in inbox(runtime, users[who])]
         assert kinds.count("lead.follow_up_violation") == 1, who
     assert inbox(runtime, users["rep_b"]) == [] and inbox(runtime, users["boss"]) == []
-    bell = org["as"]["mgr"].get("/notifications?unread=1").get_json()
-    assert bell["notifications"][0]["link"] == f"/o/violation/{v['id']}"
+    bell = org["as"]["mgr"].get("/notifications?unread=1").get_json()["notifications"][0]
+    assert bell["link"] == f"/o/violation/{v['id']}"
+    # each in their own language and time zone: T+24h is 01:00 UTC on 3 March
+    assert bell["title"] == "Not followed up in time: 张三 / 北京纷扬科技有限公司"
+    assert "2026-03-03 02:00 CET" in bell["body"]
+    rep_note = org["as"]["rep_a"].get("/notifications").get_json()["notifications"][0]
+    assert rep_note["title"] == "跟进超时：张三 / 北京纷扬科技有限公司" == v["title"]
+    assert "2026-03-03 09:00 CST" in rep_note["body"]
 
     # idempotent: the same T never yields a second violation or notification
     assert sweep(runtime, T0 + 26 * H)["violations"] == 0
@@ -249,7 +258,7 @@ def test_one_reminder_before_the_deadline(org, runtime):
     assert sweep(runtime, T0 + 20 * H + dt.timedelta(minutes=30))["reminders"] == 1
     assert sweep(runtime, T0 + 22 * H)["reminders"] == 0          # once only
     reminders = [n for n in inbox(runtime, users["rep_a"]) if n.kind == "lead.follow_up_reminder"]
-    assert len(reminders) == 1 and "within 4 h" in reminders[0].title
+    assert len(reminders) == 1 and reminders[0].title == "请在 4 小时内跟进 张三 / 北京纷扬科技有限公司"
     assert inbox(runtime, users["mgr"]) == []                     # the manager hears only of violations
     assert inbox(runtime, users["rep_b"]) == []
 
@@ -413,3 +422,14 @@ def test_demo_helper_makes_a_reminder_and_a_violation_due(clock, runtime, admin)
     assert sweep(runtime, clock.now) == {"reminders": 0, "violations": 0, "at": clock.now}
     assert seed_demo(runtime, leads=0) == {"reminder_soon": [], "overdue": []}   # the rule is not doubled
     assert len(service(runtime).rules.list()) == 1
+
+
+def test_the_scheduler_runs_the_sweep(org, runtime, clock):
+    assert runtime.scheduler.tasks["lead.follow_up_sweep"].seconds == 300
+    new_lead(org["as"]["rep_a"])
+    clock.now = T0 + 25 * H
+    assert "lead.follow_up_sweep" in runtime.scheduler.tick(clock.now)   # inline without Redis
+    assert len(org["admin"].post("/objects/violation/query", {}).get_json()["records"]) == 1
+    assert "lead.follow_up_sweep" not in runtime.scheduler.tick(clock.now + dt.timedelta(minutes=1))
+    status = {s["name"]: s for s in runtime.scheduler.status()}["lead.follow_up_sweep"]
+    assert status["last_error"] is None

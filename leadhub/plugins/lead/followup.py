@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import weakref
+import zoneinfo
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
@@ -252,18 +253,56 @@ def _still(t0, field: str, want=None):
     return check
 
 
+# notification texts in the recipient's language; times in their time zone
+TEXTS = {
+    "reminder_title": {"en": "Follow up {lead} within {hours} h", "zh_CN": "请在 {hours} 小时内跟进 {lead}"},
+    "reminder_body": {"en": "Lead {lead} must be followed up by {deadline} ({rule}).",
+                      "zh_CN": "线索 {lead} 须在 {deadline} 前跟进（{rule}）。"},
+    "violation_title": {"en": "Not followed up in time: {lead}", "zh_CN": "跟进超时：{lead}"},
+    "violation_body": {"en": "The follow-up deadline {deadline} passed without a follow-up ({rule}).",
+                       "zh_CN": "跟进截止时间 {deadline} 已过，仍未跟进（{rule}）。"},
+}
+
+
+def _recipients(runtime: "Runtime", user_ids: list) -> dict[tuple[str, str], list[int]]:
+    """Recipients grouped by (language, time zone)."""
+    ids = [u for u in user_ids if u is not None]
+    groups: dict[tuple[str, str], list[int]] = {}
+    if ids:
+        with runtime.db.read() as conn:
+            for uid, lang, tz in conn.execute(sa.select(t.users.c.id, t.users.c.language, t.users.c.timezone)
+                                              .where(t.users.c.id.in_(ids))):
+                groups.setdefault((lang if lang in ("en", "zh_CN") else "zh_CN", tz or "UTC"), []).append(uid)
+    return groups
+
+
+def _local(value: dt.datetime, tz: str) -> str:
+    try:
+        zone = zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.timezone.utc
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _notify(runtime: "Runtime", user_ids: list, kind: str, key: str, deadline: dt.datetime, *,
+            link: str, data: dict, **values) -> None:
+    for (lang, tz), ids in _recipients(runtime, user_ids).items():
+        fmt = {**values, "deadline": _local(deadline, tz)}
+        runtime.notifications.send(ids, kind, TEXTS[f"{key}_title"][lang].format(**fmt)[:200],
+                                   TEXTS[f"{key}_body"][lang].format(**fmt), link=link, data=data)
+
+
 def _remind(svc: FollowUps, lead: dict, rule: Rule, now: dt.datetime) -> int:
     runtime = svc.runtime
+    deadline = lead["follow_up_deadline"]
     try:
         with runtime.db.write():
             svc.update_lead(lead["id"], {}, {"_check": _still(lead["owner_changed_at"], "follow_up_reminded_at"),
                                              "follow_up_reminded_at": now})
-            hours = max(0.0, (lead["follow_up_deadline"] - now).total_seconds() / 3600)
-            runtime.notifications.send(
-                [lead["owner"]], "lead.follow_up_reminder", f"Follow up {_name(lead)} within {hours:.0f} h",
-                f"Lead {_name(lead)} must be followed up by {_iso(lead['follow_up_deadline'])} ({rule.label}).",
-                link=f"/o/lead/{lead['id']}",
-                data={"lead": lead["id"], "deadline": _iso(lead["follow_up_deadline"])})
+            hours = max(0.0, (deadline - now).total_seconds() / 3600)
+            _notify(runtime, [lead["owner"]], "lead.follow_up_reminder", "reminder", deadline,
+                    link=f"/o/lead/{lead['id']}", data={"lead": lead["id"], "deadline": _iso(deadline)},
+                    lead=_name(lead), hours=f"{hours:.0f}", rule=rule.label)
     except _Stale:
         return 0
     return 1
@@ -274,10 +313,12 @@ def _violate(svc: FollowUps, lead: dict, rule: Rule | None, now: dt.datetime) ->
     owner = lead["owner"]
     manager = _managers(runtime, [owner]).get(owner) if owner is not None else None
     deadline = lead["follow_up_deadline"]
+    label = rule.label if rule else "-"
     evidence = {"lead": {k: _jsonable(v) for k, v in lead.items()}, "owner": owner, "manager": manager,
                 "rule": rule.to_api() if rule else None, "owner_changed_at": _jsonable(lead["owner_changed_at"]),
                 "deadline": _jsonable(deadline), "detected_at": _jsonable(now)}
-    title = f"Not followed up in time: {_name(lead)}"
+    owner_lang = next(iter(_recipients(runtime, [owner])), ("zh_CN", ""))[0]
+    title = TEXTS["violation_title"][owner_lang].format(lead=_name(lead))
     try:
         with runtime.db.write():
             violation = runtime.records.create(SYSTEM, "violation", {
@@ -287,12 +328,10 @@ def _violate(svc: FollowUps, lead: dict, rule: Rule | None, now: dt.datetime) ->
                 "evidence": json.dumps(evidence, ensure_ascii=False, sort_keys=True)})
             svc.update_lead(lead["id"], {}, {"_check": _still(lead["owner_changed_at"], "follow_up_violation"),
                                              "follow_up_violation": violation["id"]})
-            runtime.notifications.send(
-                [owner, manager], "lead.follow_up_violation", title,
-                f"The follow-up deadline {_iso(deadline)} passed without a follow-up"
-                + (f" ({rule.label})." if rule else "."),
-                link=f"/o/violation/{violation['id']}",
-                data={"lead": lead["id"], "violation": violation["id"], "owner": owner})
+            _notify(runtime, [owner, manager], "lead.follow_up_violation", "violation", deadline,
+                    link=f"/o/violation/{violation['id']}",
+                    data={"lead": lead["id"], "violation": violation["id"], "owner": owner},
+                    lead=_name(lead), rule=label)
     except _Stale:
         return 0
     return 1
