@@ -188,7 +188,8 @@ def _events_of(conn, lead_ids: list[int]) -> dict[int, list[dict]]:
 class _Forced:
     ids: frozenset[int]
     now: dt.datetime | None
-    events: dict[int, list[dict]] | None      # prefetched by a batch, else read per lead
+    batch: bool                                # read the events of all ids at once
+    events: dict[int, list[dict]] | None = None
     changed: set[int] = field(default_factory=set)
 
 
@@ -196,11 +197,14 @@ _forced: ContextVar[_Forced | None] = ContextVar("leadhub_scoring_forced", defau
 
 
 @contextmanager
-def rescoring(ids: Iterable[int], now: dt.datetime | None = None, events: dict | None = None):
+def rescoring(ids: Iterable[int], now: dt.datetime | None = None, batch: bool = False):
     """Updates of these leads inside the block rescore even though no rule
     field changed (events were added, rules changed, time passed). Yields
-    the set of ids whose score, grade or MQL flag actually moved."""
-    state = _Forced(frozenset(ids), now, events)
+    the set of ids whose score, grade or MQL flag actually moved. With
+    batch, the first lead's handler reads every id's events in one query:
+    the record service has locked the whole batch by then, so an event
+    recorded concurrently is either seen here or rescores after us."""
+    state = _Forced(frozenset(ids), now, batch)
     token = _forced.set(state)
     try:
         yield state.changed
@@ -221,7 +225,9 @@ def _score_write(runtime, event: RecordEvent) -> None:
     now = (forced.now if forced else None) or utcnow()
     if event.record_id is None:
         events = []                    # a new lead has no events yet
-    elif forced is not None and forced.events is not None:
+    elif forced is not None and forced.batch:
+        if forced.events is None:
+            forced.events = _events_of(event.conn, sorted(forced.ids))
         events = forced.events.get(event.record_id, [])
     else:
         events = _events_of(event.conn, [event.record_id])[event.record_id]

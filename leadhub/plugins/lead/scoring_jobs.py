@@ -124,11 +124,9 @@ def _next_batch(runtime, system: Actor, after: int, decay: bool) -> list[int]:
 def _rescore_batch(runtime, system: Actor, ids: list[int], now) -> int:
     for attempt in range(3):
         try:
-            with runtime.db.write() as conn:
-                events = engine_mod._events_of(conn, ids)
-                with engine_mod.rescoring(ids, now=now, events=events) as changed:
-                    runtime.records.bulk_update(system, "lead", [{"id": i} for i in ids])
-                return len(changed)
+            with engine_mod.rescoring(ids, now=now, batch=True) as changed:
+                runtime.records.bulk_update(system, "lead", [{"id": i} for i in ids])
+            return len(changed)
         except NotFound:
             # a lead of the batch was deleted meanwhile: drop the missing ones and retry
             spec = QuerySpec(filter={"field": "id", "op": "in", "value": ids}, fields=["id"], page_size=len(ids))
