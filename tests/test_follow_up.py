@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from leadhub.platform import auth
 from leadhub.platform.notifications import notifications
+from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead.followup import service, sweep
 from tests.conftest import Api
 
@@ -433,3 +434,31 @@ def test_the_scheduler_runs_the_sweep(org, runtime, clock):
     assert "lead.follow_up_sweep" not in runtime.scheduler.tick(clock.now + dt.timedelta(minutes=1))
     status = {s["name"]: s for s in runtime.scheduler.status()}["lead.follow_up_sweep"]
     assert status["last_error"] is None
+
+
+def test_a_follow_up_landing_while_the_sweep_runs_wins(org, runtime, clock):
+    """The sweep saw the lead overdue; the rep's follow-up commits before the
+    sweep writes: the locked re-read finds the deadline gone, nothing is written."""
+    from leadhub.plugins.lead import followup
+    rec = new_lead(org["as"]["rep_a"])
+    seen = next(followup._leads(runtime, [{"field": "follow_up_deadline", "op": "lte",
+                                           "value": iso(T0 + 25 * H)}]))
+    assert seen["id"] == rec["id"]
+    clock.now = T0 + 25 * H
+    follow_up(org["as"]["rep_a"], rec["id"])
+    svc = service(runtime)
+    assert followup._violate(svc, seen, svc.rules.active()["new"], T0 + 25 * H) == 0
+    assert org["admin"].post("/objects/violation/query", {}).get_json()["records"] == []
+    assert inbox(runtime, org["users"]["mgr"]) == []
+
+
+def test_a_dry_run_follow_up_leaves_the_lead_alone(org, runtime, clock):
+    rec = new_lead(org["as"]["rep_a"])
+    actor = auth.actor_for(runtime.db, runtime.cache, org["users"]["rep_a"])
+    clock.now = T0 + H
+    with runtime.db.write(rollback=True):
+        runtime.records.create(actor, "follow_up", {"lead": rec["id"], "method": "sms", "content": "短信"})
+        inside = runtime.records.get(Actor.system(), "lead", rec["id"])   # same transaction: moved
+        assert inside["follow_up_deadline"] is None and inside["last_follow_up_at"] == T0 + H
+    after = lead(org["admin"], rec["id"])
+    assert after["follow_up_deadline"] == iso(T0 + 24 * H) and after["last_follow_up_at"] is None
