@@ -46,7 +46,7 @@ from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
+from leadhub.platform.query import QueryCompiler, QuerySpec
 from leadhub.plugins.lead import normalise as nz
 from leadhub.plugins.lead.intake_tables import duplicate_rules, duplicate_scans
 
@@ -313,15 +313,20 @@ def months_ago(now: dt.datetime, months: int) -> dt.datetime:
 
 
 def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None = None,
-         limit: int = MAX_MATCHES) -> list[Match]:
-    """Records matching `values` under `rule`, earliest first, as the system
-    (all records, whatever the writer may read)."""
+         limit: int = MAX_MATCHES, *, conn=None, reg=None) -> list[Match]:
+    """Records matching `values` under `rule`, the original first, as the
+    system (all records, whatever the writer may read). One indexed SELECT
+    per match object, compiled by the query compiler. `conn` and `reg`
+    let a caller checking several rules share one connection and snapshot."""
     keys = [c.key(values) for c in rule.conditions]
     if any(k is None for k in keys):
         return []
+    if conn is None:
+        with runtime.db.read() as conn:
+            return find(runtime, rule, values, exclude, limit, conn=conn, reg=reg)
+    reg = reg or runtime.cache.current(conn)
     fuzzy = [c for c in rule.conditions if c.fuzzy]
     draft_core = nz.company_core(values.get("company")) if fuzzy else None
-    reg = runtime.cache.current()
     out: list[Match] = []
     for target in rule.match_objects:
         obj = reg.objects.get(target)
@@ -338,8 +343,10 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
             tree.append({"field": "id", "op": "not_in", "value": skip})
         flagged = "is_duplicate" in obj.fields
         fields = ["id", "owner", "created_at"] + (["company"] if fuzzy else []) + (["is_duplicate"] if flagged else [])
-        spec = QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES)
-        for rec in runtime.records.query(SYSTEM, target, spec)["records"]:
+        stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
+            QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES))
+        for row in conn.execute(stmt):
+            rec = {name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
             score = 100.0
             if fuzzy:
                 score = nz.similarity(draft_core, nz.company_core(rec.get("company")))
@@ -373,8 +380,9 @@ def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]]) -> Ma
     if not rules:
         return None
     lock_keys(conn, rules, values)
+    reg = runtime.cache.current(conn)
     for rule in rules:
-        found = find(runtime, rule, values, exclude, limit=1)
+        found = find(runtime, rule, values, exclude, limit=1, conn=conn, reg=reg)
         if found:
             return found[0]
     return None
@@ -515,7 +523,8 @@ def check_draft(runtime, actor: Actor, object_name: str, draft: Any, rule_name: 
         rules = load_rules(conn, object_name)
         if rule_name is not None:
             rules = [r for r in rules if r.name == rule_name] or [get_rule(conn, rule_name)]
-    found = [m for rule in rules for m in find(runtime, rule, values, {object_name: exclude})]
+        found = [m for rule in rules
+                 for m in find(runtime, rule, values, {object_name: exclude}, conn=conn, reg=reg)]
     readable = _readable(runtime, actor, found)
     matches = [{"rule": m.rule.name, "action": m.rule.action, "object": m.object, "id": m.id,
                 "score": round(m.score, 1), "record": readable[(m.object, m.id)]}

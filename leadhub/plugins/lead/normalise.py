@@ -18,6 +18,7 @@ Stripping never leaves fewer than 2 characters, so 北京 or 科技 alone stay
 themselves."""
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -77,6 +78,7 @@ class Phone:
         self.province, self.city = province, city
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_phone(raw: str, region: str = DEFAULT_REGION) -> Phone | None:
     """The number as a Phone, or None when it cannot be a real number
     (phonenumbers' validity check against its numbering-plan metadata).
@@ -148,25 +150,25 @@ def domains_of(email: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- company names
-def _strip_prefixes(s: str, prefixes) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for p in prefixes:
-            if s.startswith(p) and len(s) - len(p) >= MIN_CORE:
-                s, changed = s[len(p):], True
-                break
+def _alternation(words, *, at_end: bool) -> re.Pattern:
+    body = "|".join(map(re.escape, sorted(set(words), key=len, reverse=True)))  # longest first
+    return re.compile(f"(?:{body})$" if at_end else f"^(?:{body})")
+
+
+_REGION_RE = _alternation(REGION_PREFIXES, at_end=False)
+_LEGAL_RE = _alternation(LEGAL_SUFFIXES, at_end=True)
+_INDUSTRY_RE = _alternation(INDUSTRY_WORDS, at_end=True)
+
+
+def _strip_prefixes(s: str, pattern: re.Pattern) -> str:
+    while (m := pattern.match(s)) and len(s) - m.end() >= MIN_CORE:
+        s = s[m.end():]
     return s
 
 
-def _strip_suffixes(s: str, suffixes) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for p in suffixes:
-            if s.endswith(p) and len(s) - len(p) >= MIN_CORE:
-                s, changed = s[:-len(p)], True
-                break
+def _strip_suffixes(s: str, pattern: re.Pattern) -> str:
+    while (m := pattern.search(s)) and m.start() >= MIN_CORE:
+        s = s[:m.start()]
     return s
 
 
@@ -176,6 +178,7 @@ def _strip_tokens(tokens: list[str], drop: set[str]) -> list[str]:
     return tokens
 
 
+@functools.lru_cache(maxsize=4096)
 def company_key(name: str | None) -> str | None:
     """The company's name without region, legal form, brackets, punctuation."""
     if not name:
@@ -187,12 +190,13 @@ def company_key(name: str | None) -> str | None:
     if all(x.isascii() for x in tokens):   # Latin names: suffixes are words
         return "".join(_strip_tokens(tokens, EN_SUFFIXES)) or None
     s = "".join(tokens)
-    s = _strip_prefixes(s, REGION_PREFIXES)
-    s = _strip_suffixes(s, LEGAL_SUFFIXES)
-    s = _strip_prefixes(s, REGION_PREFIXES)  # 纷扬（北京）... left a region behind the brackets
+    s = _strip_prefixes(s, _REGION_RE)
+    s = _strip_suffixes(s, _LEGAL_RE)
+    s = _strip_prefixes(s, _REGION_RE)  # 纷扬（北京）... left a region behind the brackets
     return s or None
 
 
+@functools.lru_cache(maxsize=4096)
 def company_core(name: str | None) -> str | None:
     """company_key with trailing industry words removed: the trade name."""
     key = company_key(name)
@@ -202,7 +206,7 @@ def company_core(name: str | None) -> str | None:
         tokens = [x for x in _NOT_WORD.split(_BRACKETS.sub("", fold(name))) if x]
         tokens = _strip_tokens(_strip_tokens(tokens, EN_SUFFIXES), EN_INDUSTRY | EN_SUFFIXES)
         return "".join(tokens) or key
-    return _strip_suffixes(key, INDUSTRY_WORDS)
+    return _strip_suffixes(key, _INDUSTRY_RE)
 
 
 def company_prefix(name: str | None) -> str | None:
