@@ -269,7 +269,9 @@ def test_list_filter_sort_and_pages_from_the_query_string(crm):
     page1 = a.get(url).text
     titles = re.findall(r'class="open" href="/o/deal/\d+">([^<]+)<', page1)
     assert titles == [f"A{i:02d}" for i in range(29, 22, -1)]
-    assert "共 20 条记录" in page1 and "第 1 / 3 页" in page1
+    assert "第 1 页" in page1 and "共 {total} 条记录 · 第 1 / {pages} 页" in page1
+    count_url = re.search(r'data-count-url="([^"]+)"', page1).group(1).replace("&amp;", "&")
+    assert a.get(count_url).get_json()["total"] == 20      # the total the page's script fills in
     nxt = re.search(r'rel="next" href="([^"]+)"', page1).group(1).replace("&amp;", "&")
     assert "page=2" in nxt and "filter=" in nxt
     page2 = a.get(nxt).text

@@ -215,6 +215,7 @@ def test_admin_designs_and_rep_works(server, browser, runtime, app):
     page.wait_for_url(re.compile(r".*view=\d+.*"))
     rows = page.locator("table.records tbody tr")
     assert rows.count() == 1 and "li.hua@example.com" in rows.first.inner_text()
+    page.wait_for_function("document.querySelector('.list-total').textContent.includes('共 1 条记录')")
     assert "内部备注" not in page.content() and "Secret note" not in page.content()
     shot(page, "11-list-saved-view")
 

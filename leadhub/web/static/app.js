@@ -136,6 +136,18 @@
     }};
   }
 
+  // the list's total arrives after the rows (a count can cost more than the page)
+  $$(".list-total[data-count-url]").forEach(function (span) {
+    fetch(span.getAttribute("data-count-url"), { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data || data.total == null) return;
+        var size = parseInt(span.getAttribute("data-page-size"), 10) || 50;
+        span.textContent = span.getAttribute("data-text").replace("{total}", data.total)
+          .replace("{pages}", Math.max(1, Math.ceil(data.total / size)));
+      });
+  });
+
   // ---------------------------------------------------------------- bulk bar
   var bulk = $("#bulk-form");
   if (bulk) {
