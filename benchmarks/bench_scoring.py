@@ -19,13 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import random
-import statistics
 
 import _common as c
 
 import leadhub.plugins.lead as lead_plugin
 from leadhub.functions.expressions import compile_expression
-from leadhub.platform.permissions import Actor
 from leadhub.platform.runtime import Runtime
 from leadhub.plugins.lead import scoring, scoring_config, scoring_jobs
 

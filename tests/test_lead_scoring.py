@@ -12,7 +12,7 @@ from leadhub.platform import auth
 from leadhub.platform.jobs import Jobs
 import leadhub.plugins.lead as lead_plugin
 from leadhub.plugins.lead import scoring, scoring_jobs
-from leadhub.plugins.lead.scoring_tables import score_events, score_jobs, scoring_rules
+from leadhub.plugins.lead.scoring_tables import score_events, score_jobs
 from tests.conftest import REDIS_URL, Api, count_rows, needs_redis
 
 PW = "s3cret-pass"
