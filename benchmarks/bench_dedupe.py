@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,14 +97,21 @@ def main() -> None:
             row = rng.choice(sample)   # the same lead written differently
             return {"mobile": row["mobile"][3:], "company": row["company_key"] + "有限公司", "city": row["city"]}
 
-        def miss_draft():
+        def miss_draft():   # 甲乙 is in no generated name: an empty bucket
             row = next(make_rows(1, rng, cities))
-            return {"mobile": row["mobile"], "company": "新" + row["company"], "city": row["city"]}
+            return {"mobile": row["mobile"], "company": "甲乙" + row["company"], "city": row["city"]}
+
+        def near_miss_draft():   # an existing bucket, every candidate scored and rejected (similarity <= 57)
+            row = rng.choice(sample)
+            return {"company": nz.company_core(row["company"])[:2] + "甲乙丙科技有限公司", "city": row["city"]}
 
         cases = []
         for label, rule in rules.items():
             cases.append((f"find {label} (hit)", lambda r=rule: dedupe.find(rt, r, hit_draft()), True))
             cases.append((f"find {label} (miss)", lambda r=rule: dedupe.find(rt, r, miss_draft()), False))
+            if "fuzzy" in label:
+                cases.append((f"find {label} (same bucket, no match)",
+                              lambda r=rule: dedupe.find(rt, r, near_miss_draft()), False))
         cases.append(("check_draft, 4 rules (hit)", lambda: dedupe.check_draft(rt, admin, "lead", hit_draft()), None))
         cases.append(("check_draft, 4 rules (miss)", lambda: dedupe.check_draft(rt, admin, "lead", miss_draft()),
                       None))
@@ -129,6 +137,7 @@ def main() -> None:
                 c.log(f"--- plan for {label}:\n" + "\n".join(plan))
 
         results: dict[str, list[float]] = {}
+        cpu_ms: dict[str, list[float]] = {}   # this process's CPU: less bent by other load than wall time
         hits: dict[str, int] = {}
         everything = baselines + [(label, fn) for label, fn, _hit in cases]
         for label, fn in everything:           # warm-up
@@ -138,9 +147,11 @@ def main() -> None:
         for r in range(rounds):                # interleaved rounds, so load spikes hit every case alike
             for label, fn in everything:
                 for _ in range(args.checks // rounds):
+                    cpu = time.process_time()
                     t = c.Timer()
                     out = fn()
                     results.setdefault(label, []).append(t.elapsed * 1000)
+                    cpu_ms.setdefault(label, []).append((time.process_time() - cpu) * 1000)
                     if isinstance(out, list):
                         hits[label] = hits.get(label, 0) + bool(out)
                     elif isinstance(out, dict) and "matches" in out:
@@ -149,22 +160,22 @@ def main() -> None:
         rows = []
         for label, _fn in everything:
             ms = results[label]
-            rows.append([label, c.median(ms), c.percentile(ms, 95), c.median(ms) / base,
+            rows.append([label, c.median(ms), c.percentile(ms, 95), c.median(ms) / base, c.median(cpu_ms[label]),
                          f"{hits.get(label, 0)}/{len(ms)}" if label in hits else "-"])
         print(f"bench_dedupe: {args.rows:,} leads on PostgreSQL {c.server_version(rt)}, "
               f"{args.checks} checks per case | {c.machine_note()}")
         print(f"load: COPY {timings['copy_s']:.0f}s, indexes {timings['index_s']:.0f}s, "
               f"VACUUM ANALYZE {timings['vacuum_s']:.0f}s; company_prefix buckets avg {float(bucket[0]):.1f}, "
               f"max {bucket[1]} rows")
-        print(c.table(["case", "p50 ms", "p95 ms", "p50 / records.get", "found"], rows))
+        print(c.table(["case", "p50 ms", "p95 ms", "p50 / records.get", "client CPU p50 ms", "found"], rows))
         for label, _fn, hit in cases:   # the checks really found (or did not find) the lead
             if hit is True:
                 assert hits[label] >= 0.99 * len(results[label]), label
             elif hit is False:
                 assert hits[label] == 0, label
-        worst = max(c.median(results[label]) for label, _fn, _h in cases)
-        print(f"target: one duplicate check p50 < 5 ms: worst case p50 {worst:.2f} ms -> "
-              f"{'MET' if worst < 5 else 'MISSED'}")
+        worst = max(c.median(results[label]) for label, _fn, _h in cases if label.startswith("find"))
+        print(f"target: one duplicate check (one rule) p50 < 5 ms: worst rule p50 {worst:.2f} ms -> "
+              f"{'MET' if worst < 5 else 'MISSED'} (records.get by id in the same run: {base:.2f} ms)")
 
 
 if __name__ == "__main__":

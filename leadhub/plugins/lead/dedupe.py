@@ -471,7 +471,9 @@ def register(runtime) -> None:
         if pending and ev.record_id in pending:
             ev.values.update(pending.pop(ev.record_id))
             return
-        if ev.changed("company"):
+        # keys follow the company; a lead written before the keys existed gets
+        # them on its next update (a bulk update of ids with no changes backfills)
+        if ev.changed("company") or (ev.values.get("company") and not ev.values.get("company_key")):
             _keys(ev.values)
         old = ev.old
         released = old.get("quarantined_at") and old.get("status") == "invalid" and ev.values.get("status") != "invalid"
