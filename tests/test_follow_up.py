@@ -207,7 +207,10 @@ def test_sweep_writes_one_violation_with_evidence_and_notifies_owner_and_manager
     assert evidence["deadline"] == "2026-03-03T01:00:00+00:00"
     after = lead(admin, rec["id"])
     assert after["follow_up_violation"] == v["id"]
-    assert after["follow_up_deadline"] is None and after["follow_up_due_at"] == iso(T0 + 24 * H)
+    assert after["follow_up_deadline"] == iso(T0 + 24 * H)     # still overdue, still in the overdue view
+    overdue = admin.post("/objects/lead/query", {"filter": {"field": "follow_up_deadline", "op": "lt",
+                                                            "value": "$now"}}).get_json()["records"]
+    assert [r["id"] for r in overdue] == [rec["id"]]
 
     for who in ("rep_a", "mgr"):
         kinds = [n.kind for n in inbox(runtime, users[who])]

@@ -3,8 +3,8 @@
 T is the moment a lead's owner last changed (owner_changed_at). The rule
 for the lead's status says the owner must follow it up within N hours, so
 the lead carries follow_up_deadline = T + N as an indexed column until a
-follow-up after T (or the violation) clears it; overdue leads are then a
-range query. follow_up_due_at keeps T + N for the statistics. Every
+follow-up after T clears it; overdue leads are then a range query.
+follow_up_due_at keeps T + N after that, for the statistics. Every
 lead write works the deadline out again in its before-handler (owner or
 status changes move it), and a follow-up's after-handler updates its lead
 in the same transaction.
@@ -12,9 +12,7 @@ in the same transaction.
 The periodic `sweep` sends one reminder before the deadline and, once it
 has passed, writes one violation with evidence and notifies the owner and
 their manager. The lead remembers both for the current T
-(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent,
-and a violated lead leaves the deadline's index range, so the sweep's
-queries stay small however many stale leads pile up."""
+(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent."""
 from __future__ import annotations
 
 import datetime as dt
@@ -75,10 +73,9 @@ class FollowUps:
     def _settle(self, values: dict) -> None:
         due, _rule = self.deadline(values)
         values["follow_up_due_at"] = due
-        # the deadline column holds only what the sweep must still act on, so
-        # leads followed up or already violated drop out of its index range
-        done = values.get("first_follow_up_at") or values.get("follow_up_violation")
-        values["follow_up_deadline"] = None if done else due
+        # a follow-up since T meets the deadline; a violation does not (the
+        # lead stays overdue, in the "Overdue follow-up" view, until someone calls)
+        values["follow_up_deadline"] = None if values.get("first_follow_up_at") else due
 
     def before_insert(self, ev: RecordEvent) -> None:
         v = ev.values
