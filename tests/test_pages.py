@@ -302,6 +302,8 @@ def test_saved_views_bulk_actions_and_export(crm, api, runtime):
     csv_text = a.get(link).get_data(as_text=True)
     assert csv_text.splitlines()[0].lstrip("\ufeff").startswith("id,title,amount") and "A25" in csv_text
     assert "A24" not in csv_text and "B-only" not in csv_text and "secret" not in csv_text
+    xlsx = a.get(link.replace("format=csv", "format=xlsx"))
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"          # a real workbook
     # bulk edit: all rows or none
     r = a.post("/o/deal/bulk", {"action": "edit", "field": "email", "value": "bulk@example.com", "ids": ids})
     assert r.status_code == 302

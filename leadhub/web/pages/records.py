@@ -171,7 +171,7 @@ def list_records(name):
                  delete="delete" in rights.actions, export="export" in rights.actions,
                  owner=rights.field_access("owner") == "edit" and "edit" in rights.actions),
         users=user_choices() if "edit" in rights.actions else [],
-        export_query=_export_query(state, reg, a, obj))
+        export_query=_export_query(state), page_sizes=PAGE_SIZES)
 
 
 def _count_url(obj_name: str, state: dict) -> str:
@@ -184,7 +184,7 @@ def _count_url(obj_name: str, state: dict) -> str:
     return url_for("api.list_records", name=obj_name, **args)
 
 
-def _export_query(state, reg, a, obj) -> dict:
+def _export_query(state) -> dict:
     q = {"sort": ",".join(state["sort"]), "fields": ",".join(["id"] + state["columns"])}
     if state["filter"]:
         q["filter"] = json.dumps(state["filter"], ensure_ascii=False)
@@ -205,7 +205,12 @@ def save_view(name):
                "filter": _parse_filter(request.form.get("filter")),
                "sort": [s for s in request.form.get("sort", "").split(",") if s],
                "shared": request.form.get("shared") == "on" and a.is_admin}
-    view = svc.create_list_view(a, obj.api_name, payload)
+    try:
+        view = svc.create_list_view(a, obj.api_name, payload)
+    except (ValidationFailed, BadRequest, Conflict, Forbidden) as exc:
+        detail = "; ".join(f"{k}: {_(str(v))}" for k, v in exc.fields.items())
+        flash(_(exc.message) + (f" ({detail})" if detail else ""), "error")
+        return redirect(url_for("pages.list_records", name=name))
     flash(_("View saved."), "ok")
     return redirect(url_for("pages.list_records", name=name, view=view["id"]))
 
