@@ -348,6 +348,7 @@ def test_detail_shows_related_lists_history_and_plugin_timeline(crm, api, runtim
     timeline.provide(runtime, broken)
     html = admin.get(f"/o/deal/{deal}").text
     assert "Called &lt;b&gt;back&lt;/b&gt;" in html and "said yes" in html and calls == ["admin"]
+    assert "2026-11-01 08:00" in html                          # shown in the instance's time zone
     assert 'data-related="note"' in html and "first note" in html
     assert "TOPSECRET" in html and "changed" in html          # history: old and new value
     # a rep never sees the hidden field's history

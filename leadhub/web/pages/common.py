@@ -65,4 +65,5 @@ def render_http_error(exc):
 def template_globals() -> dict:
     from leadhub.web.pages import fields
     return {"csrf_token": csrf_token, "L": i18n.label, "lang": i18n.current,
-            "display": fields.display, "options": fields.options, "widget": fields.widget, "table": fields.table}
+            "display": fields.display, "options": fields.options, "widget": fields.widget, "table": fields.table,
+            "local_time": fields.local_time}

@@ -148,6 +148,13 @@ def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) ->
     return rows
 
 
+def local_time(value, tz: str) -> str:
+    """A stored (UTC) datetime as the instance's wall-clock time."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(zoneinfo.ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    return "" if value is None else str(value)
+
+
 def input_value(fd: FieldDef, value, tz: str):
     """A stored value as a form input's value."""
     if value is None:
