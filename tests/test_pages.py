@@ -296,6 +296,8 @@ def test_saved_views_bulk_actions_and_export(crm, api, runtime):
     html = a.get(f"/o/deal?view={view_id}").text
     assert re.findall(r'class="open" href="/o/deal/\d+">([^<]+)<', html) == ["A29", "A28", "A27", "A26", "A25"]
     assert b.get(f"/o/deal?view={view_id}").status_code == 404       # personal view of rep_a
+    assert b.post(f"/o/deal/views/{view_id}/delete").status_code == 404
+    assert "删除视图" in html
     ids = [int(i) for i in re.findall(r'name="ids" value="(\d+)"', html)]
     # export links carry the list's filter and sort to the API
     link = re.search(r'href="(/api/v1/objects/deal/export\?[^"]*format=csv[^"]*)"', html).group(1).replace("&amp;", "&")
@@ -304,6 +306,8 @@ def test_saved_views_bulk_actions_and_export(crm, api, runtime):
     assert "A24" not in csv_text and "B-only" not in csv_text and "secret" not in csv_text
     xlsx = a.get(link.replace("format=csv", "format=xlsx"))
     assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"          # a real workbook
+    assert a.post(f"/o/deal/views/{view_id}/delete").status_code == 302
+    assert a.get(f"/o/deal?view={view_id}").status_code == 404
     # bulk edit: all rows or none
     r = a.post("/o/deal/bulk", {"action": "edit", "field": "email", "value": "bulk@example.com", "ids": ids})
     assert r.status_code == 302

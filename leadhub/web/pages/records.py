@@ -215,6 +215,15 @@ def save_view(name):
     return redirect(url_for("pages.list_records", name=name, view=view["id"]))
 
 
+@bp.post("/o/<name>/views/<int:view_id>/delete")
+def delete_view(name, view_id):
+    """His own personal view (or, for an admin, a shared one)."""
+    _obj(name)
+    meta.service().delete_list_view(actor(), name, view_id)
+    flash(_("View deleted."), "ok")
+    return redirect(url_for("pages.list_records", name=name))
+
+
 @bp.post("/o/<name>/bulk")
 def bulk(name):
     """Bulk edit, delete and owner transfer of the ticked rows: all or none."""
