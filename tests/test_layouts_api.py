@@ -620,3 +620,23 @@ def test_unstorable_text_in_assignments_and_menu(api, crm):
                       ("/meta/menu", '{"objects": ["deal", "\\u0000"]}')):
         r = api.client.put("/api/v1" + path, data=raw, headers={**api.headers, "Content-Type": "application/json"})
         assert r.status_code == 422 and r.get_json()["error"]["fields"], r.data
+
+
+def test_concurrent_creates_of_one_name_let_exactly_one_win(runtime, admin, crm):
+    import threading
+    outcomes, barrier = [], threading.Barrier(4)
+
+    def create():
+        barrier.wait()
+        try:
+            runtime.layouts.create_layout(admin, "account", {**SALES_LAYOUT, "name": "Same"})
+            outcomes.append("saved")
+        except Exception as exc:   # noqa: BLE001
+            outcomes.append(type(exc).__name__)
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(outcomes) == ["Conflict"] * 3 + ["saved"]
+    assert count_rows(runtime, "lh_layouts") == 1 and count_rows(runtime, "lh_layout_versions") == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import decimal
 import re
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -255,7 +256,7 @@ def _layout_field(obj: ObjectDef, fp: Any, path: str, errors: dict) -> dict | No
     read_only = _bool(fp.get("read_only"), f"{path}.read_only", errors)
     if fp.get("required") is False and fd.required:
         errors[f"{path}.required"] = f"{name} is required on the object; a layout cannot make it optional."
-    if required and not fd.writable:
+    if required and not fd.writable and not fd.required:
         errors[f"{path}.required"] = f"{name} is computed or read-only; nobody can fill it in."
     if read_only and (required or fd.required):
         errors[f"{path}.read_only"] = f"{name} is required; a required field cannot be read-only in a layout."
@@ -456,7 +457,7 @@ class LayoutService:
         if isinstance(payload, dict) and "version" in payload:
             raise ValidationFailed({"version": "A new layout has no version to match."})
         now = utcnow()
-        with self.db.write() as conn:
+        with _name_race(object_name, data["name"]), self.db.write() as conn:
             n = conn.execute(sa.select(sa.func.count()).select_from(layouts)
                              .where(layouts.c.object == object_name)).scalar_one()
             if n >= MAX_LAYOUTS:
@@ -476,7 +477,8 @@ class LayoutService:
         payload carrying "version" is refused (409) if someone saved since."""
         permissions.require_admin(actor)
         now = utcnow()
-        with self.db.write() as conn:
+        with _name_race(object_name, payload.get("name") if isinstance(payload, dict) else None), \
+                self.db.write() as conn:
             reg = self.cache.current(conn)
             obj = reg.get(object_name)
             row = self._row(conn, object_name, layout_id, lock=True)
@@ -809,6 +811,16 @@ def _filter_fields(node: Any) -> list:
     if "field" in node:
         return [node["field"]]
     return [p for key in ("and", "or", "not") if key in node for p in _filter_fields(node[key])]
+
+
+@contextmanager
+def _name_race(object_name: str, name: Any):
+    """Two layouts given one name at the same moment: the unique index
+    catches what the pre-check could not see; a 409 like the pre-check's."""
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        raise Conflict(f"{object_name} already has a layout named '{name}'.", {"name": "Already taken."}) from None
 
 
 def _definition(data: dict) -> dict:
