@@ -640,3 +640,18 @@ def test_concurrent_creates_of_one_name_let_exactly_one_win(runtime, admin, crm)
         th.join()
     assert sorted(outcomes) == ["Conflict"] * 3 + ["saved"]
     assert count_rows(runtime, "lh_layouts") == 1 and count_rows(runtime, "lh_layout_versions") == 1
+
+
+def test_one_shared_my_records_view_serves_every_reader(api, crm):
+    """A shared view filtered on owner = $me lists each reader's own records."""
+    mgr, rep = crm["as"]["mgr"], crm["as"]["rep"]
+    make_accounts(rep, "Rep's")
+    make_accounts(mgr, "Manager's")
+    view = ok(api.post("/objects/account/views", {"name": {"en": "My accounts", "zh_CN": "我的客户"},
+                                                   "columns": ["name"], "shared": True,
+                                                   "filter": {"field": "owner", "op": "eq", "value": "$me"}}), 201)
+    for client, expected in ((rep, ["Rep's"]), (mgr, ["Manager's"]), (api, [])):
+        got = ok(client.get(f"/objects/account/views/{view['id']}"))
+        assert got["filter_error"] is None
+        r = ok(client.post("/objects/account/query", {"filter": got["filter"], "fields": got["columns"]}))
+        assert [x["name"] for x in r["records"]] == expected
