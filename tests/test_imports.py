@@ -265,6 +265,38 @@ def test_update_key_updates_matching_records(api, lead, admin, runtime):
     assert bad.status_code == 400 and "update_key" in bad.get_json()["error"]["fields"]
 
 
+def test_same_file_imported_twice_at_the_same_moment(runtime, bare_lead, admin, tmp_path):
+    """Two imports of one file racing: every row lands once; the loser's
+    batch hits the fingerprint key, rolls back and is retried as skipped."""
+    import threading
+    path = tmp_path / "race.csv"
+    _big_csv(path, 1_200)
+    importer = imp_mod.Importer(runtime)
+    ids = [importer.upload(admin, "lead", "race.csv", lambda d: d.write_bytes(path.read_bytes()))["id"]
+           for _ in range(2)]
+    for i in ids:
+        importer._set(i, status="queued")
+    barrier = threading.Barrier(2)
+
+    def run(import_id):
+        barrier.wait()
+        token = jobs._current.set(runtime)
+        try:
+            imp_mod.run_import(import_id)
+        finally:
+            jobs._current.reset(token)
+    threads = [threading.Thread(target=run, args=(i,)) for i in ids]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    done = [importer.get(admin, i) for i in ids]
+    assert all(d["status"] == "done" and d["rows_done"] == 1_200 for d in done), done
+    assert sum(d["created"] for d in done) == 1_200 and sum(d["skipped"] for d in done) == 1_200
+    with runtime.db.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM o_lead").scalar_one() == 1_200
+
+
 # ---------------------------------------------------------------- rights
 
 def test_rights_and_visibility(app, api, lead, runtime, admin):

@@ -28,6 +28,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import secrets
 import unicodedata
@@ -46,6 +47,8 @@ from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QuerySpec
 from leadhub.platform.tables import metadata
+
+log = logging.getLogger(__name__)
 
 BATCH = 500
 PREVIEW_ROWS = 20
@@ -795,6 +798,8 @@ class Importer:
                     self._save_rows(conn, imp, fresh)
                 return
             except sa.exc.IntegrityError:
+                log.info("import %s, rows %s-%s: rows imported meanwhile by another import; retrying",
+                         imp["id"], rows[0].row_no, rows[-1].row_no)
                 if attempt == 2:
                     raise
 
