@@ -444,8 +444,7 @@ def test_a_follow_up_landing_while_the_sweep_runs_wins(org, runtime, clock):
     sweep writes: the locked re-read finds the deadline gone, nothing is written."""
     from leadhub.plugins.lead import followup
     rec = new_lead(org["as"]["rep_a"])
-    seen = next(followup._leads(runtime, [{"field": "follow_up_deadline", "op": "lte",
-                                           "value": iso(T0 + 25 * H)}]))
+    seen = next(followup._leads(runtime, T0 + 25 * H))
     assert seen["id"] == rec["id"]
     clock.now = T0 + 25 * H
     follow_up(org["as"]["rep_a"], rec["id"])
@@ -465,3 +464,17 @@ def test_a_dry_run_follow_up_leaves_the_lead_alone(org, runtime, clock):
         assert inside["follow_up_deadline"] is None and inside["last_follow_up_at"] == T0 + H
     after = lead(org["admin"], rec["id"])
     assert after["follow_up_deadline"] == iso(T0 + 24 * H) and after["last_follow_up_at"] is None
+
+
+def test_the_sweep_pages_through_many_due_leads(org, runtime, clock, monkeypatch):
+    from leadhub.plugins.lead import followup
+    monkeypatch.setattr(followup, "BATCH", 2)      # pages of 2: ties on the same alert time cross pages
+    for _ in range(3):
+        new_lead(org["as"]["rep_a"])
+    clock.now = T0 + 2 * H
+    for _ in range(2):
+        new_lead(org["as"]["rep_b"])               # due 2 h later than rep_a's three
+    assert sweep(runtime, T0 + 21 * H) == {"reminders": 3, "violations": 0, "at": T0 + 21 * H}
+    assert sweep(runtime, T0 + 25 * H) == {"reminders": 2, "violations": 3, "at": T0 + 25 * H}
+    assert sweep(runtime, T0 + 27 * H) == {"reminders": 0, "violations": 2, "at": T0 + 27 * H}
+    assert sweep(runtime, T0 + 99 * H) == {"reminders": 0, "violations": 0, "at": T0 + 99 * H}

@@ -12,7 +12,10 @@ in the same transaction.
 The periodic `sweep` sends one reminder before the deadline and, once it
 has passed, writes one violation with evidence and notifies the owner and
 their manager. The lead remembers both for the current T
-(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent."""
+(follow_up_reminded_at, follow_up_violation), so the sweep is idempotent,
+and carries the next moment the sweep must look at it (follow_up_alert_at:
+the reminder time, then the deadline, then NULL), so the sweep is one
+index range over what is due, however many leads stay overdue."""
 from __future__ import annotations
 
 import datetime as dt
@@ -71,19 +74,31 @@ class FollowUps:
         return t0 + dt.timedelta(hours=rule.hours), rule
 
     def _settle(self, values: dict) -> None:
-        due, _rule = self.deadline(values)
+        due, rule = self.deadline(values)
         values["follow_up_due_at"] = due
         # a follow-up since T meets the deadline; a violation does not (the
         # lead stays overdue, in the "Overdue follow-up" view, until someone calls)
-        values["follow_up_deadline"] = None if values.get("first_follow_up_at") else due
+        deadline = None if values.get("first_follow_up_at") else due
+        values["follow_up_deadline"] = deadline
+        # the sweep's own column: the next moment it must act (remind, then
+        # record the violation), NULL once both are done, so its one query
+        # is an index range over what is due and nothing else
+        alert = None
+        if deadline is not None and values.get("follow_up_violation") is None:
+            alert = deadline
+            if rule.remind_before_hours and values.get("follow_up_reminded_at") is None:
+                alert = deadline - dt.timedelta(hours=rule.remind_before_hours)
+        values["follow_up_alert_at"] = alert
 
     def before_insert(self, ev: RecordEvent) -> None:
         v = ev.values
         owner = v.get("owner") if v.get("owner") is not None else ev.actor.user_id  # as the service will store it
         v.update(owner_changed_at=self.clock() if owner is not None else None,
                  first_follow_up_at=None, follow_up_reminded_at=None, follow_up_violation=None)
-        due, _rule = self.deadline({**v, "owner": owner})
-        v["follow_up_due_at"] = v["follow_up_deadline"] = due
+        settled = {**v, "owner": owner}
+        self._settle(settled)
+        for name in ("follow_up_due_at", "follow_up_deadline", "follow_up_alert_at"):
+            v[name] = settled[name]
 
     def before_update(self, ev: RecordEvent) -> None:
         v, old = ev.values, ev.old or {}
@@ -199,20 +214,12 @@ def sweep(runtime: "Runtime", now: dt.datetime | None = None) -> dict:
     now = now or svc.clock()
     rules = svc.rules.active()
     reminded = violated = 0
-    for rule in rules.values():
-        if rule.remind_before_hours <= 0:
-            continue
-        window = now + dt.timedelta(hours=rule.remind_before_hours)
-        for lead in _leads(runtime, [
-                {"field": "status", "op": "eq", "value": rule.status},
-                {"field": "follow_up_deadline", "op": "gt", "value": _iso(now)},
-                {"field": "follow_up_deadline", "op": "lte", "value": _iso(window)},
-                {"field": "follow_up_reminded_at", "op": "is_null", "value": True}]):
+    for lead in _leads(runtime, now):
+        rule = rules.get(lead["status"])
+        if lead["follow_up_deadline"] <= now:
+            violated += _violate(svc, lead, rule, now)
+        elif rule is not None and lead["follow_up_reminded_at"] is None:
             reminded += _remind(svc, lead, rule, now)
-    for lead in _leads(runtime, [
-            {"field": "follow_up_deadline", "op": "lte", "value": _iso(now)},
-            {"field": "follow_up_violation", "op": "is_null", "value": True}]):
-        violated += _violate(svc, lead, rules.get(lead["status"]), now)
     return {"reminders": reminded, "violations": violated, "at": now}
 
 
@@ -220,12 +227,31 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat()
 
 
-def _leads(runtime: "Runtime", conditions: list[dict]):
-    """Matching leads in pages by id, through the query compiler."""
+def _leads(runtime: "Runtime", now: dt.datetime):
+    """Leads the sweep must act on (follow_up_alert_at <= now), in pages kept
+    by (alert, id), through the query compiler."""
+    due = [{"field": "follow_up_alert_at", "op": "lte", "value": _iso(now)}]
+    after: list = []
+    while True:
+        page = runtime.records.query(SYSTEM, "lead", QuerySpec(
+            filter=due + after, sort=["follow_up_alert_at", "id"], page_size=BATCH))
+        yield from page["records"]
+        if not page["has_more"]:
+            return
+        last = page["records"][-1]
+        at = _iso(last["follow_up_alert_at"])
+        after = [{"or": [{"field": "follow_up_alert_at", "op": "gt", "value": at},
+                         {"and": [{"field": "follow_up_alert_at", "op": "eq", "value": at},
+                                  {"field": "id", "op": "gt", "value": last["id"]}]}]}]
+
+
+def _all_leads(runtime: "Runtime", conditions: list[dict]):
+    """Matching leads in pages by id (the rule-change recomputation)."""
     last = 0
     while True:
         page = runtime.records.query(SYSTEM, "lead", QuerySpec(
-            filter=conditions + [{"field": "id", "op": "gt", "value": last}], sort=["id"], page_size=BATCH))
+            filter=conditions + [{"field": "id", "op": "gt", "value": last}], sort=["id"], page_size=BATCH,
+            fields=["id"]))
         yield from page["records"]
         if not page["has_more"]:
             return
@@ -357,7 +383,7 @@ def recompute_deadlines(statuses: list[str]) -> int:
     conditions = [{"field": "status", "op": "in", "value": statuses},
                   {"field": "owner_changed_at", "op": "is_null", "value": False},
                   {"field": "first_follow_up_at", "op": "is_null", "value": True}]
-    ids = [lead["id"] for lead in _leads(runtime, conditions)]
+    ids = [lead["id"] for lead in _all_leads(runtime, conditions)]
     for start in range(0, len(ids), BATCH):
         # an update without changes: the before-handler settles the deadline
         runtime.records.bulk_update(SYSTEM, "lead", [{"id": i} for i in ids[start:start + BATCH]])
