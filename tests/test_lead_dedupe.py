@@ -311,3 +311,17 @@ def test_rule_crud_and_rights(lead, api, reps):
     assert api.delete("/meta/duplicate-rules/mobile").status_code == 204
     assert api.get("/meta/duplicate-rules/mobile").status_code == 404
     assert api.patch("/meta/duplicate-rules/mobile", {"active": True}).status_code == 404
+
+
+def test_company_keys_backfill_on_any_update(lead, api, runtime, admin):
+    got = create(api, company=FENYANG)
+    assert (got["company_key"], got["company_prefix"]) == ("纷扬科技", "纷扬")
+    with runtime.db.write() as conn:   # test setup only: a lead written before the keys existed
+        table = runtime.cache.current().table("lead")
+        conn.execute(sa.update(table).where(table.c.id == got["id"]).values(company_key=None, company_prefix=None))
+    runtime.records.bulk_update(admin, "lead", [{"id": got["id"]}])
+    stored = api.get(f"/objects/lead/records/{got['id']}").get_json()
+    assert (stored["company_key"], stored["company_prefix"]) == ("纷扬科技", "纷扬")
+    changed = api.patch(f"/objects/lead/records/{got['id']}", {"company": "上海华为技术有限公司"}).get_json()
+    assert (changed["company_key"], changed["company_prefix"]) == ("华为技术", "华为")
+    assert api.patch(f"/objects/lead/records/{got['id']}", {"company_key": "x"}).status_code == 422

@@ -342,14 +342,15 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
         if skip:
             tree.append({"field": "id", "op": "not_in", "value": skip})
         flagged = "is_duplicate" in obj.fields
-        fields = ["id", "owner", "created_at"] + (["company"] if fuzzy else []) + (["is_duplicate"] if flagged else [])
+        fields = (["id", "owner", "created_at"] + (["company", "company_key"] if fuzzy else [])
+                  + (["is_duplicate"] if flagged else []))
         stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
             QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES))
         for row in conn.execute(stmt):
             rec = {name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
             score = 100.0
             if fuzzy:
-                score = nz.similarity(draft_core, nz.company_core(rec.get("company")))
+                score = nz.similarity(draft_core, nz.core_of_key(rec.get("company_key"), rec.get("company")))
                 if score < min(c.threshold for c in fuzzy):
                     continue
             out.append(Match(rule, target, rec["id"], rec["owner"], rec["created_at"], score,

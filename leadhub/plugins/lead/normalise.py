@@ -209,6 +209,14 @@ def company_core(name: str | None) -> str | None:
     return _strip_suffixes(key, _INDUSTRY_RE)
 
 
+def core_of_key(key: str | None, name: str | None) -> str | None:
+    """company_core(name) from an already stored company_key: only the
+    industry words are left to strip (Latin names go the long way)."""
+    if key and not key.isascii():
+        return _strip_suffixes(key, _INDUSTRY_RE)
+    return company_core(name)
+
+
 def company_prefix(name: str | None) -> str | None:
     core = company_core(name)
     return core[:PREFIX_LEN] if core else None
