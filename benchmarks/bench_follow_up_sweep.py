@@ -1,8 +1,9 @@
 """Follow-up deadline sweep on a large lead table.
 
-Claim: the sweep's cost follows the number of leads that are due, not the
-size of the lead table, because due leads are an index range on
-follow_up_deadline (followed-up and already-violated leads hold NULL there).
+Claim: the sweep's cost follows the number of leads it must act on, not the
+size of the lead table nor the number of leads that stay overdue after their
+violation, because it reads one index range: follow_up_alert_at <= now (the
+reminder time, then the deadline, then NULL once the violation is written).
 
 Loads --rows leads with COPY (PostgreSQL), most of them followed up or
 already violated, --overdue of them past their deadline and --remind of them
@@ -31,7 +32,7 @@ from leadhub.plugins.lead.followup import service, sweep  # noqa: E402
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 REPS = 50
 COLUMNS = ["name", "status", "owner", "owner_changed_at", "follow_up_deadline", "follow_up_due_at",
-           "first_follow_up_at", "follow_up_violation", "created_at", "updated_at"]
+           "first_follow_up_at", "follow_up_violation", "follow_up_alert_at", "created_at", "updated_at"]
 
 
 def ts(value: dt.datetime | None) -> str:
@@ -46,16 +47,18 @@ def lines(rows: int, overdue: int, remind: int, reps: list[int], counts: dict):
             kind, t0, deadline, first, viol = "overdue", NOW - 30 * h, NOW - 6 * h, None, None
         elif i < overdue + remind:            # deadline in 2 h: inside the 4 h reminder window
             kind, t0, deadline, first, viol = "remind", NOW - 22 * h, NOW + 2 * h, None, None
-        elif i % 10 == 0:                     # violated long ago: deadline cleared, violation kept
-            kind, t0, deadline, first, viol = "violated", NOW - 900 * h, None, None, "1"
+        elif i % 10 == 0:                     # violated long ago and still not followed up
+            kind, t0, deadline, first, viol = "violated", NOW - 900 * h, NOW - 876 * h, None, "1"
         elif i % 10 == 1:                     # fresh: deadline tomorrow
             kind, t0, deadline, first, viol = "waiting", NOW - h, NOW + 23 * h, None, None
         else:                                 # followed up in time
             kind, t0, deadline, first, viol = "followed", NOW - 500 * h, None, NOW - 490 * h, None
         counts[kind] = counts.get(kind, 0) + 1
         due = t0 + 24 * h
+        # as the lead's handler would store it: 4 h before the deadline, NULL once violated or met
+        alert = deadline - 4 * h if deadline is not None and viol is None else None
         yield "\t".join([f"lead {i}", "new", str(owner), ts(t0), ts(deadline), ts(due), ts(first),
-                         viol or r"\N", ts(t0), ts(t0)])
+                         viol or r"\N", ts(alert), ts(t0), ts(t0)])
 
 
 def explain(rt, sql_stmt) -> str:
@@ -87,10 +90,9 @@ def main() -> None:
 
         qc = QueryCompiler(rt.cache.current(), "lead", admin, rt.config.timezone)
         stmt, _n, _cols = qc.compile(QuerySpec(filter=[
-            {"field": "follow_up_deadline", "op": "lte", "value": NOW.isoformat()},
-            {"field": "follow_up_violation", "op": "is_null", "value": True},
-            {"field": "id", "op": "gt", "value": 0}], sort=["id"], page_size=200, fields=["id"]))
-        c.log("sweep's violation query before the sweep:\n" + explain(rt, stmt))
+            {"field": "follow_up_alert_at", "op": "lte", "value": NOW.isoformat()}],
+            sort=["follow_up_alert_at", "id"], page_size=200))
+        c.log("the sweep's query before the sweep:\n" + explain(rt, stmt))
 
         timer = c.Timer()
         work = sweep(rt, NOW)
@@ -107,7 +109,7 @@ def main() -> None:
             again = sweep(rt, NOW)
             idle.append(timer.elapsed * 1000)
             assert again["violations"] == again["reminders"] == 0, again
-        c.log("sweep's violation query after the sweep:\n" + explain(rt, stmt))
+        c.log("the sweep's query after the sweep:\n" + explain(rt, stmt))
 
         page = []
         spec = QuerySpec(page_size=50)
@@ -134,11 +136,9 @@ def main() -> None:
              c.percentile(idle, 95) / c.percentile(page, 95)],
         ]))
         print(f"working sweep: {args.overdue:,} violations + {args.remind:,} reminders in {work_s:.1f}s")
-        # the idle sweep runs one query per rule with a reminder plus one for violations
-        queries = 1 + sum(1 for r in svc.rules.active().values() if r.remind_before_hours)
-        ok = c.median(idle) <= 1.5 * queries * c.median(page)
-        print(f"target: idle sweep p50 within 1.5x of {queries} pages of 50 (one per query it runs) "
-              f"on {args.rows:,} leads: {'MET' if ok else 'MISSED'}")
+        ok = c.median(idle) <= 1.5 * c.median(page)
+        print(f"target: idle sweep p50 within 1.5x of one page of 50 on {args.rows:,} leads "
+              f"({counts['violated']:,} of them overdue and already violated): {'MET' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":
