@@ -269,6 +269,34 @@ class RecordService:
             old = self._load_for_update(conn, reg, obj, reg.table(obj_name), actor, [record_id], True)[record_id]
             self._delete(conn, reg, obj, actor, old, utcnow(), on_commit, depth=0)
 
+    def bulk_delete(self, actor: Actor, obj_name: str, ids: Any) -> int:
+        """Soft-delete every record of `ids`, or none: one missing or out of
+        the actor's scope is a 404 naming it. A record a cascade from another
+        id here already deleted is not an error."""
+        permissions.require(actor, obj_name, "delete")
+        if not isinstance(ids, list) or not ids or len(ids) > self.max_bulk:
+            raise BadRequest(f"ids must be a list of 1 to {self.max_bulk} record ids.", {"ids": "Invalid list."})
+        bad = {f"ids.{i}": "Must be a record id." for i, v in enumerate(ids) if isinstance(v, bool) or not isinstance(v, int)}
+        if bad:
+            raise ValidationFailed(bad)
+        if len(set(ids)) != len(ids):
+            raise BadRequest("The same id appears twice.", {"ids": "Duplicate id."})
+        with self._transaction() as (conn, on_commit):
+            reg = self.cache.current(conn)
+            obj = reg.get(obj_name)
+            table = reg.table(obj_name)
+            try:       # all are loaded (and locked) before any is deleted
+                olds = self._load_for_update(conn, reg, obj, table, actor, ids, False)
+            except NotFound as exc:
+                raise NotFound(exc.message.rstrip(".") + "; nothing was deleted.", {"ids": exc.fields.get("id")}) \
+                    from None
+            now = utcnow()
+            for rid in ids:
+                row = conn.execute(sa.select(table.c.deleted_at).where(table.c.id == rid)).first()
+                if row is not None and row.deleted_at is None:      # not cascaded away by an earlier id
+                    self._delete(conn, reg, obj, actor, olds[rid], now, on_commit, depth=0)
+        return len(ids)
+
     def _delete(self, conn, reg: Registry, obj: ObjectDef, actor: Actor, old: dict, now, on_commit, depth: int):
         if depth > 10:
             raise Conflict("Cascading delete is nested more than 10 levels deep.")

@@ -13,8 +13,8 @@ from flask import Response, g, request
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from leadhub.platform.errors import BadRequest, NotFound, ValidationFailed
-from leadhub.platform.query import QuerySpec, load_spec
+from leadhub.platform.errors import BadRequest
+from leadhub.platform.query import load_spec
 from leadhub.web.api import api, runtime
 from leadhub.web.jsonio import body
 
@@ -176,45 +176,10 @@ def bulk_delete_records(name):
     unknown = set(payload) - {"ids"}
     if unknown:
         raise BadRequest(f"Unknown property: {', '.join(sorted(unknown))}.", {k: "Unknown property." for k in unknown})
-    ids, svc = payload.get("ids"), runtime().records
+    ids = payload.get("ids")
     if not isinstance(ids, list) or not ids:
         raise BadRequest("ids must be a non-empty list of record ids.", {"ids": "Must be a non-empty list."})
-    if len(ids) > svc.max_bulk:
-        raise BadRequest(f"At most {svc.max_bulk} records per request.", {"ids": "Too many records."})
-    bad = {f"ids.{i}": "Must be a record id." for i, v in enumerate(ids) if isinstance(v, bool) or not isinstance(v, int)}
-    if bad:
-        raise ValidationFailed(bad)
-    if len(set(ids)) != len(ids):
-        raise BadRequest("The same id appears twice.", {"ids": "Duplicate id."})
-    missing = []
-    with runtime().db.write():   # the deletes below join this transaction
-        live = _live_ids(name, ids)
-        for rid in ids:
-            try:
-                svc.delete(g.actor, name, rid)
-            except NotFound:
-                # one deleted a moment ago by a cascade from another id here is fine
-                if rid not in live or not _in_recycle_bin(name, rid):
-                    missing.append(rid)
-        if missing:
-            raise NotFound(f"No {name} records with ids {', '.join(map(str, missing))}; nothing was deleted.",
-                           {"ids": f"Not found: {', '.join(map(str, missing))}."})
-    return {"deleted": len(ids)}
-
-
-def _live_ids(name: str, ids: list[int]) -> set[int]:
-    """Of `ids`, those live and readable by the caller."""
-    possible = [i for i in ids if 1 <= i <= 2**63 - 1]
-    spec = QuerySpec(filter={"field": "id", "op": "in", "value": possible}, fields=["id"], page_size=len(ids))
-    return {r["id"] for r in runtime().records.query(g.actor, name, spec)["records"]} if possible else set()
-
-
-def _in_recycle_bin(name: str, rid: int) -> bool:
-    try:
-        runtime().records.get(g.actor, name, rid, ["id"], deleted=True)
-        return True
-    except NotFound:
-        return False
+    return {"deleted": runtime().records.bulk_delete(g.actor, name, ids)}
 
 
 @api.get("/objects/<name>/records/<id:record_id>")
