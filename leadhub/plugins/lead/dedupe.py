@@ -5,7 +5,10 @@ a background scan.
 A rule: conditions that must all match (one condition is the ToC case:
 mobile, WeChat id, e-mail; several the ToB case: company name AND city),
 each with a normaliser (e164, lower, company_name, exact) and, for company
-names, an optional fuzzy threshold; the objects it matches against; a time
+names, an optional fuzzy threshold (50-100: the trade names' similarity,
+normalise.similarity, must reach it; 85 is a sound value: it joins
+北京纷扬科技有限公司, 纷扬科技 and 北京纷扬 (100) and keeps 纷扬星空 (67) apart;
+without a threshold company names must have the same company_key); the objects it matches against; a time
 window in months; an action. Active rules run in id order and the first
 rule that matches decides; the earliest-created match is "the original".
 
@@ -56,7 +59,6 @@ NORMALISERS = ("e164", "lower", "company_name", "exact")
 ACTIONS = ("mark", "collect", "route", "tag_only")
 CANDIDATES = 200
 MAX_MATCHES = 20
-DEFAULT_THRESHOLD = 85
 # lead fields collect never copies onto the original
 NOT_COLLECTED = {"status", "invalid_reason", "owner", "name"}
 SCAN_GROUPS = 1000
