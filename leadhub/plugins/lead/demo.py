@@ -53,4 +53,8 @@ def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200,
         batch = rows[start:start + 100]
         runtime.records.bulk_create(actor, "lead", batch)
         progress(len(batch))
+    # a follow-up rule and a few leads about to be reminded or overdue, so the
+    # first sweep (within five minutes of starting) shows both
+    from leadhub.plugins.lead.followup import seed_demo as follow_up_demo
+    follow_up_demo(runtime)
     return len(rows)
