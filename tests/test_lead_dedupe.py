@@ -147,10 +147,10 @@ def test_route_to_the_owner_and_notify(lead, api, reps, runtime):
     assert routed["owner"] == a_id and routed["duplicate_of"] == mine["id"] and routed["is_duplicate"]
     assert rep_a.get(f"/objects/lead/records/{routed['id']}").status_code == 200
     assert rep_b.get(f"/objects/lead/records/{routed['id']}").status_code == 404
-    if getattr(runtime, "notifications", None) is not None:
-        notes = rep_a.get("/notifications").get_json()
-        items = notes.get("notifications", notes.get("items", []))
-        assert any(n["kind"] == "lead.duplicate_routed" for n in items), notes
+    notes = rep_a.get("/notifications").get_json()["notifications"]
+    assert [n["kind"] for n in notes] == ["lead.duplicate_routed"]
+    assert notes[0]["link"] == f"/o/lead/{routed['id']}" and notes[0]["data"]["original"] == mine["id"]
+    assert rep_b.get("/notifications").get_json()["notifications"] == []
 
 
 def test_route_without_an_owner_leaves_it_for_assignment(lead, api, reps, runtime):

@@ -408,7 +408,7 @@ def _consequences(runtime, match: Match, values: dict, lead_id: int) -> tuple[di
             notify.send([match.owner], "lead.duplicate_routed",
                         f"Duplicate lead routed to you: {values.get('name') or lead_id}",
                         body=f"Rule {rule.name} matched it to your {match.object} #{match.id}.",
-                        link=f"/objects/lead/records/{lead_id}",
+                        link=f"/o/lead/{lead_id}",
                         data={"lead": lead_id, "original": match.id, "object": match.object, "rule": rule.name})
     return marks, changes
 
