@@ -26,7 +26,7 @@ import sqlalchemy as sa  # noqa: E402
 
 import _common as c  # noqa: E402
 from leadhub.platform.db import utcnow  # noqa: E402
-from leadhub.plugins.lead import dedupe, normalise as nz  # noqa: E402
+from leadhub.plugins.lead import dedupe, duplicate_rules, normalise as nz  # noqa: E402
 
 CHARS = ("华中兴达通信创新源宏盛泰安恒远鑫瑞丰嘉德隆昌祥和美佳宁康博睿思维智航海天星辰云峰林森金银"
          "东南西北方圆正方晨光明亮飞扬腾跃志诚信义仁礼乐山水清风月朗晴雪春夏秋冬红绿蓝紫青白黑"
@@ -90,7 +90,7 @@ def main() -> None:
         assert n == args.rows
         c.log(f"company_prefix buckets: avg {float(bucket[0]):.1f} rows, max {bucket[1]}")
 
-        rules = {label: dedupe.create_rule(rt, admin, {"name": f"r{i}", "conditions": conds})
+        rules = {label: duplicate_rules.create_rule(rt, admin, {"name": f"r{i}", "conditions": conds})
                  for i, (label, conds) in enumerate(RULES.items())}
 
         def hit_draft():

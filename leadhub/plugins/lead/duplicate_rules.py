@@ -1,0 +1,253 @@
+"""Duplicate rules (查重规则) as metadata: rows in lh_duplicate_rules,
+validated on save so a bad payload is a 400 naming the field
+(conditions.0.field, match_objects.1, ...). See dedupe.py for how they run.
+
+A rule: conditions that must all match, each a field with a normaliser
+(e164 for phone fields, lower for text and e-mail, company_name for the
+lead's company (its indexed company_key / company_prefix columns), exact);
+at least one condition on an indexed column, so the database finds
+candidates by index and filters the rest; the objects it matches against
+(which must exist and carry the fields); a window in months; an action."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import marshmallow as mm
+import sqlalchemy as sa
+
+from leadhub.platform import permissions
+from leadhub.platform.db import utcnow
+from leadhub.platform.errors import BadRequest, Conflict, NotFound
+from leadhub.platform.permissions import Actor
+from leadhub.plugins.lead import normalise as nz
+from leadhub.plugins.lead.intake_tables import duplicate_rules, duplicate_scans
+
+OBJECT = "lead"
+NORMALISERS = ("e164", "lower", "company_name", "exact")
+ACTIONS = ("mark", "collect", "route", "tag_only")
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    normaliser: str
+    threshold: int | None = None
+
+    @property
+    def fuzzy(self) -> bool:
+        return self.normaliser == "company_name" and self.threshold is not None
+
+    def key(self, values: dict) -> Any:
+        """The draft's normalised value to look up, or None (never matches)."""
+        raw = values.get(self.field)
+        if raw in (None, ""):
+            return None
+        if self.normaliser == "e164":
+            return nz.e164(str(raw))
+        if self.normaliser == "lower":
+            return nz.fold(str(raw))
+        if self.normaliser == "company_name":
+            return nz.company_prefix(str(raw)) if self.fuzzy else nz.company_key(str(raw))
+        return raw
+
+    def filter(self, key: Any) -> dict:
+        column = self.field
+        if self.normaliser == "company_name":
+            column = "company_prefix" if self.fuzzy else "company_key"
+        return {"field": column, "op": "eq", "value": key}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    label: str | None
+    active: bool
+    object: str
+    match_objects: tuple[str, ...]
+    conditions: tuple[Condition, ...]
+    window_months: int | None
+    action: str
+    id: int | None = None
+
+    @classmethod
+    def from_row(cls, row) -> "Rule":
+        return cls(id=row["id"], name=row["name"], label=row["label"], active=row["active"], object=row["object"],
+                   match_objects=tuple(row["match_objects"]), window_months=row["window_months"],
+                   action=row["action"], conditions=tuple(Condition(**c) for c in row["conditions"]))
+
+    def to_api(self) -> dict:
+        return {"id": self.id, "name": self.name, "label": self.label, "active": self.active, "object": self.object,
+                "match_objects": list(self.match_objects), "window_months": self.window_months,
+                "action": self.action, "conditions": [
+                    {"field": c.field, "normaliser": c.normaliser, "threshold": c.threshold} for c in self.conditions]}
+
+
+class ConditionSchema(mm.Schema):
+    class Meta:
+        unknown = mm.RAISE
+    field = mm.fields.String(required=True)
+    normaliser = mm.fields.String(required=True, validate=mm.validate.OneOf(NORMALISERS))
+    threshold = mm.fields.Integer(strict=True, allow_none=True, load_default=None,
+                                  validate=mm.validate.Range(50, 100))
+
+
+class RuleSchema(mm.Schema):
+    class Meta:
+        unknown = mm.RAISE
+    name = mm.fields.String(required=True, validate=mm.validate.Regexp(
+        r"^[a-z][a-z0-9_]{1,39}$", error="Use 2-40 lower-case letters, digits and _; start with a letter."))
+    label = mm.fields.String(allow_none=True, load_default=None, validate=mm.validate.Length(max=100))
+    active = mm.fields.Boolean(load_default=True)
+    object = mm.fields.String(load_default=OBJECT)
+    match_objects = mm.fields.List(mm.fields.String(), load_default=None,
+                                   validate=mm.validate.Length(1, 5))
+    conditions = mm.fields.List(mm.fields.Nested(ConditionSchema), required=True,
+                                validate=mm.validate.Length(1, 5))
+    window_months = mm.fields.Integer(strict=True, allow_none=True, load_default=None,
+                                      validate=mm.validate.Range(1, 120))
+    action = mm.fields.String(load_default="mark", validate=mm.validate.OneOf(ACTIONS))
+
+
+def _flatten(messages: Any, prefix: str = "") -> dict[str, str]:
+    """marshmallow's nested messages as {"conditions.0.field": "..."}."""
+    if isinstance(messages, dict):
+        out = {}
+        for k, v in messages.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return {prefix or "body": " ".join(messages)}
+    return {prefix or "body": str(messages)}
+
+
+def validate_rule(reg, payload: Any, partial_of: Rule | None = None) -> Rule:
+    """A Rule from a payload, or a 400 naming each bad field."""
+    if not isinstance(payload, dict):
+        raise BadRequest("A duplicate rule is a JSON object.", {"body": "Must be an object."})
+    if partial_of is not None:
+        if "name" in payload and payload["name"] != partial_of.name:
+            raise BadRequest("A rule's name cannot change.", {"name": "Cannot change."})
+        payload = {**partial_of.to_api(), **payload}
+        payload.pop("id", None)
+    try:
+        data = RuleSchema().load(payload)
+    except mm.ValidationError as exc:
+        fields = _flatten(exc.normalized_messages())
+        raise BadRequest("Invalid duplicate rule: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
+                         fields) from None
+    errors: dict[str, str] = {}
+    if data["object"] not in reg.objects:
+        errors["object"] = f"No object '{data['object']}'."
+    elif data["object"] != OBJECT:
+        errors["object"] = "Duplicate checks run on new leads: object must be 'lead'."
+    matches = data["match_objects"] or [data["object"]]
+    for i, name in enumerate(matches):
+        if name not in reg.objects:
+            errors[f"match_objects.{i}"] = f"No object '{name}'."
+    if len(set(matches)) != len(matches):
+        errors["match_objects"] = "An object is named twice."
+    seen = set()
+    unindexed: dict[int, str] = {}
+    for i, cond in enumerate(data["conditions"]):
+        where = f"conditions.{i}"
+        field, norm = cond["field"], cond["normaliser"]
+        if field in seen:
+            errors[f"{where}.field"] = f"'{field}' is already a condition of this rule."
+        seen.add(field)
+        if cond["threshold"] is not None and norm != "company_name":
+            errors[f"{where}.threshold"] = "A similarity threshold applies to the company_name normaliser only."
+        for obj_name in [data["object"]] + [m for m in matches if m in reg.objects]:
+            if data["object"] not in reg.objects:
+                break
+            msg = _field_problem(reg.objects[obj_name], field, norm)
+            if msg:
+                errors.setdefault(f"{where}.field", msg)
+            elif not _indexed(reg.objects[obj_name], field, norm):
+                unindexed.setdefault(i, f"{obj_name}.{field} is not indexed")
+    # the database finds candidates through one index and filters the rest
+    if data["conditions"] and len(unindexed) == len(data["conditions"]) and not errors:
+        errors["conditions.0.field"] = (f"No condition is on an indexed field ({'; '.join(unindexed.values())}): "
+                                        "mark one indexed so duplicate checks stay fast.")
+    if errors:
+        raise BadRequest("Invalid duplicate rule: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
+    return Rule(name=data["name"], label=data["label"], active=data["active"], object=data["object"],
+                match_objects=tuple(matches), window_months=data["window_months"], action=data["action"],
+                conditions=tuple(Condition(c["field"], c["normaliser"], c["threshold"]) for c in data["conditions"]),
+                id=partial_of.id if partial_of else None)
+
+
+def _field_problem(obj, field: str, norm: str) -> str | None:
+    fd = obj.fields.get(field)
+    if fd is None or fd.system:
+        return f"No field '{field}' on {obj.api_name}."
+    if fd.type.computed:
+        return f"{obj.api_name}.{field} is computed; match on stored fields."
+    if norm == "e164" and fd.type_name != "phone":
+        return f"e164 applies to phone fields; {obj.api_name}.{field} is {fd.type_name}."
+    if norm == "lower" and fd.type_name not in ("text", "email"):
+        return f"lower applies to text and e-mail fields; {obj.api_name}.{field} is {fd.type_name}."
+    if norm == "company_name":
+        if fd.type_name != "text":
+            return f"company_name applies to text fields; {obj.api_name}.{field} is {fd.type_name}."
+        keys = [obj.fields.get(k) for k in ("company_key", "company_prefix")]
+        if field != "company" or not all(k is not None and k.indexed for k in keys):
+            return (f"company_name needs the indexed company_key/company_prefix columns, which "
+                    f"{obj.api_name} keeps for its 'company' field only.")
+    return None
+
+
+def _indexed(obj, field: str, norm: str) -> bool:
+    if norm == "company_name":
+        return True     # company_key / company_prefix, checked above
+    fd = obj.fields[field]
+    return bool(fd.indexed or fd.unique or fd.type_name in ("lookup", "master_detail", "user"))
+
+
+def load_rules(conn, object_name: str = OBJECT, active_only: bool = True) -> list[Rule]:
+    r = duplicate_rules
+    stmt = sa.select(r).where(r.c.object == object_name).order_by(r.c.id)
+    if active_only:
+        stmt = stmt.where(r.c.active.is_(True))
+    return [Rule.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
+def get_rule(conn, name: str) -> Rule:
+    row = conn.execute(sa.select(duplicate_rules).where(duplicate_rules.c.name == name)).mappings().first()
+    if row is None:
+        raise NotFound(f"No duplicate rule '{name}'.")
+    return Rule.from_row(row)
+
+
+def _rule_row(rule: Rule) -> dict:
+    data = rule.to_api()
+    data.pop("id")
+    return data
+
+
+def create_rule(runtime, actor: Actor, payload: Any) -> Rule:
+    permissions.require_admin(actor)
+    with runtime.db.write() as conn:
+        rule = validate_rule(runtime.cache.current(conn), payload)
+        if conn.execute(sa.select(duplicate_rules.c.id).where(duplicate_rules.c.name == rule.name)).first():
+            raise Conflict(f"A duplicate rule '{rule.name}' already exists.", {"name": "Already taken."})
+        now = utcnow()
+        conn.execute(duplicate_rules.insert().values(**_rule_row(rule), created_at=now, updated_at=now))
+        return get_rule(conn, rule.name)
+
+
+def update_rule(runtime, actor: Actor, name: str, payload: Any) -> Rule:
+    permissions.require_admin(actor)
+    with runtime.db.write() as conn:
+        rule = validate_rule(runtime.cache.current(conn), payload, partial_of=get_rule(conn, name))
+        conn.execute(sa.update(duplicate_rules).where(duplicate_rules.c.name == name)
+                     .values(**_rule_row(rule), updated_at=utcnow()))
+        return get_rule(conn, name)
+
+
+def delete_rule(runtime, actor: Actor, name: str) -> None:
+    permissions.require_admin(actor)
+    with runtime.db.write() as conn:
+        get_rule(conn, name)
+        conn.execute(sa.delete(duplicate_scans).where(duplicate_scans.c.rule == name))
+        conn.execute(sa.delete(duplicate_rules).where(duplicate_rules.c.name == name))
