@@ -79,9 +79,9 @@ def main() -> None:
             rt.plugins.apply_metadata(plugin)
         else:
             rt.plugins.install("lead")
-            from leadhub.plugins.lead import dedupe, scoring_config
+            from leadhub.plugins.lead import duplicate_rules, scoring_config
             for i, (label, conds) in enumerate(RULES.items()):
-                dedupe.create_rule(rt, admin, {"name": f"r{i}", "conditions": conds})
+                duplicate_rules.create_rule(rt, admin, {"name": f"r{i}", "conditions": conds})
             scoring_config.create_rule(rt, admin, {"label": "big company", "condition": "company_size >= 500",
                                                    "points": 20})
             scoring_config.create_rule(rt, admin, {"label": "Guangdong", "condition": "province == 'guangdong'",
