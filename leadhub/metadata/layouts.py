@@ -853,7 +853,7 @@ def default_definition(reg: Registry, obj: ObjectDef) -> dict:
     """The layout an object has before an admin saves one: its fields in
     position order in one two-column section, a related list for every
     lookup on another object pointing here, the usual buttons."""
-    fields = [{"field": f.api_name, "required": f.required and f.writable, "read_only": False}
+    fields = [{"field": f.api_name, "required": f.required, "read_only": False}
               for f in obj.custom_fields()]
     related = [{"object": child.api_name, "field": fd.api_name, "title": child.labels,
                 "columns": _default_columns(child, fd.api_name), "sort": list(DEFAULT_SORT)}

@@ -329,8 +329,6 @@ def create_layout(name):
     obj = reg.get(name)
     from leadhub.metadata.layouts import default_definition
     start = default_definition(reg, obj)
-    for section in start["sections"]:  # its required False would read as "make optional", which is refused
-        section["fields"] = [{**f, "required": obj.fields[f["field"]].required} for f in section["fields"]]
     try:
         lay = svc.create_layout(actor(), name, {"name": request.form.get("layout_name", "").strip(), **start})
     except (ValidationFailed, Conflict, BadRequest) as exc:
