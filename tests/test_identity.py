@@ -388,3 +388,15 @@ def test_me_in_a_filter_is_the_reader(org):
         == ["rep_b's"]
     r = org["as"]["boss"].post("/objects/prospect/query", {"filter": {"field": "title", "op": "eq", "value": "$me"}})
     assert r.status_code == 200 and r.get_json()["records"] == []      # on text fields it is just text
+
+
+def test_users_set_their_own_language_but_nothing_else(org):
+    rep = org["as"]["rep_a"]
+    r = rep.patch("/me", {"language": "en", "timezone": "Europe/Berlin"})
+    assert r.status_code == 200 and r.get_json()["language"] == "en" and r.get_json()["timezone"] == "Europe/Berlin"
+    assert rep.get("/me").get_json()["language"] == "en"
+    r = rep.patch("/me", {"is_admin": True, "language": "zh_CN"})
+    assert r.status_code == 403 and "is_admin" in r.get_json()["error"]["fields"]
+    assert rep.get("/me").get_json()["language"] == "en"           # nothing of a refused change
+    r = rep.patch("/me", {"language": "fr"})
+    assert r.status_code in (400, 422) and "language" in r.get_json()["error"]["fields"]

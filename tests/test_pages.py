@@ -93,7 +93,8 @@ def crm(api, app, runtime, make_object):
              for i in range(30)]
     assert all(r.status_code == 302 for r in rec_a), rec_a[0].text
     rid_b = int(b.post("/o/deal/new", {"title": "B-only"}).headers["Location"].rsplit("/", 1)[1])
-    return {"admin": Browser(app, "admin"), "a": a, "b": b, "deal": deal, "account": acc, "rid_b": rid_b}
+    return {"admin": Browser(app, "admin"), "a": a, "b": b, "deal": deal, "account": acc, "rid_b": rid_b,
+            "runtime": runtime}
 
 
 def test_pages_need_a_session(app):
@@ -194,6 +195,8 @@ def test_language_follows_choice_then_user_then_browser(crm, app):
     # the switcher wins for this browser
     assert a.post("/language", {"language": "en", "back": "/o/deal"}).status_code == 302
     assert ">New<" in a.get("/o/deal").text
+    rt = crm["runtime"]
+    assert rt.org.get_user(auth.user_id(rt.db, "rep_a"))["language"] == "en"   # kept as his setting
     assert a.post("/language", {"language": "xx"}).status_code == 400
     assert a.post("/language", {"language": "en"}, csrf=False).status_code == 400
 

@@ -15,7 +15,7 @@ from leadhub.metadata.apinames import check_api_name
 from leadhub.metadata.labels import normalise_labels
 from leadhub.platform import audit, passwords, tables as t
 from leadhub.platform.db import Database, utcnow
-from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
+from leadhub.platform.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed, messages_text
 from leadhub.platform.permissions import (ACTIONS, FIELD_ACCESS, SCOPES, Actor, ObjectRights, Principal, Shared,
                                           require_admin)
 
@@ -289,6 +289,23 @@ class Organisation:
             audit.record(conn, actor, "user_changed", target=uid,
                          details={k: v for k, v in data.items() if k != "password"})
             return self.user_dict(conn, uid)
+
+    def update_me(self, actor: Actor, payload: Any) -> dict:
+        """What every user may change about himself: language, time zone,
+        working hours, phone. Everything else is an admin's."""
+        if actor.user_id is None:
+            raise BadRequest("The system has no profile.")
+        allowed = ("language", "timezone", "working_hours", "phone")
+        if isinstance(payload, dict):
+            refused = {k: "Only an administrator may change this." for k in payload if k not in allowed}
+            if refused:
+                raise Forbidden("You may change your language, time zone, working hours and phone.", refused)
+        data = _load(UserSchema(), payload, partial=True)
+        with self.db.write() as conn:
+            if "language" in data:
+                conn.execute(sa.update(t.users).where(t.users.c.id == actor.user_id).values(language=data["language"]))
+            self._apply_user(conn, actor, actor.user_id, data)
+            return self.user_dict(conn, actor.user_id)
 
     def deactivate_user(self, actor: Actor, uid: int) -> None:
         """Users are never deleted: their records, history and audit trail stay."""

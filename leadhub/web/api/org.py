@@ -58,6 +58,12 @@ def me():
     return org().get_user(g.actor.user_id)
 
 
+@api.patch("/me")
+def update_me():
+    """Language, time zone, working hours and phone: each user's own."""
+    return org().update_me(g.actor, body())
+
+
 @api.post("/me/password")
 def change_password():
     data = body()

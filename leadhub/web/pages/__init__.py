@@ -14,13 +14,19 @@ lang_bp = Blueprint("language", __name__)
 
 @lang_bp.post("/language")
 def set_language():
-    """The language switcher: remembered for this browser session."""
+    """The language switcher: the user's own setting when signed in, else
+    remembered for this browser session."""
     if not csrf_valid(request.form.get("csrf_token")):
         abort(400, i18n.gettext("The form expired; reload the page and try again."))
     lang = request.form.get("language")
     if lang not in i18n.LANGUAGES:
         abort(400, "language must be zh_CN or en.")
     session["lang"] = lang
+    if session.get("uid"):          # a signed-in user keeps it: his setting, on every device
+        from leadhub.platform import auth
+        from leadhub.web.pages.common import runtime
+        rt = runtime()
+        rt.org.update_me(auth.actor_for(rt.db, rt.cache, session["uid"]), {"language": lang})
     back = request.form.get("back", "/")
     return redirect(back if back.startswith("/") and not back.startswith("//") else "/")
 
