@@ -419,3 +419,21 @@ def test_detail_buttons_follow_the_layout(crm, api, runtime):
     # a rep's edit button appears only with his edit right on the record's object
     rid = int(a.post("/o/deal/new", {"title": "mine"}).headers["Location"].rsplit("/", 1)[1])
     assert ">编辑<" in a.get(f"/o/deal/{rid}").text
+
+
+def test_bell_counts_unread_and_the_inbox_marks_them_read(crm):
+    rt = crm["runtime"]
+    uid = auth.user_id(rt.db, "rep_a")
+    with rt.db.write():
+        rt.notifications.send([uid], "test", "新线索分配给你", body="<b>请跟进</b>", link="/o/deal")
+    a = crm["a"]
+    page = a.get("/o/deal").text
+    assert 'class="bell has-unread"' in page and '<span class="count">1</span>' in page
+    inbox = a.get("/notifications").text
+    assert "新线索分配给你" in inbox and "&lt;b&gt;请跟进&lt;/b&gt;" in inbox      # text, never markup
+    nid = rt.notifications.list(auth.actor_for(rt.db, rt.cache, uid))["notifications"][0]["id"]
+    r = a.post(f"/notifications/{nid}/read", {"open": "1"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/o/deal")
+    assert 'class="bell has-unread"' not in a.get("/o/deal").text
+    assert crm["b"].post(f"/notifications/{nid}/read", {}).status_code == 404      # someone else's
+    assert a.post("/notifications/read-all", {}, csrf=False).status_code == 400

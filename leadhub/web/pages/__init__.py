@@ -33,6 +33,7 @@ def set_language():
 
 def register(app: Flask) -> None:
     from leadhub.web.pages.admin import bp as admin_bp
+    from leadhub.web.pages.inbox import bp as inbox_bp
     from leadhub.web.pages.records import bp as pages_bp
 
     app.jinja_env.add_extension("jinja2.ext.i18n")
@@ -41,6 +42,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["label"] = i18n.label
     app.register_blueprint(pages_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(inbox_bp)
     app.register_blueprint(lang_bp)
 
     @app.before_request
