@@ -437,3 +437,20 @@ def test_bell_counts_unread_and_the_inbox_marks_them_read(crm):
     assert 'class="bell has-unread"' not in a.get("/o/deal").text
     assert crm["b"].post(f"/notifications/{nid}/read", {}).status_code == 404      # someone else's
     assert a.post("/notifications/read-all", {}, csrf=False).status_code == 400
+
+
+def test_function_designer_saves_refuses_with_the_line_and_offers_the_bench(crm):
+    admin, rt = crm["admin"], crm["runtime"]
+    r = admin.post("/admin/functions/new", {"api_name": "cap", "label_en": "Cap", "kind": "validation",
+                                            "object": "deal", "code": "x = 1\ny = x.__class__\nreturn None"})
+    assert r.status_code == 400 and "Line 2" in r.text and "cap" in r.text       # kept in the form, nothing saved
+    assert "cap" not in rt.functions.all()
+    r = admin.post("/admin/functions/new", {"api_name": "cap", "label_en": "Cap", "kind": "validation",
+                                            "object": "deal", "active": "on", "error_field": "title",
+                                            "code": "if record['title'] == 'no':\n    return 'Not this title'"})
+    assert r.status_code == 302
+    page = admin.get("/admin/functions/cap").text
+    assert 'id="bench"' in page and "/api/v1/functions/cap/test" in page and "v1" in page
+    assert crm["a"].post("/o/deal/new", {"title": "no"}).status_code in (200, 400, 422)
+    assert "Not this title" in crm["a"].post("/o/deal/new", {"title": "no"}).text
+    assert crm["a"].get("/admin/functions").status_code == 403
