@@ -224,6 +224,32 @@ def test_concurrent_duplicates_make_one_original(lead, api, runtime, admin):
     assert all(x["duplicate_of"] == originals[0]["id"] for x in rows if x["is_duplicate"])
 
 
+def test_concurrent_bulk_writes_sharing_keys_neither_deadlock_nor_double(lead, api, runtime, admin):
+    rule(api, "mobile", MOBILE)
+    runtime.metadata.delete_field(admin, "lead", "lead_no")
+    mobiles = [f"1380013{i:04d}" for i in range(6)]
+    errors = []
+
+    def submit(order, barrier):
+        try:
+            barrier.wait()
+            runtime.records.bulk_create(admin, "lead", [{"name": "批量", "mobile": m} for m in order])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+    for _ in range(3):   # opposite key orders: locks taken per row in row order could deadlock
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=submit, args=(order, barrier)) for order in (mobiles, mobiles[::-1])]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert not errors, errors
+    rows = runtime.records.query(admin, "lead", QuerySpec(fields=["mobile", "is_duplicate"], page_size=100))["records"]
+    assert len(rows) == 36
+    originals = sorted(x["mobile"] for x in rows if not x["is_duplicate"])
+    assert originals == sorted("+86" + m for m in mobiles)
+
+
 def test_check_endpoint_reveals_only_readable_matches(lead, api, reps, runtime):
     rule(api, "mobile", MOBILE)
     (a_id, rep_a), (b_id, rep_b) = reps["rep_a"], reps["rep_b"]

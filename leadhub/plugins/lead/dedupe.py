@@ -131,26 +131,32 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
     return out[:limit]
 
 
-def lock_keys(conn, rules: list[Rule], values: dict) -> None:
-    """PostgreSQL: hold a transaction advisory lock per rule on the draft's
-    keys, taken in a fixed order, so two writers of the same duplicate take
-    turns (the second one's lookup runs after the first commits)."""
+def lock_keys(conn, rules: list[Rule], drafts: list[dict]) -> None:
+    """PostgreSQL: hold a transaction advisory lock per rule on each draft's
+    keys, so two writers of the same duplicate take turns (the second one's
+    lookup runs after the first commits). A bulk write locks the keys of all
+    its rows at once, sorted, so two bulk writes sharing keys queue instead
+    of deadlocking; keys already held in this transaction are not taken again."""
     if conn.dialect.name != "postgresql":
         return
     keys = set()
-    for rule in rules:   # one lock per rule on all its keys: a duplicate shares every one
-        parts = [c.key(values) for c in rule.conditions]
-        if all(p is not None for p in parts):
-            keys.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
-    for key in sorted(keys):
+    for values in drafts:
+        for rule in rules:   # one lock per rule on all its keys: a duplicate shares every one
+            parts = [c.key(values) for c in rule.conditions]
+            if all(p is not None for p in parts):
+                keys.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
+    held = _tx_state(conn, "lead_dedupe_locks", set)
+    for key in sorted(keys - held):
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    held |= keys
 
 
-def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]]) -> Match | None:
+def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]],
+                batch: list[dict] = ()) -> Match | None:
     rules = load_rules(conn)
     if not rules:
         return None
-    lock_keys(conn, rules, values)
+    lock_keys(conn, rules, [values, *batch])
     reg = runtime.cache.current(conn)
     for rule in rules:
         found = find(runtime, rule, values, exclude, limit=1, conn=conn, reg=reg)
@@ -200,15 +206,20 @@ def _collect(runtime, match: Match, values: dict) -> None:
 
 
 # ---------------------------------------------------------------- handlers
+def _tx_state(conn, name: str, make):
+    """Per-transaction state kept on the connection (reset by a new transaction)."""
+    tx = conn.get_transaction()
+    state = conn.info.get(name)
+    if state is None or state[0] is not tx:
+        state = (tx, make())
+        conn.info[name] = state
+    return state[1]
+
+
 def _batch(conn) -> list[dict]:
     """The values of leads inserted in this transaction whose check has not
     run yet (rows of one bulk write are inserted before any after_insert)."""
-    tx = conn.get_transaction()
-    state = conn.info.get("lead_dedupe_batch")
-    if state is None or state[0] is not tx:
-        state = (tx, [])
-        conn.info["lead_dedupe_batch"] = state
-    return state[1]
+    return _tx_state(conn, "lead_dedupe_batch", list)
 
 
 def register(runtime) -> None:
@@ -226,7 +237,8 @@ def register(runtime) -> None:
         if ev.values.get("quarantined_at"):
             return
         later = {v["id"] for v in batch if "id" in v}
-        match = first_match(runtime, ev.conn, ev.values, {OBJECT: later | {ev.record_id}})
+        match = first_match(runtime, ev.conn, ev.values, {OBJECT: later | {ev.record_id}},
+                            batch=[v for v in batch if not v.get("quarantined_at")])
         if match is None:
             return
         marks, changes = _consequences(runtime, match, ev.values, ev.record_id)
