@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, redirect, request
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadhub.metadata.labels import normalise_labels, pick
