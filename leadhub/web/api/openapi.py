@@ -2,7 +2,9 @@
 metadata, so each object's record schema appears and changes with it."""
 from __future__ import annotations
 
-from flask import request
+import re
+
+from flask import current_app, request
 
 import leadhub
 from leadhub.metadata.registry import Registry
@@ -178,4 +180,34 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
 
 @api.get("/openapi.json")
 def openapi_document():
-    return build_document(runtime().cache.current(), language(), request.host_url.rstrip("/") + "/api/v1")
+    doc = build_document(runtime().cache.current(), language(), request.host_url.rstrip("/") + "/api/v1")
+    _add_routes(doc["paths"])
+    return doc
+
+
+_CONVERTER = re.compile(r"<(?:[a-z_]+:)?([a-z_]+)>")
+
+
+def _add_routes(paths: dict) -> None:
+    """Every other /api/v1 route the app serves (areas and plugins add their
+    own), described by its view's docstring, so the document never misses
+    an endpoint. Generic object routes are already listed per object."""
+    described = {re.sub(r"\{[a-z_]+\}", "{}", p) for p in paths}
+    for rule in current_app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.rule == "/api/v1/openapi.json":
+            continue
+        path = _CONVERTER.sub(r"{\1}", rule.rule[len("/api/v1"):])
+        if re.sub(r"\{[a-z_]+\}", "{}", path) in described or path.startswith("/objects/{name}/records") \
+                or path in ("/objects/{name}/query", "/objects/{name}/export"):
+            continue
+        view = current_app.view_functions[rule.endpoint]
+        summary = (view.__doc__ or rule.endpoint.rsplit(".", 1)[-1].replace("_", " ")).strip().splitlines()[0]
+        entry = paths.setdefault(path, {})
+        params = [{"name": n, "in": "path", "required": True,
+                   "schema": {"type": "integer" if n in ("id", "record_id") or n.endswith("_id") else "string"}}
+                  for n in rule.arguments]
+        if params:
+            entry.setdefault("parameters", params)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            entry.setdefault(method.lower(), {"summary": summary, "responses": _responses(
+                "200", None, "400", "403", "404")})
