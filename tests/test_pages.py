@@ -454,3 +454,30 @@ def test_function_designer_saves_refuses_with_the_line_and_offers_the_bench(crm)
     assert crm["a"].post("/o/deal/new", {"title": "no"}).status_code in (200, 400, 422)
     assert "Not this title" in crm["a"].post("/o/deal/new", {"title": "no"}).text
     assert crm["a"].get("/admin/functions").status_code == 403
+
+
+def test_import_page_guesses_columns_previews_and_shows_progress(crm):
+    import io
+    admin = crm["admin"]
+    assert "import" in admin.get("/o/deal").text.lower()
+    csv_gbk = "标题,金额,无关列\n甲方项目,12.5,x\n乙方项目,abc,y\n".encode("gbk")
+    r = admin.post("/o/deal/import", {"file": (io.BytesIO(csv_gbk), "deals.csv")},
+                   content_type="multipart/form-data")
+    assert r.status_code == 302, r.text
+    review = admin.get(r.headers["Location"]).text
+    assert "gb18030" in review.lower() and "甲方项目" in review and "无关列" in review
+    assert 'value="title" selected' in review                 # 标题 guessed as the title field
+    import_url = r.headers["Location"]
+    import_id = import_url.rsplit("/", 1)[1]
+    r = admin.post(import_url, {"action": "start", "map::0": "title", "map::1": "amount", "map::2": ""})
+    assert r.status_code == 302
+    done = admin.get(import_url).text
+    assert 'id="import-progress"' in done and f"/api/v1/imports/{import_id}/report?format=xlsx" in done
+    from leadhub.platform.permissions import Actor
+    from leadhub.platform.query import QuerySpec
+    rows = crm["runtime"].records.query(Actor.system(), "deal", QuerySpec(
+        filter={"field": "title", "op": "in", "value": ["甲方项目", "乙方项目"]}, fields=["title"]))["records"]
+    assert [x["title"] for x in rows] == ["甲方项目"]            # the bad amount's row is rejected, not written
+    r = admin.post("/o/deal/import", {"file": (io.BytesIO(b""), "empty.csv")}, content_type="multipart/form-data")
+    assert r.status_code == 400
+    assert crm["a"].get("/o/deal/import").status_code == 403         # reps here have no import right

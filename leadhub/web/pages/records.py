@@ -169,6 +169,7 @@ def list_records(name):
         catalog=field_catalog(a, obj), bulk_fields=F.editable(obj, layout),
         can=dict(create="create" in rights.actions, edit="edit" in rights.actions,
                  delete="delete" in rights.actions, export="export" in rights.actions,
+                 **{"import": "import" in rights.actions and "create" in rights.actions},
                  owner=rights.field_access("owner") == "edit" and "edit" in rights.actions),
         users=user_choices() if "edit" in rights.actions else [],
         export_query=_export_query(state), page_sizes=PAGE_SIZES)
