@@ -244,9 +244,7 @@ def bulk(name):
     action = request.form.get("action")
     try:
         if action == "delete":
-            with rt.db.write():  # one transaction: every delete or none
-                for rid in ids:
-                    rt.records.delete(a, name, rid)
+            rt.records.bulk_delete(a, name, ids)
         elif action == "owner":
             owner = request.form.get("owner", "")
             rt.records.bulk_update(a, name, [{"id": rid, "owner": owner} for rid in ids])
