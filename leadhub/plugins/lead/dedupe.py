@@ -108,16 +108,18 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
                          "value": months_ago(utcnow(), rule.window_months).isoformat()})
         if "status" in obj.fields:  # quarantined records are nobody's original
             tree.append({"field": "status", "op": "ne", "value": "invalid"})
-        skip = sorted((exclude or {}).get(target, ()))
-        if skip:
-            tree.append({"field": "id", "op": "not_in", "value": skip})
+        # excluded ids (this record, later rows of its bulk write) are dropped
+        # here rather than in SQL: a long NOT IN costs more than a few extra rows
+        skip = (exclude or {}).get(target, set())
         flagged = "is_duplicate" in obj.fields
         fields = (["id", "owner", "created_at"] + (["company", "company_key"] if fuzzy else [])
                   + (["is_duplicate"] if flagged else []))
         stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
-            QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES))
+            QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES + len(skip)))
         for row in conn.execute(stmt):
             rec = {name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
+            if rec["id"] in skip:
+                continue
             score = 100.0
             if fuzzy:
                 score = nz.similarity(draft_core, nz.core_of_key(rec.get("company_key"), rec.get("company")))
@@ -145,19 +147,25 @@ def lock_keys(conn, rules: list[Rule], drafts: list[dict]) -> None:
             parts = [c.key(values) for c in rule.conditions]
             if all(p is not None for p in parts):
                 keys.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
-    held = _tx_state(conn, "lead_dedupe_locks", set)
-    for key in sorted(keys - held):
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    # a savepoint rolled back releases its locks: held is kept per savepoint
+    held = _tx_state(conn, "lead_dedupe_locks", set, innermost=True)
+    todo = sorted(keys - held)
+    if todo:   # one round trip; unnest yields the sorted array in order
+        conn.execute(sa.text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+                             "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": todo})
     held |= keys
 
 
 def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]],
                 batch: list[dict] = ()) -> Match | None:
-    rules = load_rules(conn)
+    # rules and metadata once per transaction: a bulk write checks many rows
+    cached = _tx_state(conn, "lead_dedupe_rules", dict)
+    if not cached:
+        cached.update(rules=load_rules(conn), reg=runtime.cache.current(conn))
+    rules, reg = cached["rules"], cached["reg"]
     if not rules:
         return None
     lock_keys(conn, rules, [values, *batch])
-    reg = runtime.cache.current(conn)
     for rule in rules:
         found = find(runtime, rule, values, exclude, limit=1, conn=conn, reg=reg)
         if found:
@@ -206,9 +214,10 @@ def _collect(runtime, match: Match, values: dict) -> None:
 
 
 # ---------------------------------------------------------------- handlers
-def _tx_state(conn, name: str, make):
-    """Per-transaction state kept on the connection (reset by a new transaction)."""
-    tx = conn.get_transaction()
+def _tx_state(conn, name: str, make, *, innermost: bool = False):
+    """Per-transaction state kept on the connection (reset by a new
+    transaction; with innermost, by a new savepoint too)."""
+    tx = (conn.get_nested_transaction() if innermost else None) or conn.get_transaction()
     state = conn.info.get(name)
     if state is None or state[0] is not tx:
         state = (tx, make())
