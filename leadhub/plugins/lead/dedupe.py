@@ -141,19 +141,21 @@ def lock_keys(conn, rules: list[Rule], drafts: list[dict]) -> None:
     of deadlocking; keys already held in this transaction are not taken again."""
     if conn.dialect.name != "postgresql":
         return
+    # a savepoint rolled back releases its locks: what is held is kept per savepoint
+    held = _tx_state(conn, "lead_dedupe_locks", lambda: {"keys": set(), "drafts": set()}, innermost=True)
+    drafts = [v for v in drafts if id(v) not in held["drafts"]]   # a batch's rows are locked once
     keys = set()
     for values in drafts:
+        held["drafts"].add(id(values))
         for rule in rules:   # one lock per rule on all its keys: a duplicate shares every one
             parts = [c.key(values) for c in rule.conditions]
             if all(p is not None for p in parts):
                 keys.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
-    # a savepoint rolled back releases its locks: held is kept per savepoint
-    held = _tx_state(conn, "lead_dedupe_locks", set, innermost=True)
-    todo = sorted(keys - held)
+    todo = sorted(keys - held["keys"])
     if todo:   # one round trip; unnest yields the sorted array in order
         conn.execute(sa.text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
                              "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": todo})
-    held |= keys
+    held["keys"] |= keys
 
 
 def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]],
