@@ -164,9 +164,11 @@ def test_reps_never_see_quarantine_and_release_gives_it_back(lead, api, users, r
     # still dirty: 409 naming every failing field, nothing changes
     r = api.post(f"/objects/lead/records/{junk['id']}/release")
     assert r.status_code == 409 and set(r.get_json()["error"]["fields"]) == {"name", "mobile"}
-    # an admin fixes one field: still quarantined, reason unchanged until release
-    fixed = api.patch(f"/objects/lead/records/{junk['id']}", {"name": "王芳", "mobile": "13700137000"}).get_json()
-    assert fixed["status"] == "invalid" and fixed["owner"] is None
+    # an admin fixes one field: still quarantined, the remaining reason listed
+    half = api.patch(f"/objects/lead/records/{junk['id']}", {"name": "王芳"}).get_json()
+    assert half["status"] == "invalid" and half["invalid_reason"] == "mobile: not a valid phone number (12345)"
+    fixed = api.patch(f"/objects/lead/records/{junk['id']}", {"mobile": "13700137000"}).get_json()
+    assert fixed["status"] == "invalid" and fixed["owner"] is None   # released only on purpose
     released = api.post(f"/objects/lead/records/{junk['id']}/release").get_json()
     assert released["status"] == "new" and released["owner"] == rep_id and released["invalid_reason"] is None
     assert released["quarantined_at"] is None and released["mobile"] == "+8613700137000"

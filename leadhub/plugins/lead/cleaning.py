@@ -231,10 +231,12 @@ def register(runtime) -> None:
         changed = {f for f in CHECKED_FIELDS if ev.changed(f)}
         if not changed:
             return
-        reasons = check(ev.conn, values, only=changed)
+        quarantined = values.get("quarantined_at") is not None
+        # in quarantine every reason is re-listed (one fixed field leaves the others named)
+        reasons = check(ev.conn, values, only=None if quarantined else changed)
         if not reasons:
             return
-        if values.get("quarantined_at"):
+        if quarantined:
             values["invalid_reason"] = reason_text(reasons)
         else:
             _quarantine(values, reasons, old.get("owner"))
