@@ -39,7 +39,7 @@ def seed_demo(runtime: "Runtime", actor: Actor, count: int = 200,
             "company": fake.company(),
             "title": rng.choice(["总经理", "采购经理", "市场总监", "IT 主管", "销售经理"]),
             "mobile": fake.phone_number(),
-            "email": fake.email(),
+            "email": fake.free_email(),   # safe=True domains (example.org) are reserved and quarantined
             "province": province,
             "city": rng.choice(cities[province]),
             "source": rng.choice(SOURCES),
