@@ -492,3 +492,22 @@ def test_the_whole_intake_pipeline_scores_after_cleaning(api, no_rules):
     rec = lead(api, name="Zhao Lei", mobile="138 0013 8000", company_size=800)
     assert rec["mobile"] == "+8613800138000" and rec["mobile_province"]
     assert rec["score"] == 7
+
+
+def test_scoring_rule_hook_functions_add_points_and_explain_them(api, no_rules):
+    """An admin's function of kind hook named scoring_rule scores what a
+    one-line condition cannot; a failing one scores nothing."""
+    r = api.post("/meta/functions", {"api_name": "ceo_bonus", "label": {"en": "CEO bonus", "zh_CN": "高管加分"},
+                                     "kind": "hook", "hook": "scoring_rule",
+                                     "code": "t = (record['title'] or '').upper()\n"
+                                             "return 25 if 'CEO' in t or '总经理' in t else None"})
+    assert r.status_code == 201, r.get_json()
+    assert api.post("/meta/functions", {"api_name": "broken_rule", "label": "Broken", "kind": "hook",
+                                        "hook": "scoring_rule", "code": "return 1 / 0"}).status_code == 201
+    boss = lead(api, title="总经理")
+    clerk = lead(api, title="clerk")
+    assert stored(api, boss["id"])["score"] == 25 and stored(api, clerk["id"])["score"] == 0
+    why = api.get(f"/objects/lead/records/{boss['id']}/score").get_json()
+    assert [(x.get("function"), x["points"]) for x in why["rules"]] == [("ceo_bonus", 25)]
+    runs = api.get('/meta/function-runs?filter={"field":"function","op":"eq","value":"broken_rule"}').get_json()
+    assert runs["runs"] and runs["runs"][0]["outcome"] == "error"

@@ -33,6 +33,7 @@ from leadhub.plugins.lead.scoring_tables import score_event_types, score_events,
 
 OBJECT = "lead"
 MQL_EVENT = "mql"
+HOOK = "scoring_rule"      # functions of kind "hook" with this hook name add points
 SCORE_FIELDS = ("score", "score_attribute", "score_behaviour", "grade", "mql", "mql_at")
 FUTURE_SLACK = dt.timedelta(minutes=5)   # clocks of other systems posting events drift a little
 MAX_NOTE = 2000
@@ -151,9 +152,27 @@ def grade_of(total: int, grades: dict[str, int]) -> str:
     return next((g for g in GRADES if total >= grades[g]), "D")
 
 
-def compute(snap: Snapshot, values: dict, events: Iterable, now: dt.datetime) -> Score:
-    """events: rows with type, points and occurred_at (any extra keys are kept)."""
-    matched, attribute = [], 0
+def hook_points(runtime, values: dict) -> list[dict]:
+    """Admins' `scoring_rule` hook functions (functions of kind hook, hook
+    scoring_rule): each returns a number of points for the lead, or nothing.
+    A function that fails scores nothing (its run is in the execution log);
+    with none active this is one dictionary lookup."""
+    fns = runtime.functions.bound(runtime.cache.current(), "hook", HOOK)
+    out = []
+    for fn in fns:
+        result = runtime.function_runner.execute(fn, Actor.system(), trigger="hook", record=values)
+        points = result.value
+        if result.error is None and isinstance(points, (int, float)) and not isinstance(points, bool) and points:
+            out.append({"function": fn.api_name, "label": fn.labels, "points": _round(points)})
+    return out
+
+
+def compute(snap: Snapshot, values: dict, events: Iterable, now: dt.datetime,
+            hooks: Iterable[dict] = ()) -> Score:
+    """events: rows with type, points and occurred_at (any extra keys are kept);
+    hooks: points from scoring_rule functions, counted as attribute points."""
+    matched = list(hooks)
+    attribute = sum(h["points"] for h in matched)
     for rule in snap.rules:
         if rule.expression is None:
             continue
@@ -237,7 +256,7 @@ def _score_write(runtime, event: RecordEvent) -> None:
                 "updated_at": now, **{k: v for k, v in values.items() if v is not None}}
     else:
         seen = values
-    score = compute(snap, seen, events, now)
+    score = compute(snap, seen, events, now, hook_points(runtime, seen))
     values.update(score=score.total, score_attribute=score.attribute, score_behaviour=_round(score.behaviour),
                   grade=score.grade)
     if not values.get("mql"):
@@ -333,7 +352,7 @@ def explain(runtime, actor: Actor, lead_id: int, language: str = "en", now: dt.d
         events = [{"id": r["id"], "type": r["type"], "label": pick(r["labels"], language) or r["type"],
                    "strength": r["strength"], "points": r["points"], "occurred_at": r["occurred_at"],
                    "note": r["note"]} for r in rows]
-    score = compute(snap, lead, events, now)
+    score = compute(snap, lead, events, now, hook_points(runtime, lead))
     return {"lead": lead_id, "as_of": now, "score": score.total, "attribute": score.attribute,
             "behaviour": _round(score.behaviour), "grade": score.grade,
             "mql": bool(lead.get("mql")), "mql_at": lead.get("mql_at"),
