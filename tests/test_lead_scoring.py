@@ -511,3 +511,16 @@ def test_scoring_rule_hook_functions_add_points_and_explain_them(api, no_rules):
     assert [(x.get("function"), x["points"]) for x in why["rules"]] == [("ceo_bonus", 25)]
     runs = api.get('/meta/function-runs?filter={"field":"function","op":"eq","value":"broken_rule"}').get_json()
     assert runs["runs"] and runs["runs"][0]["outcome"] == "error"
+
+
+def test_the_lead_page_timeline_shows_the_score_and_its_reasons(api, runtime, admin, no_rules):
+    from leadhub.plugins.lead import scoring
+    from leadhub.platform.permissions import Actor
+    add_rule(api, "company_size >= 500", 20, label="大公司")
+    rid = lead(api, company_size=800)["id"]
+    assert api.post(f"/objects/lead/records/{rid}/events", {"type": "website_enquiry"}).status_code in (200, 201)
+    zh = Actor(user_id=admin.user_id, login="admin", is_admin=True, language="zh_CN")
+    items = scoring.timeline(runtime, zh, "lead", rid)
+    assert items[0]["kind"] == "score" and items[0]["title"].startswith("评分 ")
+    assert "大公司 +20" in items[0]["body"]
+    assert any(i["kind"] == "score_event" and "+30" in i["title"] for i in items)

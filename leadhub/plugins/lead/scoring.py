@@ -27,6 +27,7 @@ from leadhub.metadata.labels import pick
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.events import RecordEvent
+from leadhub.platform import permissions
 from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead.scoring_config import GRADES, MEMO, read_settings
 from leadhub.plugins.lead.scoring_tables import score_event_types, score_events, scoring_rules
@@ -283,6 +284,27 @@ def register(runtime) -> None:
     if hasattr(runtime, "scheduler"):
         from leadhub.plugins.lead.scoring_jobs import decay_sweep
         runtime.scheduler.every("lead.score_decay", seconds=86400, fn=decay_sweep)
+    from leadhub.web.pages.timeline import provide
+    provide(runtime, timeline, object=OBJECT)
+
+
+def timeline(runtime, actor: Actor, _obj: str, lead_id: int) -> list[dict]:
+    """The lead page's timeline: the score as of now with the rules that
+    made it, and each behaviour event with its points; nothing for a reader
+    from whom the score is hidden."""
+    if not permissions.visible(actor, OBJECT, "score"):
+        return []
+    lang = actor.language or "zh_CN"
+    why = explain(runtime, actor, lead_id, lang)
+    text = lambda label: pick(label, lang) if isinstance(label, dict) else str(label)  # noqa: E731
+    title = (f"评分 {why['score']}（{why['grade']} 级）" if lang == "zh_CN"
+             else f"Score {why['score']} (grade {why['grade']})")
+    reasons = "; ".join(f"{text(r['label'])} {r['points']:+d}" for r in why["rules"])
+    items = [{"at": why["as_of"], "kind": "score", "url": None, "title": title, "body": reasons or None}]
+    for ev in why["events"]:
+        items.append({"at": ev["occurred_at"], "kind": "score_event", "url": None,
+                      "title": f"{ev['label']} {ev['points']:+d}", "body": ev.get("note")})
+    return items
 
 
 def blueprints() -> list:
