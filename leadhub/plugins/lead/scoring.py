@@ -153,12 +153,13 @@ def grade_of(total: int, grades: dict[str, int]) -> str:
     return next((g for g in GRADES if total >= grades[g]), "D")
 
 
-def hook_points(runtime, values: dict) -> list[dict]:
+def hook_points(runtime, values: dict, registry=None) -> list[dict]:
     """Admins' `scoring_rule` hook functions (functions of kind hook, hook
     scoring_rule): each returns a number of points for the lead, or nothing.
     A function that fails scores nothing (its run is in the execution log);
-    with none active this is one dictionary lookup."""
-    fns = runtime.functions.bound(runtime.cache.current(), "hook", HOOK)
+    with none active, and the write's registry given, this is one dictionary
+    lookup (no metadata-version query per lead)."""
+    fns = runtime.functions.bound(registry or runtime.cache.current(), "hook", HOOK)
     out = []
     for fn in fns:
         result = runtime.function_runner.execute(fn, Actor.system(), trigger="hook", record=values)
@@ -257,7 +258,7 @@ def _score_write(runtime, event: RecordEvent) -> None:
                 "updated_at": now, **{k: v for k, v in values.items() if v is not None}}
     else:
         seen = values
-    score = compute(snap, seen, events, now, hook_points(runtime, seen))
+    score = compute(snap, seen, events, now, hook_points(runtime, seen, event.registry))
     values.update(score=score.total, score_attribute=score.attribute, score_behaviour=_round(score.behaviour),
                   grade=score.grade)
     if not values.get("mql"):
