@@ -58,28 +58,43 @@ def _taken(conn, values: dict, entry_id: int | None = None) -> None:
         raise Conflict(f"Entry {other} already blacklists this {values['type']}.", {"value": "Already blacklisted."})
 
 
-@bp.get("/meta/blacklists")
-def list_blacklists():
+def list_entries(rt, kind: str | None = None) -> list[dict]:
+    """Blacklist entries, of one type when `kind` is given (the admin pages call these too)."""
     stmt = sa.select(blacklist).order_by(blacklist.c.type, blacklist.c.value)
-    kind = request.args.get("type")
     if kind:
         if kind not in cleaning.BLACKLIST_TYPES:
             raise BadRequest(f"type must be one of: {', '.join(cleaning.BLACKLIST_TYPES)}.", {"type": "Unknown type."})
         stmt = stmt.where(blacklist.c.type == kind)
-    with runtime().db.read() as conn:
-        return {"entries": [_entry(r) for r in conn.execute(stmt).mappings()]}
+    with rt.db.read() as conn:
+        return [_entry(r) for r in conn.execute(stmt).mappings()]
+
+
+def add_entry(rt, actor, payload: Any) -> dict:
+    permissions.require_admin(actor)
+    values = _entry_values(payload)
+    with rt.db.write() as conn:
+        _taken(conn, values)
+        now = utcnow()
+        new_id = conn.execute(blacklist.insert().values(**values, created_by=actor.user_id, created_at=now,
+                                                        updated_at=now).returning(blacklist.c.id)).scalar_one()
+        return _entry(_get_entry(conn, new_id))
+
+
+def delete_entry(rt, actor, entry_id: int) -> None:
+    permissions.require_admin(actor)
+    with rt.db.write() as conn:
+        _get_entry(conn, entry_id)
+        conn.execute(sa.delete(blacklist).where(blacklist.c.id == entry_id))
+
+
+@bp.get("/meta/blacklists")
+def list_blacklists():
+    return {"entries": list_entries(runtime(), request.args.get("type"))}
 
 
 @bp.post("/meta/blacklists")
 def create_blacklist():
-    permissions.require_admin(g.actor)
-    values = _entry_values(body())
-    with runtime().db.write() as conn:
-        _taken(conn, values)
-        now = utcnow()
-        new_id = conn.execute(blacklist.insert().values(**values, created_by=g.actor.user_id, created_at=now,
-                                                        updated_at=now).returning(blacklist.c.id)).scalar_one()
-        return _entry(_get_entry(conn, new_id)), 201
+    return add_entry(runtime(), g.actor, body()), 201
 
 
 @bp.get("/meta/blacklists/<id:entry_id>")
@@ -101,10 +116,7 @@ def update_blacklist(entry_id):
 
 @bp.delete("/meta/blacklists/<id:entry_id>")
 def delete_blacklist(entry_id):
-    permissions.require_admin(g.actor)
-    with runtime().db.write() as conn:
-        _get_entry(conn, entry_id)
-        conn.execute(sa.delete(blacklist).where(blacklist.c.id == entry_id))
+    delete_entry(runtime(), g.actor, entry_id)
     return "", 204
 
 
