@@ -24,7 +24,8 @@ def _register(runtime) -> None:
 
 
 def _blueprints() -> list:
-    return [bp for part in _parts() for bp in part.blueprints()]
+    from leadhub.plugins.lead.admin_pages import bp as admin_pages   # the admin's settings pages
+    return [bp for part in _parts() for bp in part.blueprints()] + [admin_pages]
 
 
 plugin = Plugin(
