@@ -89,7 +89,7 @@ def main() -> None:
         obj = rt.cache.current().get("lead")
         cities = obj.fields["city"].settings["dependency"]
         handlers = sorted({fn.__module__.rsplit(".", 1)[-1] for (ev, o), fns in rt.events._handlers.items()
-                           if o == "lead" for fn in fns})
+                           if o == "lead" for fn, _batch in fns})
         c.log(f"lead handlers installed: {handlers}")
 
         # existing leads, loaded with COPY

@@ -37,25 +37,59 @@ class RecordEvent:
 
 
 Handler = Callable[[RecordEvent], None]
+BatchHandler = Callable[[list[RecordEvent]], None]
 
 
 class EventBus:
-    def __init__(self):
-        self._handlers: dict[tuple[str, str | None], list[Handler]] = defaultdict(list)
+    """Handlers run in the order they subscribed (those for one object before
+    those for every object). A handler subscribed with batch=True takes the
+    list of one write's events at once (a bulk write of 500 rows: one call),
+    so it can look things up with one query instead of one per row."""
 
-    def subscribe(self, event: str, handler: Handler | None = None, *, object: str | None = None):
+    def __init__(self):
+        self._handlers: dict[tuple[str, str | None], list[tuple[Callable, bool]]] = defaultdict(list)
+
+    def subscribe(self, event: str, handler: Callable | None = None, *, object: str | None = None,
+                  batch: bool = False):
         """Subscribe `handler` to `event` for one object (or all when None).
         Usable as a decorator: @bus.subscribe("after_insert", object="lead")."""
-        def add(fn: Handler) -> Handler:
-            self._handlers[(event, object)].append(fn)
+        def add(fn: Callable) -> Callable:
+            self._handlers[(event, object)].append((fn, batch))
             return fn
         return add(handler) if handler is not None else add
 
     def has(self, event: str, object: str) -> bool:
         return bool(self._handlers.get((event, object)) or self._handlers.get((event, None)))
 
+    def handlers(self, event: str, object: str) -> list[Callable]:
+        return [fn for key in ((event, object), (event, None)) for fn, _batch in self._handlers.get(key, ())]
+
     def publish(self, ev: RecordEvent) -> None:
-        for fn in self._handlers.get((ev.name, ev.object), ()):
-            fn(ev)
-        for fn in self._handlers.get((ev.name, None), ()):
-            fn(ev)
+        self.publish_all([ev])
+
+    def publish_all(self, events: list[RecordEvent], refused: Callable[[int, Exception], None] | None = None) -> None:
+        """Every handler over the write's events, handler by handler. With
+        `refused`, a row's ValidationFailed from a per-row handler is passed to
+        it (with the row's index) and later handlers skip that row; without,
+        it propagates. A batch handler's exception always propagates."""
+        from leadhub.platform.errors import ValidationFailed
+        if not events:
+            return
+        live = list(enumerate(events))
+        first = events[0]
+        for key in ((first.name, first.object), (first.name, None)):
+            for fn, batch in self._handlers.get(key, ()):
+                if batch:
+                    fn([ev for _i, ev in live])
+                    continue
+                kept = []
+                for i, ev in live:
+                    try:
+                        fn(ev)
+                    except ValidationFailed as exc:
+                        if refused is None:
+                            raise
+                        refused(i, exc)
+                        continue
+                    kept.append((i, ev))
+                live = kept

@@ -181,24 +181,24 @@ class RecordService:
             values_list = self._collect(rows, _single, lambda v: self._prepare_insert(reg, obj, v))
             self._check_references(conn, reg, obj, values_list, _single, actor=actor)
             self._check_unique(conn, reg, obj, values_list, _single)
+            for values in values_list:   # before the handlers: one may still hand the record to nobody
+                if values.get("owner") is None:
+                    values["owner"] = actor.user_id
             self._publish_before("before_insert", reg, obj, actor, conn, values_list, [None] * len(values_list),
                                  [None] * len(values_list), on_commit, _single)
             self._fill_autonumbers(conn, obj, values_list, now)
             for values in values_list:
                 computed.initial_rollups(obj, values)
                 computed.apply_formulas(reg, obj_name, values, now)
-                owner = values.get("owner")
-                values.update(owner=owner if owner is not None else actor.user_id,
-                              created_by=actor.user_id, created_at=now,
-                              updated_by=actor.user_id, updated_at=now)
+                values.update(created_by=actor.user_id, created_at=now, updated_by=actor.user_id, updated_at=now)
             table = reg.table(obj_name)
             db_rows = [self._to_db(reg, obj, v) for v in values_list]
             ids = self._insert(conn, obj, table, db_rows)
             for values, new_id in zip(values_list, ids):
                 values["id"] = new_id
             self._refresh_parents(conn, reg, obj, values_list, now)
-            for values in values_list:
-                self._publish("after_insert", reg, obj, actor, conn, values, None, values["id"], on_commit)
+            self._publish_all("after_insert", reg, obj, actor, conn, values_list, [None] * len(values_list),
+                              [v["id"] for v in values_list], on_commit)
         names = self._visible(actor, obj)
         return [{n: v.get(n) for n in names} for v in values_list]
 
@@ -591,16 +591,13 @@ class RecordService:
     def _publish_before(self, name, reg, obj, actor, conn, values_list, olds, ids, on_commit, single) -> None:
         """before_* handlers for every row, gathering all rows' refusals (named
         records.<i>.<field> in a batch) before refusing the write."""
-        if not self.events.has(name, obj.api_name):
-            return
         errors: dict = {}
-        for i, (values, old, rid) in enumerate(zip(values_list, olds, ids)):
-            try:
-                self._publish(name, reg, obj, actor, conn, values, old, rid, on_commit)
-            except ValidationFailed as exc:
-                if single:
-                    raise
-                errors.update({f"records.{i}.{k}": v for k, v in exc.fields.items()})
+
+        def refused(i, exc):
+            if single:
+                raise exc
+            errors.update({f"records.{i}.{k}": v for k, v in exc.fields.items()})
+        self._publish_all(name, reg, obj, actor, conn, values_list, olds, ids, on_commit, refused)
         if errors:
             raise ValidationFailed(errors)
 
@@ -615,10 +612,15 @@ class RecordService:
         return values
 
     def _publish(self, name, reg, obj, actor, conn, values, old, rid, on_commit) -> None:
+        self._publish_all(name, reg, obj, actor, conn, [values], [old], [rid], on_commit)
+
+    def _publish_all(self, name, reg, obj, actor, conn, values_list, olds, ids, on_commit, refused=None) -> None:
+        """One event per row, handed to the handlers together (see EventBus.publish_all)."""
         if self.events.has(name, obj.api_name):
-            self.events.publish(RecordEvent(name=name, object=obj.api_name, actor=actor, conn=conn,
-                                            values=values, old=old, record_id=rid, on_commit=on_commit,
-                                            registry=reg))
+            self.events.publish_all([RecordEvent(name=name, object=obj.api_name, actor=actor, conn=conn,
+                                                 values=values, old=old, record_id=rid, on_commit=on_commit,
+                                                 registry=reg)
+                                     for values, old, rid in zip(values_list, olds, ids)], refused)
 
     def _integrity_conflict(self, err: sa.exc.IntegrityError) -> Conflict:
         """A unique index caught what the pre-check could not (a concurrent write)."""
