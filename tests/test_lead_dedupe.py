@@ -185,6 +185,47 @@ def test_duplicates_inside_one_bulk_write(lead, api):
     assert [x["duplicate_of"] for x in rows] == [None, rows[0]["id"], None, rows[0]["id"]]
 
 
+BEIJING = {"province": "beijing", "city": "beijing"}
+
+
+def test_each_action_inside_one_bulk_write(lead, api, reps, runtime, admin):
+    """A bulk write is checked in one pass before its insert: an earlier row of
+    the same write is the original; collect fills it before it is stored, route
+    hands the later row to its owner, who is told with the new row's link."""
+    rule(api, "company", COMPANY_CITY, action="collect")
+    rule(api, "mobile", MOBILE, action="route")
+    (a_id, rep_a), (b_id, _rep_b) = reps["rep_a"], reps["rep_b"]
+    rows = runtime.records.bulk_create(admin, "lead", [
+        {"name": "甲", "company": FENYANG, **BEIJING, "owner": a_id, "mobile": "13800138000"},
+        {"name": "乙", "company": "纷扬科技", **BEIJING, "title": "总监", "owner": b_id},
+        {"name": "丙", "mobile": "+86 138 0013 8000", "owner": b_id},
+        {"name": "丁", "company": "纷扬星空", **BEIJING, "owner": b_id}])
+    first, collected, routed, other = rows
+    assert collected["duplicate_of"] == first["id"] and collected["duplicate_rule"] == "company"
+    stored = runtime.records.get(admin, "lead", first["id"])
+    assert stored["title"] == "总监" and stored["name"] == "甲" and stored["is_duplicate"] is False
+    assert routed["duplicate_of"] == first["id"] and routed["owner"] == a_id
+    assert other["duplicate_of"] is None and other["is_duplicate"] is False
+    notes = rep_a.get("/notifications").get_json()["notifications"]
+    assert [(n["kind"], n["link"]) for n in notes] == [("lead.duplicate_routed", f"/o/lead/{routed['id']}")]
+    # the links were written to the stored rows too, not only answered
+    assert runtime.records.get(admin, "lead", routed["id"])["duplicate_of"] == first["id"]
+
+
+def test_a_hot_key_cannot_hide_other_keys_of_the_same_write(lead, api, runtime, admin, monkeypatch):
+    """Candidates are capped per key, not per write: 30 stored leads on one
+    number do not crowd out the single lead on another."""
+    from leadhub.plugins.lead import dedupe
+    monkeypatch.setattr(dedupe, "CANDIDATES", 5)
+    runtime.records.bulk_create(admin, "lead", [{"name": f"热{i}", "mobile": "13800138000"} for i in range(30)])
+    lone = create(api, mobile="13900139000")
+    rule(api, "mobile", MOBILE)
+    got = runtime.records.bulk_create(admin, "lead", [{"name": "新一", "mobile": "13800138000"},
+                                                      {"name": "新二", "mobile": "13900139000"}])
+    assert got[1]["duplicate_of"] == lone["id"]
+    assert got[0]["duplicate_of"] is not None
+
+
 def test_quarantined_leads_are_nobodys_original_and_release_checks(lead, api):
     rule(api, "mobile", MOBILE)
     junk = create(api, name="test", mobile="13800138000")

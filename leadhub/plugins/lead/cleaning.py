@@ -94,17 +94,21 @@ def blacklist_value(kind: str, raw: Any) -> str:
     return value
 
 
-def _blacklisted(conn, values: dict) -> dict[str, set[str]]:
-    """The blacklist entries that can concern this lead: exact entries for
-    its phones, address, domains and company, and every keyword and
-    sensitive word (a short list). One indexed query."""
-    wanted = {"phone": [values[f] for f in PHONE_FIELDS if values.get(f)],
-              "email": [values["email"]] if values.get("email") else [],
-              "email_domain": nz.domains_of(values["email"]) if values.get("email") else [],
-              "company": [k] if (k := nz.company_key(values.get("company"))) else []}
+def _blacklisted(conn, values_list: list[dict]) -> dict[str, set[str]]:
+    """The blacklist entries that can concern these leads: exact entries for
+    their phones, addresses, domains and companies, and every keyword and
+    sensitive word (a short list). One indexed query for a whole batch."""
+    wanted: dict[str, set[str]] = {"phone": set(), "email": set(), "email_domain": set(), "company": set()}
+    for values in values_list:
+        wanted["phone"].update(values[f] for f in PHONE_FIELDS if values.get(f))
+        if values.get("email"):
+            wanted["email"].add(values["email"])
+            wanted["email_domain"].update(nz.domains_of(values["email"]))
+        if k := nz.company_key(values.get("company")):
+            wanted["company"].add(k)
     b = blacklist
     cond = [b.c.type.in_(("keyword", "sensitive"))]
-    cond += [sa.and_(b.c.type == kind, b.c.value.in_(vals)) for kind, vals in wanted.items() if vals]
+    cond += [sa.and_(b.c.type == kind, b.c.value.in_(sorted(vals))) for kind, vals in wanted.items() if vals]
     found: dict[str, set[str]] = {k: set() for k in BLACKLIST_TYPES}
     for kind, value in conn.execute(sa.select(b.c.type, b.c.value).where(sa.or_(*cond))):
         found[kind].add(value)
@@ -156,15 +160,21 @@ def normalise_values(values: dict, only: set[str] | None = None) -> dict[str, st
     return reasons
 
 
-def check(conn, values: dict, only: set[str] | None = None) -> dict[str, str]:
+def check(conn, values: dict, only: set[str] | None = None, lists: dict[str, set[str]] | None = None,
+          normalised: dict[str, str] | None = None) -> dict[str, str]:
     """Normalise `values` in place and answer {field: reasons} of everything
-    that fails, for the fields in `only` (all when None)."""
+    that fails, for the fields in `only` (all when None). A batch passes the
+    blacklist entries it looked up for all its rows (`lists`) and the
+    reasons normalising gave (`normalised`)."""
     def wanted(name):
         return only is None or name in only
     reasons: dict[str, list[str]] = {}
-    for name, why in normalise_values(values, only).items():
+    if normalised is None:
+        normalised = normalise_values(values, only)
+    for name, why in normalised.items():
         reasons.setdefault(name, []).append(why)
-    lists = _blacklisted(conn, values)
+    if lists is None:
+        lists = _blacklisted(conn, [values])
     for name in PHONE_FIELDS:
         if wanted(name) and values.get(name) in lists["phone"]:
             reasons.setdefault(name, []).append("number is blacklisted")
@@ -210,16 +220,14 @@ def _quarantine(values: dict, reasons: dict[str, str], owner: int | None) -> Non
 # ---------------------------------------------------------------- handlers
 def register(runtime) -> None:
     """Subscribe this part's event handlers and scheduled sweeps."""
-    def before_insert(ev):
-        reasons = check(ev.conn, ev.values)
-        if reasons:
-            _quarantine(ev.values, reasons, ev.values.get("owner") or ev.actor.user_id)
-
-    def after_insert(ev):
-        # an insert gives an ownerless row its creator; quarantine takes it back
-        if ev.values.get("quarantined_at") and ev.values.get("owner") is not None:
-            runtime.records.update(SYSTEM, OBJECT, ev.record_id, {"owner": None})
-            ev.values["owner"] = None
+    def before_insert(events):
+        # normalised first: the blacklists hold E.164 numbers and folded addresses
+        normalised = [normalise_values(ev.values) for ev in events]
+        lists = _blacklisted(events[0].conn, [ev.values for ev in events])
+        for ev, found in zip(events, normalised):
+            reasons = check(ev.conn, ev.values, lists=lists, normalised=found)
+            if reasons:
+                _quarantine(ev.values, reasons, ev.values.get("owner") or ev.actor.user_id)
 
     def before_update(ev):
         old, values = ev.old, ev.values
@@ -241,8 +249,7 @@ def register(runtime) -> None:
         else:
             _quarantine(values, reasons, old.get("owner"))
 
-    runtime.events.subscribe("before_insert", before_insert, object=OBJECT)
-    runtime.events.subscribe("after_insert", after_insert, object=OBJECT)
+    runtime.events.subscribe("before_insert", before_insert, object=OBJECT, batch=True)
     runtime.events.subscribe("before_update", before_update, object=OBJECT)
 
 

@@ -72,6 +72,7 @@ class Match:
     created_at: dt.datetime
     score: float
     duplicate: bool = False
+    draft: int | None = None       # an earlier lead of the same write (id None until inserted)
 
 
 def months_ago(now: dt.datetime, months: int) -> dt.datetime:
@@ -85,55 +86,81 @@ def months_ago(now: dt.datetime, months: int) -> dt.datetime:
 def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None = None,
          limit: int = MAX_MATCHES, *, conn=None, reg=None) -> list[Match]:
     """Records matching `values` under `rule`, the original first, as the
-    system (all records, whatever the writer may read). One indexed SELECT
-    per match object, compiled by the query compiler. `conn` and `reg`
+    system (all records, whatever the writer may read). `conn` and `reg`
     let a caller checking several rules share one connection and snapshot."""
-    keys = [c.key(values) for c in rule.conditions]
-    if any(k is None for k in keys):
-        return []
     if conn is None:
         with runtime.db.read() as conn:
-            return find(runtime, rule, values, exclude, limit, conn=conn, reg=reg)
+            return find_many(runtime, rule, [values], exclude, limit, conn=conn, reg=reg)[0]
+    return find_many(runtime, rule, [values], exclude, limit, conn=conn, reg=reg)[0]
+
+
+def find_many(runtime, rule: Rule, drafts: list[dict], exclude: dict[str, set[int]] | None = None,
+              limit: int = MAX_MATCHES, *, conn, reg=None, keys: list[tuple] | None = None) -> list[list[Match]]:
+    """The stored matches of each draft under `rule`, the original first. One
+    indexed SELECT per match object for all the drafts (each condition's keys
+    in an IN list, compiled by the query compiler, at most CANDIDATES per key,
+    earliest first); rows are paired with drafts and fuzzy names scored here.
+    `keys`: the drafts' rule.keys, when the caller has them."""
+    keys = keys or [rule.keys(v) for v in drafts]
+    todo = [i for i, k in enumerate(keys) if all(p is not None for p in k)]
+    out: list[list[Match]] = [[] for _ in drafts]
+    if not todo:
+        return out
     reg = reg or runtime.cache.current(conn)
     fuzzy = [c for c in rule.conditions if c.fuzzy]
-    draft_core = nz.company_core(values.get("company")) if fuzzy else None
-    out: list[Match] = []
+    threshold = min((c.threshold for c in fuzzy), default=None)
+    cores = {i: nz.company_core(drafts[i].get("company")) for i in todo} if fuzzy else {}
+    columns = [c.filter(None)["field"] for c in rule.conditions]
     for target in rule.match_objects:
         obj = reg.objects.get(target)
         if obj is None:
             continue
-        tree = [c.filter(k) for c, k in zip(rule.conditions, keys)]
+        tree = [{"field": col, "op": "in", "value": sorted({keys[i][j] for i in todo}, key=str)}
+                for j, col in enumerate(columns)]
         if rule.window_months:
             tree.append({"field": "created_at", "op": "gte",
                          "value": months_ago(utcnow(), rule.window_months).isoformat()})
         if "status" in obj.fields:  # quarantined records are nobody's original
             tree.append({"field": "status", "op": "ne", "value": "invalid"})
-        # excluded ids (this record, later rows of its bulk write) are dropped
-        # here rather than in SQL: a long NOT IN costs more than a few extra rows
         skip = (exclude or {}).get(target, set())
         flagged = "is_duplicate" in obj.fields
-        fields = (["id", "owner", "created_at"] + (["company", "company_key"] if fuzzy else [])
-                  + (["is_duplicate"] if flagged else []))
+        fields = list(dict.fromkeys(["id", "owner", "created_at", *columns] + (["company", "company_key"] if fuzzy else [])
+                                    + (["is_duplicate"] if flagged else [])))
         stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
-            QuerySpec(filter=tree, fields=fields, sort=["created_at"], page_size=CANDIDATES + len(skip)))
+            QuerySpec(filter=tree, fields=fields, sort=["created_at"]), paged=False)
+        # at most CANDIDATES (+ the excluded) per key, earliest first: a hot key cannot flood the batch
+        picked = [stmt.selected_columns[f"c{fields.index(col)}"].element for col in columns]
+        ranked = stmt.add_columns(sa.func.row_number().over(
+            partition_by=picked, order_by=[stmt.selected_columns[f"c{fields.index('created_at')}"].element,
+                                           stmt.selected_columns["c0"].element]).label("rank")).order_by(None).subquery()
+        stmt = sa.select(*[ranked.c[f"c{i}"] for i in range(len(fields))]).where(
+            ranked.c.rank <= CANDIDATES + len(skip))
+        by_key: dict[tuple, list[dict]] = {}
         for row in conn.execute(stmt):
             rec = {name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
-            if rec["id"] in skip:
-                continue
-            score = 100.0
-            if fuzzy:
-                score = nz.similarity(draft_core, nz.core_of_key(rec.get("company_key"), rec.get("company")))
-                if score < min(c.threshold for c in fuzzy):
-                    continue
-            out.append(Match(rule, target, rec["id"], rec["owner"], rec["created_at"], score,
-                             bool(rec.get("is_duplicate"))))
+            if rec["id"] not in skip:
+                by_key.setdefault(tuple(rec[col] for col in columns), []).append(rec)
+        for i in todo:
+            for rec in by_key.get(keys[i], ()):
+                score = 100.0
+                if fuzzy:
+                    score = nz.similarity(cores[i], nz.core_of_key(rec.get("company_key"), rec.get("company")))
+                    if score < threshold:
+                        continue
+                out[i].append(Match(rule, target, rec["id"], rec["owner"], rec["created_at"], score,
+                                    bool(rec.get("is_duplicate"))))
+    for i in todo:
+        out[i] = sorted(out[i], key=_original_first)[:limit]
+    return out
+
+
+def _original_first(m: "Match"):
     # the original: a record not itself marked duplicate, then the earliest (two
     # concurrent writers may commit in the other order than their created_at)
-    out.sort(key=lambda m: (m.duplicate, m.created_at, m.object != rule.object, m.id))
-    return out[:limit]
+    return (m.duplicate, m.created_at, m.object != m.rule.object, m.id or 0, m.draft or 0)
 
 
-def lock_keys(conn, rules: list[Rule], drafts: list[dict]) -> None:
+def lock_keys(conn, rules: list[Rule], drafts: list[dict], keys: dict[str, list[tuple]] | None = None) -> None:
     """PostgreSQL: hold a transaction advisory lock per rule on each draft's
     keys, so two writers of the same duplicate take turns (the second one's
     lookup runs after the first commits). A bulk write locks the keys of all
@@ -143,31 +170,35 @@ def lock_keys(conn, rules: list[Rule], drafts: list[dict]) -> None:
         return
     # a savepoint rolled back releases its locks: what is held is kept per savepoint
     held = _tx_state(conn, "lead_dedupe_locks", lambda: {"keys": set(), "drafts": set()}, innermost=True)
-    drafts = [v for v in drafts if id(v) not in held["drafts"]]   # a batch's rows are locked once
-    keys = set()
-    for values in drafts:
+    wanted = set()
+    for i, values in enumerate(drafts):
+        if id(values) in held["drafts"]:     # a batch's rows are locked once
+            continue
         held["drafts"].add(id(values))
         for rule in rules:   # one lock per rule on all its keys: a duplicate shares every one
-            parts = [c.key(values) for c in rule.conditions]
+            parts = keys[rule.name][i] if keys else rule.keys(values)
             if all(p is not None for p in parts):
-                keys.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
-    todo = sorted(keys - held["keys"])
+                wanted.add(f"dedupe:{rule.name}:" + "\x1f".join(map(str, parts)))
+    todo = sorted(wanted - held["keys"])
     if todo:   # one round trip; unnest yields the sorted array in order
         conn.execute(sa.text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
                              "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": todo})
-    held["keys"] |= keys
+    held["keys"] |= wanted
 
 
-def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]],
-                batch: list[dict] = ()) -> Match | None:
-    # rules and metadata once per transaction: a bulk write checks many rows
+def _rules(runtime, conn, reg=None) -> tuple[list[Rule], Any]:
+    """The active rules and metadata, once per transaction (an import's
+    batches each load them once)."""
     cached = _tx_state(conn, "lead_dedupe_rules", dict)
     if not cached:
-        cached.update(rules=load_rules(conn), reg=runtime.cache.current(conn))
-    rules, reg = cached["rules"], cached["reg"]
-    if not rules:
-        return None
-    lock_keys(conn, rules, [values, *batch])
+        cached.update(rules=load_rules(conn), reg=reg or runtime.cache.current(conn))
+    return cached["rules"], cached["reg"]
+
+
+def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]]) -> Match | None:
+    """The deciding match of one stored lead (on release from quarantine)."""
+    rules, reg = _rules(runtime, conn)
+    lock_keys(conn, rules, [values])
     for rule in rules:
         found = find(runtime, rule, values, exclude, limit=1, conn=conn, reg=reg)
         if found:
@@ -175,9 +206,54 @@ def first_match(runtime, conn, values: dict, exclude: dict[str, set[int]],
     return None
 
 
+def match_batch(runtime, conn, reg, drafts: list[dict]) -> list[Match | None]:
+    """The deciding match of each new lead of one write, before it is
+    inserted: a stored record, or an earlier lead of the same write
+    (Match.draft names it; its id comes with the insert). For each lead the
+    rules run in order and the first that matches decides. One query per
+    rule for the whole write."""
+    rules, reg = _rules(runtime, conn, reg)
+    if not rules or not drafts:
+        return [None] * len(drafts)
+    keys = {rule.name: [rule.keys(v) for v in drafts] for rule in rules}
+    lock_keys(conn, rules, drafts, keys)
+    now = utcnow()
+    stored = {rule.name: find_many(runtime, rule, drafts, limit=1, conn=conn, reg=reg, keys=keys[rule.name])
+              for rule in rules}
+    # earlier leads of this write, by each rule's keys
+    earlier: dict[str, dict[tuple, list[int]]] = {}
+    for rule in rules:
+        index = earlier[rule.name] = {}
+        if OBJECT in rule.match_objects:
+            for i, k in enumerate(keys[rule.name]):
+                if all(p is not None for p in k):
+                    index.setdefault(k, []).append(i)
+    decided: list[Match | None] = [None] * len(drafts)
+    for j, draft in enumerate(drafts):
+        for rule in rules:
+            found = list(stored[rule.name][j])
+            fuzzy = [c for c in rule.conditions if c.fuzzy]
+            for i in earlier[rule.name].get(keys[rule.name][j], ()):
+                if i >= j:
+                    break
+                score = 100.0
+                if fuzzy:
+                    score = nz.similarity(nz.company_core(draft.get("company")),
+                                          nz.company_core(drafts[i].get("company")))
+                    if score < min(c.threshold for c in fuzzy):
+                        continue
+                first = decided[i]
+                found.append(Match(rule, OBJECT, None, drafts[i].get("owner"), now, score,
+                                   first is not None and first.rule.action != "tag_only", draft=i))
+            if found:
+                decided[j] = min(found, key=_original_first)
+                break
+    return decided
+
+
 def _consequences(runtime, match: Match, values: dict, lead_id: int) -> tuple[dict, dict]:
-    """(read-only marks for the new lead, writable changes for it) of a
-    match, after running collect on the original."""
+    """(read-only marks for a stored lead, writable changes for it) of a
+    match, after running collect on the original (release from quarantine)."""
     rule = match.rule
     marks = {"duplicate_rule": rule.name,
              "duplicate_of": match.id if match.object == OBJECT else None,
@@ -189,30 +265,46 @@ def _consequences(runtime, match: Match, values: dict, lead_id: int) -> tuple[di
         changes["owner"] = match.owner
         notify = getattr(runtime, "notifications", None)
         if notify is not None:
-            notify.send([match.owner], "lead.duplicate_routed",
-                        f"Duplicate lead routed to you: {values.get('name') or lead_id}",
-                        body=f"Rule {rule.name} matched it to your {match.object} #{match.id}.",
-                        link=f"/o/lead/{lead_id}",
-                        data={"lead": lead_id, "original": match.id, "object": match.object, "rule": rule.name})
+            _notify_routed(notify, match.owner, match, {**values, "id": lead_id}, match.id)
     return marks, changes
 
 
-def _collect(runtime, match: Match, values: dict) -> None:
-    """归集: the original takes the new lead's non-empty values it lacks or has differently."""
-    reg = runtime.cache.current()
-    target = reg.get(match.object)
-    writable = set(reg.schema(match.object).fields)
-    original = runtime.records.get(SYSTEM, match.object, match.id)
+def _notify_routed(notify, owner: int, match: Match, values: dict, original_id: int) -> None:
+    lead_id = values["id"]
+    notify.send([owner], "lead.duplicate_routed",
+                f"Duplicate lead routed to you: {values.get('name') or lead_id}",
+                body=f"Rule {match.rule.name} matched it to your {match.object} #{original_id}.",
+                link=f"/o/lead/{lead_id}",
+                data={"lead": lead_id, "original": original_id, "object": match.object, "rule": match.rule.name})
+
+
+def _collected(reg, target: str, original: dict, values: dict) -> dict:
+    """归集: the new lead's non-empty values the original lacks or has differently."""
+    obj = reg.get(target)
+    writable = set(reg.schema(target).fields)
     source = reg.get(OBJECT)
     payload = {}
     for name, value in values.items():
         fd = source.fields.get(name)
         if (fd is None or fd.system or not fd.writable or name in NOT_COLLECTED or name not in writable
-                or value in (None, "", []) or name not in target.fields or original.get(name) == value):
+                or value in (None, "", []) or name not in obj.fields or original.get(name) == value):
             continue
         payload[name] = value
+    return payload
+
+
+def _collect(runtime, match: Match, values: dict) -> None:
+    """Collect into a stored original, through the record service."""
+    original = runtime.records.get(SYSTEM, match.object, match.id)
+    payload = _collected(runtime.cache.current(), match.object, original, values)
     if payload:
         runtime.records.update(SYSTEM, match.object, match.id, payload)
+
+
+def _collect_into(reg, target: str, original: dict, values: dict) -> None:
+    """Collect into an earlier lead of the same write: it is not stored yet,
+    so it is inserted with the values."""
+    original.update(_collected(reg, target, original, values))
 
 
 # ---------------------------------------------------------------- handlers
@@ -227,38 +319,61 @@ def _tx_state(conn, name: str, make, *, innermost: bool = False):
     return state[1]
 
 
-def _batch(conn) -> list[dict]:
-    """The values of leads inserted in this transaction whose check has not
-    run yet (rows of one bulk write are inserted before any after_insert)."""
-    return _tx_state(conn, "lead_dedupe_batch", list)
-
-
 def register(runtime) -> None:
-    """Subscribe this part's event handlers and scheduled sweeps."""
-    def before_insert(ev):
-        _keys(ev.values)
-        ev.values.setdefault("is_duplicate", False)
-        if ev.values["is_duplicate"] is None:
-            ev.values["is_duplicate"] = False
-        _batch(ev.conn).append(ev.values)
+    """Subscribe this part's event handlers."""
+    def before_insert(events):
+        for ev in events:
+            _keys(ev.values)
+            if ev.values.get("is_duplicate") is None:
+                ev.values["is_duplicate"] = False
+        live = [ev for ev in events if not ev.values.get("quarantined_at")]
+        if not live:
+            return
+        conn = live[0].conn
+        decided = match_batch(runtime, conn, live[0].registry, [ev.values for ev in live])
+        after = _tx_state(conn, "lead_dedupe_after", list)
+        for ev, match in zip(live, decided):
+            if match is None:
+                continue
+            rule, values = match.rule, ev.values
+            original = live[match.draft].values if match.draft is not None else None
+            values.update(duplicate_rule=rule.name, is_duplicate=rule.action != "tag_only",
+                          duplicate_of=match.id if match.object == OBJECT else None)
+            if rule.action == "collect":
+                if original is not None:
+                    _collect_into(live[0].registry, OBJECT, original, values)
+                else:
+                    _collect(runtime, match, values)
+            routed = None
+            if rule.action == "route":
+                owner = original.get("owner") if original is not None else match.owner
+                if owner is not None and owner != values.get("owner"):
+                    values["owner"] = routed = owner
+            if original is not None or routed is not None:
+                after.append((values, match, original, routed))   # needs the new ids
 
-    def after_insert(ev):
-        batch = _batch(ev.conn)
-        batch[:] = [v for v in batch if v is not ev.values]
-        if ev.values.get("quarantined_at"):
+    def after_insert(events):
+        after = _tx_state(events[0].conn, "lead_dedupe_after", list)
+        if not after:
             return
-        later = {v["id"] for v in batch if "id" in v}
-        match = first_match(runtime, ev.conn, ev.values, {OBJECT: later | {ev.record_id}},
-                            batch=[v for v in batch if not v.get("quarantined_at")])
-        if match is None:
-            return
-        marks, changes = _consequences(runtime, match, ev.values, ev.record_id)
-        token = _pending.set({ev.record_id: marks})
-        try:
-            runtime.records.update(SYSTEM, OBJECT, ev.record_id, changes)
-        finally:
-            _pending.reset(token)
-        ev.values.update(marks, **changes)
+        mine = {id(ev.values) for ev in events}
+        todo = [entry for entry in after if id(entry[0]) in mine]
+        after[:] = [entry for entry in after if id(entry[0]) not in mine]
+        links = {values["id"]: {"duplicate_of": original["id"]} for values, _m, original, _r in todo
+                 if original is not None}
+        if links:   # a duplicate of an earlier lead of the same write: its id is known now
+            token = _pending.set(links)
+            try:
+                runtime.records.bulk_update(SYSTEM, OBJECT, [{"id": rid} for rid in links])
+            finally:
+                _pending.reset(token)
+            for values, _m, original, _r in todo:
+                if original is not None:
+                    values["duplicate_of"] = original["id"]
+        notify = getattr(runtime, "notifications", None)
+        for values, match, original, routed in todo:
+            if routed is not None and notify is not None:
+                _notify_routed(notify, routed, match, values, original["id"] if original is not None else match.id)
 
     def before_update(ev):
         pending = _pending.get()
@@ -277,8 +392,8 @@ def register(runtime) -> None:
                 marks, changes = _consequences(runtime, match, ev.values, ev.record_id)
                 ev.values.update(marks, **changes)
 
-    runtime.events.subscribe("before_insert", before_insert, object=OBJECT)
-    runtime.events.subscribe("after_insert", after_insert, object=OBJECT)
+    runtime.events.subscribe("before_insert", before_insert, object=OBJECT, batch=True)
+    runtime.events.subscribe("after_insert", after_insert, object=OBJECT, batch=True)
     runtime.events.subscribe("before_update", before_update, object=OBJECT)
 
 

@@ -10,6 +10,7 @@ candidates by index and filters the rest; the objects it matches against
 (which must exist and carry the fields); a window in months; an action."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,8 @@ class Condition:
         if raw in (None, ""):
             return None
         if self.normaliser == "e164":
-            return nz.e164(str(raw))
+            raw = str(raw)   # cleaning already wrote E.164: no second parse
+            return raw if _E164.fullmatch(raw) else nz.e164(raw)
         if self.normaliser == "lower":
             return nz.fold(str(raw))
         if self.normaliser == "company_name":
@@ -56,6 +58,9 @@ class Condition:
         if self.normaliser == "company_name":
             column = "company_prefix" if self.fuzzy else "company_key"
         return {"field": column, "op": "eq", "value": key}
+
+
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,10 @@ class Rule:
         return cls(id=row["id"], name=row["name"], label=row["label"], active=row["active"], object=row["object"],
                    match_objects=tuple(row["match_objects"]), window_months=row["window_months"],
                    action=row["action"], conditions=tuple(Condition(**c) for c in row["conditions"]))
+
+    def keys(self, values: dict) -> tuple:
+        """The draft's key per condition (None where it cannot match)."""
+        return tuple(c.key(values) for c in self.conditions)
 
     def to_api(self) -> dict:
         return {"id": self.id, "name": self.name, "label": self.label, "active": self.active, "object": self.object,

@@ -90,7 +90,7 @@ def _scan(runtime, rule: Rule) -> tuple[list[dict], int]:
             page = runtime.records.query(SYSTEM, target, QuerySpec(
                 filter=tree, fields=list(dict.fromkeys(fields)), sort=["id"], page_size=SCAN_PAGE))["records"]
             for rec in page:
-                keys = tuple(c.key(rec) for c in rule.conditions)
+                keys = rule.keys(rec)
                 if any(k is None for k in keys):
                     continue
                 core = nz.company_core(rec.get("company")) if fuzzy else None
