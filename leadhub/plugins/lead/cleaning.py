@@ -41,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadhub.platform import permissions, tables as t
-from leadhub.platform.db import utcnow
+from leadhub.platform.db import in_values, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound
 from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead import normalise as nz
@@ -108,7 +108,7 @@ def _blacklisted(conn, values_list: list[dict]) -> dict[str, set[str]]:
             wanted["company"].add(k)
     b = blacklist
     cond = [b.c.type.in_(("keyword", "sensitive"))]
-    cond += [sa.and_(b.c.type == kind, b.c.value.in_(sorted(vals))) for kind, vals in wanted.items() if vals]
+    cond += [sa.and_(b.c.type == kind, in_values(b.c.value, sorted(vals))) for kind, vals in wanted.items() if vals]
     found: dict[str, set[str]] = {k: set() for k in BLACKLIST_TYPES}
     for kind, value in conn.execute(sa.select(b.c.type, b.c.value).where(sa.or_(*cond))):
         found[kind].add(value)

@@ -45,7 +45,7 @@ import marshmallow as mm
 import sqlalchemy as sa
 
 from leadhub.platform import permissions
-from leadhub.platform.db import utcnow
+from leadhub.platform.db import in_values, utcnow
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QueryCompiler, QuerySpec
@@ -96,11 +96,12 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
 
 def find_many(runtime, rule: Rule, drafts: list[dict], exclude: dict[str, set[int]] | None = None,
               limit: int = MAX_MATCHES, *, conn, reg=None, keys: list[tuple] | None = None) -> list[list[Match]]:
-    """The stored matches of each draft under `rule`, the original first. One
-    indexed SELECT per match object for all the drafts (each condition's keys
-    in an IN list, compiled by the query compiler, at most CANDIDATES per key,
-    earliest first); rows are paired with drafts and fuzzy names scored here.
-    `keys`: the drafts' rule.keys, when the caller has them."""
+    """The stored matches of each draft under `rule`, the original first, for
+    all the drafts at once: per match object one indexed SELECT of the
+    drafts' keys (compiled by the query compiler, plus a row-value IN on the
+    condition columns), at most CANDIDATES per key, earliest first. Fuzzy
+    rules fetch the bucket's names only, score them here, then read the
+    few that pass. `keys`: the drafts' rule.keys, when the caller has them."""
     keys = keys or [rule.keys(v) for v in drafts]
     todo = [i for i, k in enumerate(keys) if all(p is not None for p in k)]
     out: list[list[Match]] = [[] for _ in drafts]
@@ -108,50 +109,82 @@ def find_many(runtime, rule: Rule, drafts: list[dict], exclude: dict[str, set[in
         return out
     reg = reg or runtime.cache.current(conn)
     fuzzy = [c for c in rule.conditions if c.fuzzy]
-    threshold = min((c.threshold for c in fuzzy), default=None)
-    cores = {i: nz.company_core(drafts[i].get("company")) for i in todo} if fuzzy else {}
     columns = [c.filter(None)["field"] for c in rule.conditions]
+    wanted = sorted({keys[i] for i in todo}, key=str)
     for target in rule.match_objects:
         obj = reg.objects.get(target)
         if obj is None:
             continue
-        tree = [{"field": col, "op": "in", "value": sorted({keys[i][j] for i in todo}, key=str)}
-                for j, col in enumerate(columns)]
-        if rule.window_months:
-            tree.append({"field": "created_at", "op": "gte",
-                         "value": months_ago(utcnow(), rule.window_months).isoformat()})
-        if "status" in obj.fields:  # quarantined records are nobody's original
-            tree.append({"field": "status", "op": "ne", "value": "invalid"})
         skip = (exclude or {}).get(target, set())
         flagged = "is_duplicate" in obj.fields
-        fields = list(dict.fromkeys(["id", "owner", "created_at", *columns] + (["company", "company_key"] if fuzzy else [])
-                                    + (["is_duplicate"] if flagged else [])))
-        stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
-            QuerySpec(filter=tree, fields=fields, sort=["created_at"]), paged=False)
-        # at most CANDIDATES (+ the excluded) per key, earliest first: a hot key cannot flood the batch
-        picked = [stmt.selected_columns[f"c{fields.index(col)}"].element for col in columns]
-        ranked = stmt.add_columns(sa.func.row_number().over(
-            partition_by=picked, order_by=[stmt.selected_columns[f"c{fields.index('created_at')}"].element,
-                                           stmt.selected_columns["c0"].element]).label("rank")).order_by(None).subquery()
-        stmt = sa.select(*[ranked.c[f"c{i}"] for i in range(len(fields))]).where(
-            ranked.c.rank <= CANDIDATES + len(skip))
-        by_key: dict[tuple, list[dict]] = {}
-        for row in conn.execute(stmt):
-            rec = {name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
-            if rec["id"] not in skip:
-                by_key.setdefault(tuple(rec[col] for col in columns), []).append(rec)
-        for i in todo:
-            for rec in by_key.get(keys[i], ()):
-                score = 100.0
-                if fuzzy:
-                    score = nz.similarity(cores[i], nz.core_of_key(rec.get("company_key"), rec.get("company")))
-                    if score < threshold:
-                        continue
-                out[i].append(Match(rule, target, rec["id"], rec["owner"], rec["created_at"], score,
-                                    bool(rec.get("is_duplicate"))))
+        facts = ["owner", "created_at"] + (["is_duplicate"] if flagged else [])
+        names = ["company_key", "company"] if fuzzy else []
+        rows = _candidates(runtime, reg, conn, rule, target, columns, wanted, names if fuzzy else facts, skip)
+        if fuzzy:   # score the names; read owner, age and flag of those that pass
+            threshold = min(c.threshold for c in fuzzy)
+            cores = {i: nz.company_core(drafts[i].get("company")) for i in todo}
+            passed: dict[int, list[tuple[int, float]]] = {}
+            for i in todo:
+                for rid, found in rows.get(keys[i], ()):
+                    score = nz.similarity(cores[i], nz.core_of_key(found["company_key"], found["company"]))
+                    if score >= threshold:
+                        passed.setdefault(i, []).append((rid, score))
+            ids = sorted({rid for hits in passed.values() for rid, _s in hits})
+            info = _facts(runtime, reg, conn, target, ids, facts)
+            for i, hits in passed.items():
+                out[i] += [_match(rule, target, rid, score, info[rid]) for rid, score in hits if rid in info]
+        else:
+            for i in todo:
+                out[i] += [_match(rule, target, rid, 100.0, found) for rid, found in rows.get(keys[i], ())]
     for i in todo:
         out[i] = sorted(out[i], key=_original_first)[:limit]
     return out
+
+
+def _match(rule: Rule, target: str, rid: int, score: float, facts: dict) -> Match:
+    return Match(rule, target, rid, facts["owner"], facts["created_at"], score, bool(facts.get("is_duplicate")))
+
+
+def _candidates(runtime, reg, conn, rule: Rule, target: str, columns: list[str], wanted: list[tuple],
+                fields: list[str], skip: set[int]) -> dict[tuple, list[tuple[int, dict]]]:
+    """{keys: [(id, {field: value})]} of live records whose condition columns
+    hold one of the `wanted` key tuples, at most CANDIDATES (+ the skipped)
+    per key tuple, earliest first: a hot key cannot crowd out the others."""
+    tree = []
+    if rule.window_months:
+        tree.append({"field": "created_at", "op": "gte",
+                     "value": months_ago(utcnow(), rule.window_months).isoformat()})
+    if "status" in reg.get(target).fields:  # quarantined records are nobody's original
+        tree.append({"field": "status", "op": "ne", "value": "invalid"})
+    qc = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone)
+    select = list(dict.fromkeys(["id", *columns, *fields]))
+    stmt, _count, cols = qc.compile(QuerySpec(filter=tree or None, fields=select), paged=False)
+    exprs = [stmt.selected_columns[f"c{n}"].element for n in range(len(select))]
+    keyed = [exprs[select.index(col)] for col in columns]
+    ranked = stmt.where(in_values(keyed, wanted)).order_by(None).add_columns(sa.func.row_number().over(
+        partition_by=keyed, order_by=[*qc.order_by(["created_at"]), exprs[0]]).label("rank")).subquery()
+    stmt = sa.select(*[ranked.c[f"c{n}"] for n in range(len(select))]).where(ranked.c.rank <= CANDIDATES + len(skip))
+    from_db = [fd.type.from_db for _name, fd in cols]
+    key_at = [select.index(col) for col in columns]
+    field_at = [(name, select.index(name)) for name in fields]
+    out: dict[tuple, list[tuple[int, dict]]] = {}
+    for row in conn.execute(stmt):
+        if row[0] in skip:
+            continue
+        out.setdefault(tuple(from_db[n](row[n]) for n in key_at), []).append(
+            (row[0], {name: from_db[n](row[n]) for name, n in field_at}))
+    return out
+
+
+def _facts(runtime, reg, conn, target: str, ids: list[int], fields: list[str]) -> dict[int, dict]:
+    """{id: {field: value}} of the records `ids` (the fuzzy names that passed)."""
+    if not ids:
+        return {}
+    stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
+        QuerySpec(fields=["id", *fields]), paged=False)
+    stmt = stmt.where(in_values(stmt.selected_columns["c0"].element, ids))
+    return {rec["id"]: rec for rec in ({name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
+                                       for row in conn.execute(stmt))}
 
 
 def _original_first(m: "Match"):
