@@ -401,6 +401,16 @@ def test_designer_creates_objects_fields_and_dependency_matrix(crm, runtime):
     assert admin.get("/o/visit/new").status_code == 200
 
 
+def test_a_message_repeating_the_input_is_escaped(crm, runtime):
+    """Server messages beside a field may quote what was typed: shown as text, never as markup."""
+    admin = crm["admin"]
+    r = admin.post("/admin/objects/deal/fields", {"api_name": "ticket_no", "label_en": "No", "type": "auto_number",
+                                                  "s.auto_number.pattern": "D-{<b>x</b>}-{000}"})
+    assert r.status_code == 422
+    assert "Unknown token {&lt;b&gt;x&lt;/b&gt;}" in r.text and "<b>x</b>" not in r.text
+    assert "ticket_no" not in runtime.cache.current().get("deal").fields
+
+
 def test_detail_buttons_follow_the_layout(crm, api, runtime):
     admin, a, deal = crm["admin"], crm["a"], crm["deal"]
     html = admin.get(f"/o/deal/{deal}").text

@@ -41,6 +41,9 @@ def register(app: Flask) -> None:
     app.jinja_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     app.jinja_env.globals.update(template_globals())
     app.jinja_env.filters["label"] = i18n.label
+    # a message made at run time (it may repeat what the user typed): translated
+    # when the catalog knows it, and escaped, unlike _(), whose result Jinja trusts
+    app.jinja_env.filters["message"] = lambda text: i18n.gettext(str(text))
     app.register_blueprint(pages_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(inbox_bp)
