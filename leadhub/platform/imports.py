@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.platform import auth, permissions, tables as t
-from leadhub.platform.db import UTCDateTime, utcnow
+from leadhub.platform.db import UTCDateTime, in_values, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
@@ -524,7 +524,7 @@ class Batch:
         with self.runtime.db.read() as conn:
             known = {fp: (rid, imp_id, row_no) for fp, rid, imp_id, row_no in conn.execute(
                 sa.select(k.c.fingerprint, k.c.record_id, k.c.import_id, k.c.row_no).where(
-                    k.c.object == self.obj_name, k.c.fingerprint.in_({r.fingerprint for r in live})))}
+                    k.c.object == self.obj_name, in_values(k.c.fingerprint, sorted({r.fingerprint for r in live}))))}
         first: dict[str, Row] = {}
         for r in live:
             if r.fingerprint in known:

@@ -24,7 +24,7 @@ from leadhub.metadata.registry import MetadataCache, Registry
 from leadhub.metadata.types.base import FieldType
 from leadhub.metadata.types.computed import format_number
 from leadhub.platform import audit, computed, permissions, tables as t
-from leadhub.platform.db import Database, utcnow
+from leadhub.platform.db import Database, in_values, utcnow
 from leadhub.platform.ddl import index_name
 from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
 from leadhub.platform.events import EventBus, RecordEvent
@@ -469,7 +469,7 @@ class RecordService:
                 # a record the actor may not read is reported exactly like a missing one
                 scope = permissions.scope_predicate(actor, target, ttable)
                 found = set(conn.execute(sa.select(ttable.c.id).where(
-                    ttable.c.id.in_(wanted), ttable.c.deleted_at.is_(None),
+                    in_values(ttable.c.id, list(wanted)), ttable.c.deleted_at.is_(None),
                     *([scope] if scope is not None else []))).scalars())
             for v, rows in wanted.items():
                 if v not in found:
@@ -498,7 +498,7 @@ class RecordService:
             if not seen:
                 continue
             col = table.c[fd.column]
-            stmt = sa.select(col, table.c.id).where(col.in_([fd.type.to_db(v) for v in seen]),
+            stmt = sa.select(col, table.c.id).where(in_values(col, [fd.type.to_db(v) for v in seen]),
                                                     table.c.deleted_at.is_(None))
             for value, other_id in conn.execute(stmt):
                 i = seen.get(fd.type.from_db(value))
@@ -553,7 +553,7 @@ class RecordService:
                          ids: list[int], single: bool) -> dict[int, dict]:
         possible = [i for i in ids if 1 <= i <= INT64]  # others cannot exist (and would overflow)
         stmt = sa.select(*[table.c[f.column] for f in obj.fields.values()]).where(
-            table.c.id.in_(possible), table.c.deleted_at.is_(None))
+            in_values(table.c.id, possible), table.c.deleted_at.is_(None))
         scope = permissions.scope_predicate(actor, obj.api_name, table, "edit")
         if scope is not None:  # out of scope looks exactly like missing: a 404, nothing leaks
             stmt = stmt.where(scope)
