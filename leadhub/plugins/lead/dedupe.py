@@ -118,22 +118,25 @@ def find_many(runtime, rule: Rule, drafts: list[dict], exclude: dict[str, set[in
         skip = (exclude or {}).get(target, set())
         flagged = "is_duplicate" in obj.fields
         facts = ["owner", "created_at"] + (["is_duplicate"] if flagged else [])
-        names = ["company_key", "company"] if fuzzy else []
-        rows = _candidates(runtime, reg, conn, rule, target, columns, wanted, names if fuzzy else facts, skip)
-        if fuzzy:   # score the names; read owner, age and flag of those that pass
+        if fuzzy:   # score the bucket's distinct names, then read the records of those that pass
             threshold = min(c.threshold for c in fuzzy)
-            cores = {i: nz.company_core(drafts[i].get("company")) for i in todo}
-            passed: dict[int, list[tuple[int, float]]] = {}
+            names = _names(runtime, reg, conn, rule, target, columns, wanted, skip)
+            passed: dict[int, list[tuple[str, float]]] = {}
             for i in todo:
-                for rid, found in rows.get(keys[i], ()):
-                    score = nz.similarity(cores[i], nz.core_of_key(found["company_key"], found["company"]))
+                core = nz.company_core(drafts[i].get("company"))
+                for company_key, company in names.get(keys[i], ()):
+                    score = nz.similarity(core, nz.core_of_key(company_key, company))
                     if score >= threshold:
-                        passed.setdefault(i, []).append((rid, score))
-            ids = sorted({rid for hits in passed.values() for rid, _s in hits})
-            info = _facts(runtime, reg, conn, target, ids, facts)
+                        passed.setdefault(i, []).append((company_key, score))
+            wanted_names = sorted({(*keys[i], k) for i, hits in passed.items() for k, _s in hits}, key=str)
+            rows = _candidates(runtime, reg, conn, rule, target, [*columns, "company_key"], wanted_names, facts,
+                               skip) if wanted_names else {}
             for i, hits in passed.items():
-                out[i] += [_match(rule, target, rid, score, info[rid]) for rid, score in hits if rid in info]
+                for company_key, score in hits:
+                    out[i] += [_match(rule, target, rid, score, found)
+                               for rid, found in rows.get((*keys[i], company_key), ())]
         else:
+            rows = _candidates(runtime, reg, conn, rule, target, columns, wanted, facts, skip)
             for i in todo:
                 out[i] += [_match(rule, target, rid, 100.0, found) for rid, found in rows.get(keys[i], ())]
     for i in todo:
@@ -150,15 +153,9 @@ def _candidates(runtime, reg, conn, rule: Rule, target: str, columns: list[str],
     """{keys: [(id, {field: value})]} of live records whose condition columns
     hold one of the `wanted` key tuples, at most CANDIDATES (+ the skipped)
     per key tuple, earliest first: a hot key cannot crowd out the others."""
-    tree = []
-    if rule.window_months:
-        tree.append({"field": "created_at", "op": "gte",
-                     "value": months_ago(utcnow(), rule.window_months).isoformat()})
-    if "status" in reg.get(target).fields:  # quarantined records are nobody's original
-        tree.append({"field": "status", "op": "ne", "value": "invalid"})
     qc = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone)
     select = list(dict.fromkeys(["id", *columns, *fields]))
-    stmt, _count, cols = qc.compile(QuerySpec(filter=tree or None, fields=select), paged=False)
+    stmt, _count, cols = qc.compile(QuerySpec(filter=_live(reg, rule, target), fields=select), paged=False)
     exprs = [stmt.selected_columns[f"c{n}"].element for n in range(len(select))]
     keyed = [exprs[select.index(col)] for col in columns]
     ranked = stmt.where(in_values(keyed, wanted)).order_by(None).add_columns(sa.func.row_number().over(
@@ -176,15 +173,43 @@ def _candidates(runtime, reg, conn, rule: Rule, target: str, columns: list[str],
     return out
 
 
-def _facts(runtime, reg, conn, target: str, ids: list[int], fields: list[str]) -> dict[int, dict]:
-    """{id: {field: value}} of the records `ids` (the fuzzy names that passed)."""
-    if not ids:
-        return {}
-    stmt, _count, cols = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone).compile(
-        QuerySpec(fields=["id", *fields]), paged=False)
-    stmt = stmt.where(in_values(stmt.selected_columns["c0"].element, ids))
-    return {rec["id"]: rec for rec in ({name: fd.type.from_db(v) for (name, fd), v in zip(cols, row)}
-                                       for row in conn.execute(stmt))}
+def _names(runtime, reg, conn, rule: Rule, target: str, columns: list[str], wanted: list[tuple],
+           skip: set[int]) -> dict[tuple, list[tuple[str, str | None]]]:
+    """{keys: [(company_key, a company name)]}: the distinct company names in
+    the drafts' fuzzy buckets (several leads of one company are one name to
+    score), at most CANDIDATES per bucket, earliest first."""
+    qc = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone)
+    select = list(dict.fromkeys([*columns, "company_key", "company", "created_at", "id"]))
+    stmt, _count, cols = qc.compile(QuerySpec(filter=_live(reg, rule, target), fields=select), paged=False)
+    exprs = [stmt.selected_columns[f"c{n}"].element for n in range(len(select))]
+    keyed = [exprs[select.index(col)] for col in columns]
+    stmt = stmt.where(in_values(keyed, wanted)).order_by(None)
+    if skip:
+        stmt = stmt.where(exprs[select.index("id")].not_in(sorted(skip)))
+    rows = stmt.subquery()
+    group = [rows.c[f"c{select.index(col)}"] for col in [*columns, "company_key"]]
+    first = sa.func.min(rows.c[f"c{select.index('created_at')}"])
+    named = sa.select(*group, sa.func.min(rows.c[f"c{select.index('company')}"]).label("company"),
+                      sa.func.row_number().over(partition_by=group[:-1], order_by=first).label("rank")
+                      ).group_by(*group).subquery()
+    stmt = sa.select(*[named.c[g.name] for g in group], named.c.company).where(named.c.rank <= CANDIDATES)
+    from_db = {name: fd.type.from_db for name, fd in cols}
+    out: dict[tuple, list[tuple[str, str | None]]] = {}
+    for row in conn.execute(stmt):
+        key = tuple(from_db[col](v) for col, v in zip(columns, row))
+        out.setdefault(key, []).append((row[len(columns)], row[len(columns) + 1]))
+    return out
+
+
+def _live(reg, rule: Rule, target: str) -> list | None:
+    """The filter every candidate passes: inside the rule's window, not in quarantine."""
+    tree = []
+    if rule.window_months:
+        tree.append({"field": "created_at", "op": "gte",
+                     "value": months_ago(utcnow(), rule.window_months).isoformat()})
+    if "status" in reg.get(target).fields:  # quarantined records are nobody's original
+        tree.append({"field": "status", "op": "ne", "value": "invalid"})
+    return tree or None
 
 
 def _original_first(m: "Match"):
