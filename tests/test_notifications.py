@@ -79,6 +79,7 @@ def smtp(runtime):
     thread.start()
     cfg = runtime.config
     cfg.smtp_host, cfg.smtp_port, cfg.smtp_from = "127.0.0.1", server.server_address[1], "crm@example.com"
+    cfg.base_url = "https://crm.example.com"
     yield server
     server.shutdown()
     server.server_close()
@@ -107,6 +108,7 @@ def test_send_writes_a_row_per_recipient_and_mails_after_commit(runtime, users, 
     assert (sender, rcpts) == ("crm@example.com", ["ann@example.com"])
     assert msg["Subject"] == "New lead: 纷扬科技"
     assert "Call them today." in msg.get_content() and "/objects/lead/records/7" in msg.get_content()
+    assert "https://crm.example.com/objects/lead/records/7" in msg.get_content()   # absolute: read outside the app
     with runtime.db.read() as conn:
         emailed = dict(conn.execute(sa.select(notifications.c.user_id, notifications.c.emailed_at)).all())
     assert emailed[users["ann"]] is not None and emailed[users["cat"]] is None

@@ -46,6 +46,7 @@ class Config:
     smtp_password: str | None = None
     smtp_from: str = "leadhub@localhost"
     smtp_tls: str = "none"  # none | starttls | ssl (LEADHUB_SMTP_TLS=1 means starttls)
+    base_url: str = ""      # https://crm.example.com: links in mail are absolute (LEADHUB_BASE_URL)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -62,6 +63,10 @@ class Config:
                          ("function_run_retention_days", "LEADHUB_FUNCTION_RUN_RETENTION_DAYS")):
             if os.environ.get(env, "").isdigit():
                 overrides.setdefault(key, int(os.environ[env]))
+        base_url = os.environ.get("LEADHUB_BASE_URL", "").strip().rstrip("/")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise ValueError("LEADHUB_BASE_URL must start with http:// or https://.")
+        overrides.setdefault("base_url", base_url)
         overrides.setdefault("secure_cookies", os.environ.get("LEADHUB_SECURE_COOKIES", "") in ("1", "true", "yes"))
         overrides.update({k: v for k, v in smtp_from_env().items() if k not in overrides})
         return cls(instance_path=instance, database_url=normalise_database_url(url),

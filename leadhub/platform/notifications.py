@@ -222,7 +222,7 @@ def _message(cfg, r) -> EmailMessage:
     msg["Subject"] = r.title
     msg["Message-ID"] = make_msgid(domain=cfg.smtp_from.rpartition("@")[2] or None)
     text = r.body or r.title
-    if r.link:
-        text += f"\n\n{r.link}"
+    if r.link:   # in-app links are paths; a mail reader needs the site too
+        text += f"\n\n{cfg.base_url}{r.link}" if r.link.startswith("/") else f"\n\n{r.link}"
     msg.set_content(text)
     return msg
