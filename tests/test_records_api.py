@@ -121,6 +121,36 @@ def test_events_fire_in_the_transaction(runtime, api, make_object):
     assert seen == [(t["id"], "CALL BACK", "done")]
 
 
+def test_batch_handlers_see_a_bulk_write_at_once_and_refusals_name_each_row(runtime, api, make_object):
+    """A batch handler gets one call per write with every row; a per-row
+    refusal is named records.<i>.<field>, later handlers skip that row, and
+    nothing of the write is stored."""
+    from leadhub.platform.errors import ValidationFailed
+    make_object("task", [{"api_name": "subject", "label": "S", "type": "text"}])
+    calls, later = [], []
+
+    @runtime.events.subscribe("before_insert", object="task")
+    def refuse_blank(ev):
+        if ev.values["subject"] == "-":
+            raise ValidationFailed({"subject": "Say what the task is."})
+
+    @runtime.events.subscribe("before_insert", object="task", batch=True)
+    def look_up_once(events):
+        calls.append([ev.values["subject"] for ev in events])
+
+    runtime.events.subscribe("before_insert", lambda ev: later.append(ev.values["subject"]), object="task")
+    r = api.post("/objects/task/records/bulk", {"records": [{"subject": "a"}, {"subject": "-"}, {"subject": "c"},
+                                                            {"subject": "-"}]})
+    assert r.status_code == 422
+    assert r.get_json()["error"]["fields"] == {"records.1.subject": "Say what the task is.",
+                                               "records.3.subject": "Say what the task is."}
+    assert calls == [["a", "c"]] and later == ["a", "c"]
+    assert api.get("/objects/task/records?count=true").get_json()["total"] == 0
+    calls.clear()
+    assert api.post("/objects/task/records/bulk", {"records": [{"subject": "x"}, {"subject": "y"}]}).status_code == 201
+    assert calls == [["x", "y"]]
+
+
 def test_failed_after_event_rolls_back_the_write(runtime, api, make_object):
     from leadhub.platform.errors import ValidationFailed
     make_object("task", [{"api_name": "subject", "label": "S", "type": "text"}])
