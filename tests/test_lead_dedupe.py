@@ -392,3 +392,14 @@ def test_company_keys_backfill_on_any_update(lead, api, runtime, admin):
     changed = api.patch(f"/objects/lead/records/{got['id']}", {"company": "上海华为技术有限公司"}).get_json()
     assert (changed["company_key"], changed["company_prefix"]) == ("华为技术", "华为")
     assert api.patch(f"/objects/lead/records/{got['id']}", {"company_key": "x"}).status_code == 422
+
+
+def test_fuzzy_buckets_have_their_covering_index(lead, runtime):
+    """The plugin's declared index (bucket, key, then the columns a fuzzy
+    lookup reads) exists once, however often the plugin is upgraded."""
+    runtime.plugins.install("lead")
+    with runtime.db.read() as conn:
+        found = [i for i in sa.inspect(conn).get_indexes("o_lead") if i["name"] == "ix_o_lead_company_bucket"]
+    assert len(found) == 1 and found[0]["column_names"][:2] == ["company_prefix", "company_key"]
+    rule_ok = lead.records.create(Actor.system(), "lead", {"name": "甲", "company": FENYANG})
+    assert rule_ok["company_prefix"] == "纷扬"

@@ -61,6 +61,28 @@ def add_field_column(conn: sa.Connection, obj: ObjectDef, field: FieldDef, fill=
     sync_indexes(conn, obj, None, field)
 
 
+def ensure_index(conn: sa.Connection, obj: ObjectDef, name: str, fields: list[str],
+                 include: list[str] = ()) -> None:
+    """A composite index a plugin declares on its object, over live rows
+    (deleted_at IS NULL, as every read filters). PostgreSQL stores `include`
+    as INCLUDE columns, so a lookup reading only these columns is an
+    index-only scan; SQLite appends them to the key. Made once (IF NOT
+    EXISTS); a field an admin deleted leaves the index out."""
+    missing = [f for f in [*fields, *include] if f not in obj.fields]
+    if missing:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    cols = [quote(obj.fields[f].column) for f in fields]
+    extra = [quote(obj.fields[f].column) for f in include]
+    index = quote(index_name(obj.table_name, name, False))
+    if conn.dialect.name == "postgresql":
+        body = f"({', '.join(cols)})" + (f" INCLUDE ({', '.join(extra)})" if extra else "")
+    else:
+        body = f"({', '.join(cols + extra)})"
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {quote(obj.table_name)} {body} "
+                         "WHERE deleted_at IS NULL")
+
+
 def sync_indexes(conn: sa.Connection, obj: ObjectDef, old: FieldDef | None, new: FieldDef | None) -> None:
     """Create or drop the field's plain and unique indexes to match `new`.
     Unique indexes cover live rows only, so a soft-deleted record does not

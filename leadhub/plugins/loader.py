@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import sqlalchemy as sa
 import yaml
 
-from leadhub.platform import tables as t
+from leadhub.platform import ddl, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, NotFound
 from leadhub.platform.permissions import Actor
@@ -131,6 +131,7 @@ class PluginManager:
         for doc in plugin.metadata_documents():
             for spec in doc.get("objects", []):
                 spec = dict(spec)
+                indexes = spec.pop("indexes", [])
                 name = spec["api_name"]
                 registry = self.runtime.cache.current()
                 if name in registry.deleted_objects:
@@ -138,8 +139,9 @@ class PluginManager:
                 if name not in registry.objects:
                     md.create_object(actor, spec, plugin=plugin.name)
                     report.created_objects.append(name)
-                    continue
-                self._upgrade_object(plugin, registry.objects[name], spec, report)
+                else:
+                    self._upgrade_object(plugin, registry.objects[name], spec, report)
+                self._apply_indexes(name, indexes)
         self._apply_views(plugin, report)
         return report
 
@@ -169,6 +171,16 @@ class PluginManager:
                     continue
                 layouts.create_list_view(owner, obj, {**payload, "shared": True})
                 report.created_views.append(f"{obj} view {payload['name']}")
+
+    def _apply_indexes(self, obj_name: str, indexes: list[dict]) -> None:
+        """Composite indexes the plugin's lookups need (`indexes:` on an object
+        in its YAML: name, fields, optional include), made if missing."""
+        if not indexes:
+            return
+        obj = self.runtime.cache.current().get(obj_name)
+        with self.runtime.db.write() as conn:
+            for spec in indexes:
+                ddl.ensure_index(conn, obj, spec["name"], spec["fields"], spec.get("include", []))
 
     def _admin_actor(self) -> Actor | None:
         with self.runtime.db.read() as conn:
