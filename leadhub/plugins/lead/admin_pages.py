@@ -28,7 +28,7 @@ from leadhub.platform.errors import LeadhubError, NotFound
 from leadhub.plugins.lead import cleaning, dedupe, duplicate_rules as rules, duplicate_scan as scans
 from leadhub.plugins.lead import scoring as _engine  # noqa: F401  (before scoring_config, which it imports)
 from leadhub.plugins.lead import scoring_config as scoring, scoring_jobs
-from leadhub.web.pages.common import actor, render_error, render_http_error, require_signed_in, runtime, user_choices
+from leadhub.web.pages.common import actor, render_error, render_http_error, require_admin, runtime, user_choices
 from leadhub.web.pages.i18n import gettext as _
 
 OBJECT = "lead"
@@ -78,13 +78,10 @@ def _msg(text) -> str:
 
 @bp.before_request
 def _admins_only():
-    redirect_ = require_signed_in()
-    if redirect_ is not None:
-        return redirect_
-    permissions.require_admin(actor())
-    if OBJECT not in runtime().cache.current().objects:
+    refused = require_admin()
+    if refused is None and OBJECT not in runtime().cache.current().objects:
         raise NotFound("The lead plugin is not installed.")
-    return None
+    return refused
 
 
 def _errors(exc: LeadhubError) -> dict:

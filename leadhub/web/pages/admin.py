@@ -14,10 +14,9 @@ from werkzeug.exceptions import HTTPException
 
 from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.choice import OptionsField
-from leadhub.platform import permissions
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.web.pages import fields as F, meta
-from leadhub.web.pages.common import actor, render_error, render_http_error, require_signed_in, runtime
+from leadhub.web.pages.common import actor, render_error, render_http_error, require_admin, runtime
 from leadhub.web.pages.i18n import gettext as _
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -42,13 +41,7 @@ SETTING_LABELS = {
 }
 
 
-@bp.before_request
-def _admins_only():
-    redirect_ = require_signed_in()
-    if redirect_ is not None:
-        return redirect_
-    permissions.require_admin(actor())
-    return None
+bp.before_request(require_admin)
 
 
 def _back(default: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 
-from leadhub.platform import auth
+from leadhub.platform import auth, permissions
 from leadhub.platform.errors import LeadhubError, Unauthorized
 from leadhub.platform.permissions import Actor
 from leadhub.web.pages import i18n
@@ -36,6 +36,16 @@ def require_signed_in():
     g.lang = i18n.choose(g.actor.language)
     if request.method not in SAFE_METHODS and not csrf_valid(request.form.get("csrf_token")):
         abort(400, _("The form expired; reload the page and try again."))
+    return None
+
+
+def require_admin():
+    """before_request of the designer's blueprints (the kernel's and plugins'):
+    signed in as above, and an admin (403 otherwise)."""
+    redirect_ = require_signed_in()
+    if redirect_ is not None:
+        return redirect_
+    permissions.require_admin(actor())
     return None
 
 
