@@ -78,10 +78,11 @@ def _in_values_pg(element: InValues, compiler, **kw):
         return compiler.process(sa.false(), **kw)
     arrays = [sa.bindparam(None, [v[n] for v in element.values], type_=postgresql.ARRAY(col.type))
               for n, col in enumerate(cols)]
-    if len(cols) == 1:
-        return compiler.process(cols[0] == sa.any_(arrays[0]), **kw)
-    pairs = sa.select(sa.func.unnest(*arrays).table_valued(*[f"v{n}" for n in range(len(cols))]).render_derived())
-    return compiler.process(sa.tuple_(*cols).in_(pairs), **kw)
+    # a semi-join on unnest, not "= ANY(array)": once the driver prepares the
+    # statement, a generic plan may filter every row against the array
+    # (unhashed) instead of probing the index per value
+    values = sa.select(sa.func.unnest(*arrays).table_valued(*[f"v{n}" for n in range(len(cols))]).render_derived())
+    return compiler.process((cols[0] if len(cols) == 1 else sa.tuple_(*cols)).in_(values), **kw)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
