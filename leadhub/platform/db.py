@@ -43,7 +43,7 @@ def utcnow() -> dt.datetime:
 
 class InValues(sa.sql.expression.ColumnElement):
     """`columns IN values` for long value lists (a batch's keys). PostgreSQL
-    gets one array parameter per column (= ANY / unnest): the driver parses
+    gets one array parameter per column (a semi-join on unnest): the driver parses
     one placeholder instead of thousands, about 5x cheaper at 2,000 values.
     Other databases get the plain IN."""
     inherit_cache = False
