@@ -212,6 +212,21 @@ def test_each_action_inside_one_bulk_write(lead, api, reps, runtime, admin):
     assert runtime.records.get(admin, "lead", routed["id"])["duplicate_of"] == first["id"]
 
 
+def test_two_fuzzy_rules_share_one_read_of_the_buckets(lead, api, runtime, admin):
+    """Fuzzy company AND city, then fuzzy company alone: each rule sees the
+    buckets through its own conditions, though they are read once."""
+    rule(api, "fuzzy_city", COMPANY_CITY)
+    rule(api, "fuzzy", [{"field": "company", "normaliser": "company_name", "threshold": 85}], action="tag_only")
+    original = create(api, company=FENYANG, **BEIJING)
+    got = runtime.records.bulk_create(admin, "lead", [
+        {"name": "甲", "company": "纷扬科技", **BEIJING},
+        {"name": "乙", "company": "纷扬科技", "province": "shanghai", "city": "shanghai"},
+        {"name": "丙", "company": "纷扬星空", **BEIJING}])
+    assert [(g["duplicate_rule"], g["duplicate_of"]) for g in got] == [
+        ("fuzzy_city", original["id"]), ("fuzzy", original["id"]), (None, None)]
+    assert [g["is_duplicate"] for g in got] == [True, False, False]
+
+
 def test_a_hot_key_cannot_hide_other_keys_of_the_same_write(lead, api, runtime, admin, monkeypatch):
     """Candidates are capped per key, not per write: 30 stored leads on one
     number do not crowd out the single lead on another."""

@@ -95,7 +95,8 @@ def find(runtime, rule: Rule, values: dict, exclude: dict[str, set[int]] | None 
 
 
 def find_many(runtime, rule: Rule, drafts: list[dict], exclude: dict[str, set[int]] | None = None,
-              limit: int = MAX_MATCHES, *, conn, reg=None, keys: list[tuple] | None = None) -> list[list[Match]]:
+              limit: int = MAX_MATCHES, *, conn, reg=None, keys: list[tuple] | None = None,
+              shared: dict | None = None) -> list[list[Match]]:
     """The stored matches of each draft under `rule`, the original first, for
     all the drafts at once: per match object one indexed SELECT of the
     drafts' keys (compiled by the query compiler, plus a row-value IN on the
@@ -120,7 +121,7 @@ def find_many(runtime, rule: Rule, drafts: list[dict], exclude: dict[str, set[in
         facts = ["owner", "created_at"] + (["is_duplicate"] if flagged else [])
         if fuzzy:   # score the bucket's distinct names, then read the records of those that pass
             threshold = min(c.threshold for c in fuzzy)
-            names = _names(runtime, reg, conn, rule, target, columns, wanted, skip)
+            names = _names(runtime, reg, conn, rule, target, columns, wanted, skip, shared)
             passed: dict[int, list[tuple[str, float]]] = {}
             for i in todo:
                 core = nz.company_core(drafts[i].get("company"))
@@ -174,30 +175,51 @@ def _candidates(runtime, reg, conn, rule: Rule, target: str, columns: list[str],
 
 
 def _names(runtime, reg, conn, rule: Rule, target: str, columns: list[str], wanted: list[tuple],
-           skip: set[int]) -> dict[tuple, list[tuple[str, str | None]]]:
+           skip: set[int], shared: dict | None = None) -> dict[tuple, list[tuple[str, str | None]]]:
     """{keys: [(company_key, a company name)]}: the distinct company names in
     the drafts' fuzzy buckets (several leads of one company are one name to
-    score), at most CANDIDATES per bucket, earliest first."""
+    score). With `shared` (several fuzzy rules checking one write), the
+    buckets are read once, with every rule's other condition columns, and
+    each rule takes its view of them."""
+    if shared is None:
+        return {k: list(v.items()) for k, v in
+                _bucket_names(runtime, reg, conn, rule, target, columns, columns, wanted, skip).items()}
+    group = ["company_prefix", *shared["extras"]]
+    cached = shared["names"].get((target, rule.window_months, frozenset(skip)))
+    if cached is None:
+        cached = shared["names"][(target, rule.window_months, frozenset(skip))] = _bucket_names(
+            runtime, reg, conn, rule, target, ["company_prefix"], group, [(p,) for p in shared["prefixes"]], skip)
+    at = [group.index(col) for col in columns]
+    out: dict[tuple, dict[str, str | None]] = {}
+    for key, names in cached.items():
+        out.setdefault(tuple(key[n] for n in at), {}).update(names)
+    return {k: list(v.items()) for k, v in out.items()}
+
+
+def _bucket_names(runtime, reg, conn, rule: Rule, target: str, match: list[str], group: list[str],
+                  wanted: list[tuple], skip: set[int]) -> dict[tuple, dict[str, str | None]]:
+    """{group values: {company_key: a company name}} of live records whose
+    `match` columns hold one of `wanted`, at most CANDIDATES names per group,
+    earliest first. Reads only what the plugin's company_bucket index covers."""
     qc = QueryCompiler(reg, target, SYSTEM, runtime.records.timezone)
-    select = list(dict.fromkeys([*columns, "company_key", "company", "created_at", "id"]))
+    select = list(dict.fromkeys([*group, "company_key", "company", "created_at", "id"]))
     stmt, _count, cols = qc.compile(QuerySpec(filter=_live(reg, rule, target), fields=select), paged=False)
     exprs = [stmt.selected_columns[f"c{n}"].element for n in range(len(select))]
-    keyed = [exprs[select.index(col)] for col in columns]
-    stmt = stmt.where(in_values(keyed, wanted)).order_by(None)
+    stmt = stmt.where(in_values([exprs[select.index(col)] for col in match], wanted)).order_by(None)
     if skip:
         stmt = stmt.where(exprs[select.index("id")].not_in(sorted(skip)))
     rows = stmt.subquery()
-    group = [rows.c[f"c{select.index(col)}"] for col in [*columns, "company_key"]]
+    by = [rows.c[f"c{select.index(col)}"] for col in dict.fromkeys([*group, "company_key"])]
     first = sa.func.min(rows.c[f"c{select.index('created_at')}"])
-    named = sa.select(*group, sa.func.min(rows.c[f"c{select.index('company')}"]).label("company"),
-                      sa.func.row_number().over(partition_by=group[:-1], order_by=first).label("rank")
-                      ).group_by(*group).subquery()
-    stmt = sa.select(*[named.c[g.name] for g in group], named.c.company).where(named.c.rank <= CANDIDATES)
+    named = sa.select(*by, sa.func.min(rows.c[f"c{select.index('company')}"]).label("company"),
+                      sa.func.row_number().over(partition_by=by[:len(group)], order_by=first).label("rank")
+                      ).group_by(*by).subquery()
+    stmt = sa.select(*[named.c[b.name] for b in by], named.c.company).where(named.c.rank <= CANDIDATES)
     from_db = {name: fd.type.from_db for name, fd in cols}
-    out: dict[tuple, list[tuple[str, str | None]]] = {}
+    key_at = list(dict.fromkeys([*group, "company_key"])).index("company_key")
+    out: dict[tuple, dict[str, str | None]] = {}
     for row in conn.execute(stmt):
-        key = tuple(from_db[col](v) for col, v in zip(columns, row))
-        out.setdefault(key, []).append((row[len(columns)], row[len(columns) + 1]))
+        out.setdefault(tuple(from_db[col](v) for col, v in zip(group, row)), {})[row[key_at]] = row[-1]
     return out
 
 
@@ -276,7 +298,14 @@ def match_batch(runtime, conn, reg, drafts: list[dict]) -> list[Match | None]:
     keys = {rule.name: [rule.keys(v) for v in drafts] for rule in rules}
     lock_keys(conn, rules, drafts, keys)
     now = utcnow()
-    stored = {rule.name: find_many(runtime, rule, drafts, limit=1, conn=conn, reg=reg, keys=keys[rule.name])
+    shared = None
+    fuzzy_rules = [r for r in rules if any(c.fuzzy for c in r.conditions)]
+    if len(fuzzy_rules) > 1:   # they read the same buckets: once, with all their other columns
+        shared = {"names": {}, "prefixes": sorted({p for v in drafts if (p := nz.company_prefix(v.get("company")))}),
+                  "extras": sorted({c.filter(None)["field"] for r in fuzzy_rules for c in r.conditions
+                                    if not c.fuzzy} - {"company_prefix"})}
+    stored = {rule.name: find_many(runtime, rule, drafts, limit=1, conn=conn, reg=reg, keys=keys[rule.name],
+                                   shared=shared)
               for rule in rules}
     # earlier leads of this write, by each rule's keys
     earlier: dict[str, dict[tuple, list[int]]] = {}
