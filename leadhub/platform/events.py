@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
 
 RECORD_EVENTS = ("before_insert", "after_insert", "before_update", "after_update",
@@ -61,9 +62,6 @@ class EventBus:
     def has(self, event: str, object: str) -> bool:
         return bool(self._handlers.get((event, object)) or self._handlers.get((event, None)))
 
-    def handlers(self, event: str, object: str) -> list[Callable]:
-        return [fn for key in ((event, object), (event, None)) for fn, _batch in self._handlers.get(key, ())]
-
     def publish(self, ev: RecordEvent) -> None:
         self.publish_all([ev])
 
@@ -72,7 +70,6 @@ class EventBus:
         `refused`, a row's ValidationFailed from a per-row handler is passed to
         it (with the row's index) and later handlers skip that row; without,
         it propagates. A batch handler's exception always propagates."""
-        from leadhub.platform.errors import ValidationFailed
         if not events:
             return
         live = list(enumerate(events))

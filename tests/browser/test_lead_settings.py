@@ -5,16 +5,14 @@ makes a web form and copies its snippet, and starts a rescore whose progress
 the page follows. Screenshots go to tests/artifacts/screenshots/lead-*."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from leadhub.platform import auth
-from tests.browser.test_designer_and_rep import CHROMIUM, PW, browser, server, shot, sign_in  # noqa: F401
+from tests.browser.test_designer_and_rep import PW, browser, needs_chromium, server, shot, sign_in  # noqa: F401
 from tests.conftest import Api
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
+pytestmark = needs_chromium
 
 
 def test_admin_sets_up_duplicate_checks_a_web_form_and_rescoring(server, browser, runtime, app):

@@ -26,7 +26,6 @@ from werkzeug.exceptions import HTTPException
 from leadhub.platform import permissions
 from leadhub.platform.errors import LeadhubError, NotFound
 from leadhub.plugins.lead import cleaning, dedupe, duplicate_rules as rules, duplicate_scan as scans
-from leadhub.plugins.lead import scoring as _engine  # noqa: F401  (before scoring_config, which it imports)
 from leadhub.plugins.lead import scoring_config as scoring, scoring_jobs
 from leadhub.web.pages.common import actor, render_error, render_http_error, require_admin, runtime, user_choices
 from leadhub.web.pages.i18n import gettext as _

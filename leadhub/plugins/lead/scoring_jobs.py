@@ -17,7 +17,6 @@ from leadhub.platform.errors import NotFound
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QuerySpec
-from leadhub.plugins.lead import scoring as engine_mod
 from leadhub.plugins.lead.scoring_tables import score_events, score_jobs, score_settings
 
 log = logging.getLogger(__name__)
@@ -122,6 +121,8 @@ def _next_batch(runtime, system: Actor, after: int, decay: bool) -> list[int]:
 
 
 def _rescore_batch(runtime, system: Actor, ids: list[int], now) -> int:
+    # imported here: the engine reads scoring_config, which requests these jobs
+    from leadhub.plugins.lead import scoring as engine_mod
     for attempt in range(3):
         try:
             with engine_mod.rescoring(ids, now=now, batch=True) as changed:
