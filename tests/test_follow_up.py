@@ -308,7 +308,7 @@ def test_changing_a_rule_moves_waiting_leads_deadlines(org):
     rec = new_lead(org["as"]["rep_a"])
     done = new_lead(org["as"]["rep_a"])
     follow_up(org["as"]["rep_a"], done["id"])
-    rule = next(r for r in admin.get("/meta/follow-up-rules").get_json()["rules"] if r["status"] == "new")
+    rule = next(r for r in admin.get("/meta/follow-up-rules").get_json()["items"] if r["status"] == "new")
     r = admin.patch(f"/meta/follow-up-rules/{rule['id']}", {"hours": 8})
     assert r.status_code == 200 and r.get_json()["hours"] == 8
     assert lead(admin, rec["id"])["follow_up_deadline"] == iso(T0 + 8 * H)
@@ -335,20 +335,20 @@ def test_changing_a_rule_moves_waiting_leads_deadlines(org):
 ])
 def test_rule_validation_names_the_field(org, body, field, status):
     admin = org["admin"]
-    before = admin.get("/meta/follow-up-rules").get_json()["rules"]
+    before = admin.get("/meta/follow-up-rules").get_json()["items"]
     r = admin.post("/meta/follow-up-rules", body)
     assert r.status_code == status and field in r.get_json()["error"]["fields"], r.get_json()
-    assert admin.get("/meta/follow-up-rules").get_json()["rules"] == before
+    assert admin.get("/meta/follow-up-rules").get_json()["items"] == before
 
 
 def test_rule_endpoints_bad_input(org):
     admin = org["admin"]
-    rid = admin.get("/meta/follow-up-rules").get_json()["rules"][0]["id"]
+    rid = admin.get("/meta/follow-up-rules").get_json()["items"][0]["id"]
     assert admin.post("/meta/follow-up-rules", data="[1", content_type="application/json").status_code == 400
     r = admin.patch(f"/meta/follow-up-rules/{rid}", {"remind_before_hours": 30})
     assert r.status_code == 400 and "remind_before_hours" in r.get_json()["error"]["fields"]
-    r = admin.patch(f"/meta/follow-up-rules/{rid}", {"status": "following"})
-    assert r.status_code == 409 and "status" in r.get_json()["error"]["fields"]
+    r = admin.patch(f"/meta/follow-up-rules/{rid}", {"status": "following"})     # the key: a rule per status
+    assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"status": "Cannot change."}
     for path in (f"/meta/follow-up-rules/{rid + 1000}", "/meta/follow-up-rules/99999999999"):
         assert admin.get(path).status_code == 404
         assert admin.patch(path, {"hours": 3}).status_code == 404
@@ -358,8 +358,8 @@ def test_rule_endpoints_bad_input(org):
 def test_reps_read_rules_but_cannot_edit_them_or_run_the_sweep(org):
     rep = org["as"]["rep_a"]
     rules = rep.get("/meta/follow-up-rules")
-    assert rules.status_code == 200 and len(rules.get_json()["rules"]) == 2
-    rid = rules.get_json()["rules"][0]["id"]
+    assert rules.status_code == 200 and len(rules.get_json()["items"]) == 2
+    rid = rules.get_json()["items"][0]["id"]
     assert rep.post("/meta/follow-up-rules", {"status": "returned", "hours": 5}).status_code == 403
     assert rep.patch(f"/meta/follow-up-rules/{rid}", {"hours": 5000}).status_code == 403
     assert rep.delete(f"/meta/follow-up-rules/{rid}").status_code == 403
@@ -425,7 +425,7 @@ def test_demo_helper_makes_a_reminder_and_a_violation_due(clock, runtime, admin)
     assert sweep(runtime, clock.now) == {"reminders": 2, "violations": 2, "at": clock.now}
     assert sweep(runtime, clock.now) == {"reminders": 0, "violations": 0, "at": clock.now}
     assert seed_demo(runtime, leads=0) == {"reminder_soon": [], "overdue": []}   # the rule is not doubled
-    assert len(service(runtime).rules.list()) == 1
+    assert len(runtime.kinds.items("follow_up_rule")) == 1
 
 
 def test_the_scheduler_runs_the_sweep(org, runtime, clock):
@@ -442,14 +442,14 @@ def test_the_scheduler_runs_the_sweep(org, runtime, clock):
 def test_a_follow_up_landing_while_the_sweep_runs_wins(org, runtime, clock):
     """The sweep saw the lead overdue; the rep's follow-up commits before the
     sweep writes: the locked re-read finds the deadline gone, nothing is written."""
-    from leadhub.plugins.lead import followup
+    from leadhub.plugins.lead import followup, followup_rules
     rec = new_lead(org["as"]["rep_a"])
     seen = next(followup._leads(runtime, T0 + 25 * H))
     assert seen["id"] == rec["id"]
     clock.now = T0 + 25 * H
     follow_up(org["as"]["rep_a"], rec["id"])
     svc = service(runtime)
-    assert followup._violate(svc, seen, svc.rules.active()["new"], T0 + 25 * H) == 0
+    assert followup._violate(svc, seen, followup_rules.active(runtime.cache.current())["new"], T0 + 25 * H) == 0
     assert org["admin"].post("/objects/violation/query", {}).get_json()["records"] == []
     assert inbox(runtime, org["users"]["mgr"]) == []
 

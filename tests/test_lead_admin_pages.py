@@ -61,7 +61,7 @@ def test_admins_only(site):
         assert rep.get(url).status_code == 403, url
     assert rep.post("/admin/leads/duplicate-rules/new", COMBINED).status_code == 403
     assert rep.post("/admin/leads/blacklists", {"type": "keyword", "value": "spam"}).status_code == 403
-    assert count_rows(site["runtime"], "lh_duplicate_rules") == 0
+    assert count_rows(site["runtime"], "lh_meta_items", "kind = 'duplicate_rule'") == 0
     assert count_rows(site["runtime"], "lh_lead_blacklist") == 0
     for url in PAGES:
         assert site["admin"].get(url).status_code == 200, url
@@ -120,7 +120,7 @@ def test_bad_rule_input_is_shown_beside_the_field_and_nothing_is_saved(site):
     row = row.split('<div class="cond-row')[0]
     assert "has-error" in row and 'value="150"' in row
     assert "Must be greater than or equal to 50 and less than or equal to 100." in row
-    assert count_rows(rt, "lh_duplicate_rules") == 0
+    assert count_rows(rt, "lh_meta_items", "kind = 'duplicate_rule'") == 0
     # no condition at all
     empty = {k: v for k, v in COMBINED.items() if not k.startswith("cond-")}
     r = admin.post("/admin/leads/duplicate-rules/new", empty)
@@ -133,7 +133,7 @@ def test_bad_rule_input_is_shown_beside_the_field_and_nothing_is_saved(site):
     # what was typed is quoted in messages as text
     r = admin.post("/admin/leads/duplicate-rules/new", {**COMBINED, "cond-0-field": XSS})
     assert r.status_code == 400 and XSS not in r.text and "No field &#39;&lt;script&gt;" in r.text
-    assert count_rows(rt, "lh_duplicate_rules") == 0
+    assert count_rows(rt, "lh_meta_items", "kind = 'duplicate_rule'") == 0
     # zh_CN: the same page in Chinese with the marshmallow message translated
     r = site["zh"].post("/admin/leads/duplicate-rules/new", {**COMBINED, "cond-0-threshold": "150"})
     assert r.status_code == 400 and "相似度" in r.text and "必须大于或等于 50 且小于或等于 100。" in r.text
@@ -187,12 +187,12 @@ def test_scoring_rules_events_settings_and_rescore(site, api):
     admin, rt = site["admin"], site["runtime"]
     big = lead(api, company_size=800)
     before = api.get(f"/objects/lead/records/{big['id']}").get_json()["score"]
-    shipped = count_rows(rt, "lh_scoring_rules")       # the plugin's own examples
+    shipped = count_rows(rt, "lh_meta_items", "kind = 'scoring_rule'")       # the plugin's own examples
     r = admin.post("/admin/leads/scoring/rules/new", {"label": "Big", "condition": "company_size >= ", "points": "20",
                                                       "active": "on"})
     assert r.status_code == 400 and "company_size &gt;= " in r.text
     assert re.search(r'id="r-cond".*?</textarea>\s*<p class="field-error"[^>]*>[^<]*line', r.text, re.S | re.I)
-    assert count_rows(rt, "lh_scoring_rules") == shipped
+    assert count_rows(rt, "lh_meta_items", "kind = 'scoring_rule'") == shipped
     r = admin.post("/admin/leads/scoring/rules/new", {"label": "Big", "condition": "company_size >= 500",
                                                       "points": "20", "active": "on"})
     assert r.status_code == 302
@@ -267,14 +267,14 @@ def test_follow_up_rules_per_status_and_the_timeliness_table(site, api, runtime)
     r = admin.post("/admin/leads/follow-up/rules", {"status": "new", "hours": "24", "remind_before_hours": "2",
                                                     "active": "on"})
     assert r.status_code == 302
-    rules = api.get("/meta/follow-up-rules").get_json()["rules"]
+    rules = api.get("/meta/follow-up-rules").get_json()["items"]
     assert [(x["status"], x["hours"], x["remind_before_hours"], x["active"]) for x in rules] == [("new", 24, 2, True)]
     r = admin.post("/admin/leads/follow-up/rules", {"status": "new", "rule_id": str(rules[0]["id"]), "hours": "4",
                                                     "remind_before_hours": "6", "active": "on"})
     assert r.status_code == 400
     row = r.text.split('id="status-new"')[1].split("</tr>")[0]
     assert "Must be less than hours." in row and 'value="6"' in row
-    assert api.get("/meta/follow-up-rules").get_json()["rules"][0]["hours"] == 24
+    assert api.get("/meta/follow-up-rules").get_json()["items"][0]["hours"] == 24
     r = admin.post("/admin/leads/follow-up/rules", {"status": "following", "hours": "abc"})
     assert r.status_code == 400 and "Not a valid integer." in r.text.split('id="status-following"')[1].split("</tr>")[0]
     # the stats: a lead owned by the admin, due tomorrow, not yet followed up
@@ -286,7 +286,7 @@ def test_follow_up_rules_per_status_and_the_timeliness_table(site, api, runtime)
     assert "Admin" in table and "<td data-label=\"Leads due\">1</td>" in table
     assert admin.get("/admin/leads/follow-up/stats?from=2030-01-02&to=2030-01-01").status_code == 400
     assert admin.post(f"/admin/leads/follow-up/rules/{rules[0]['id']}/delete").status_code == 302
-    assert api.get("/meta/follow-up-rules").get_json()["rules"] == []
+    assert api.get("/meta/follow-up-rules").get_json()["items"] == []
 
 
 def test_pages_in_chinese(site):
@@ -301,8 +301,7 @@ def test_pages_in_chinese(site):
 
 def test_forms_need_the_csrf_token(site):
     admin, rt = site["admin"], site["runtime"]
-    tables = ("lh_duplicate_rules", "lh_lead_blacklist", "lh_scoring_rules", "lh_web_forms", "lh_follow_up_rules",
-              "lh_score_jobs")
+    tables = ("lh_meta_items", "lh_meta_history", "lh_lead_blacklist", "lh_web_forms", "lh_score_jobs")
     before = {table: count_rows(rt, table) for table in tables}
     for url, data in (("/admin/leads/duplicate-rules/new", COMBINED),
                       ("/admin/leads/blacklists", {"type": "keyword", "value": "spam"}),

@@ -374,7 +374,7 @@ def test_scan_reports_duplicate_groups(lead, api, reps, runtime):
 def test_bad_rule_payloads_are_400_naming_the_field(lead, api, body, field):
     r = api.post("/meta/duplicate-rules", body)
     assert r.status_code == 400 and field in r.get_json()["error"]["fields"], r.get_json()
-    assert api.get("/meta/duplicate-rules").get_json()["rules"] == []
+    assert api.get("/meta/duplicate-rules").get_json()["items"] == []
 
 
 def test_rule_crud_and_rights(lead, api, reps):

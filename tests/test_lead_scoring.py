@@ -33,7 +33,7 @@ def installed(runtime, monkeypatch, request):
 @pytest.fixture
 def no_rules(api):
     """Start from no attribute rules (the migration seeds two examples)."""
-    for rule in api.get("/meta/scoring-rules").get_json()["rules"]:
+    for rule in api.get("/meta/scoring-rules").get_json()["items"]:
         assert api.delete(f"/meta/scoring-rules/{rule['id']}").status_code == 200
 
 
@@ -134,7 +134,7 @@ def test_a_rule_whose_field_was_deleted_is_reported_and_skipped(api, runtime, ad
     why = api.get(f"/objects/lead/records/{rec['id']}/score").get_json()
     assert [b["label"] for b in why["broken_rules"]] == ["company_size >= 500"]
     assert "company_size" in why["broken_rules"][0]["error"]
-    listed = {r["condition"]: r["error"] for r in api.get("/meta/scoring-rules").get_json()["rules"]}
+    listed = {r["condition"]: r["error"] for r in api.get("/meta/scoring-rules").get_json()["items"]}
     assert listed["industry == 'it'"] is None and "company_size" in listed["company_size >= 500"]
 
 
@@ -148,11 +148,11 @@ def test_a_rule_whose_field_was_deleted_is_reported_and_skipped(api, runtime, ad
     ("", "between 1 and 4000"),
 ])
 def test_a_bad_condition_is_a_400_naming_condition_with_line_and_column(api, runtime, condition, message):
-    before = count_rows(runtime, "lh_scoring_rules")
+    before = count_rows(runtime, "lh_meta_items", "kind = 'scoring_rule'")
     fields = error_fields(api.post("/meta/scoring-rules", {"label": "x", "condition": condition, "points": 5}))
     assert set(fields) == {"condition"} and message in fields["condition"], fields
-    assert count_rows(runtime, "lh_scoring_rules") == before
-    rule_id = api.get("/meta/scoring-rules").get_json()["rules"][0]["id"]
+    assert count_rows(runtime, "lh_meta_items", "kind = 'scoring_rule'") == before
+    rule_id = api.get("/meta/scoring-rules").get_json()["items"][0]["id"]
     fields = error_fields(api.patch(f"/meta/scoring-rules/{rule_id}", {"condition": condition}))
     assert message in fields["condition"]
     assert api.get(f"/meta/scoring-rules/{rule_id}").get_json()["condition"] == "company_size >= 500"
@@ -184,7 +184,7 @@ def test_a_bad_condition_is_a_400_naming_condition_with_line_and_column(api, run
     ("/meta/scoring-settings", "put", {"decay": 1}, "decay"),
 ])
 def test_bad_payloads_are_400_naming_the_field_and_change_nothing(api, runtime, path, method, payload, field):
-    before = {t: count_rows(runtime, t) for t in ("lh_scoring_rules", "lh_score_event_types", "lh_score_jobs")}
+    before = {t: count_rows(runtime, t) for t in ("lh_meta_items", "lh_meta_history", "lh_score_jobs")}
     settings = api.get("/meta/scoring-settings").get_json()
     fields = error_fields(getattr(api, method)(path, payload))
     assert any(k == field or k.startswith(field + ".") for k in fields), fields
@@ -206,7 +206,7 @@ def test_malformed_bodies_and_missing_things(api):
     assert api.get("/objects/lead/records/999/score").status_code == 404
     assert api.post("/objects/lead/records/999/events", {"type": "website_enquiry"}).status_code == 404
     assert error_fields(api.post("/meta/score-events", {"key": "website_enquiry", "label": "x", "points": 1,
-                                                        "strength": "weak"}), 409) == {"key": "Already exists."}
+                                                        "strength": "weak"}), 409) == {"key": "Already taken."}
 
 
 def test_bad_events_are_refused_and_nothing_is_recorded(api, runtime):
@@ -373,7 +373,7 @@ def test_a_rep_cannot_touch_leads_outside_his_scope(people):
 
 def test_only_admins_change_scoring(api, people, runtime):
     rep = people["rep_a"]
-    rule_id = api.get("/meta/scoring-rules").get_json()["rules"][0]["id"]
+    rule_id = api.get("/meta/scoring-rules").get_json()["items"][0]["id"]
     assert rep.get("/meta/scoring-rules").status_code == 200
     assert rep.get("/meta/score-events").status_code == 200
     assert rep.get("/meta/scoring-settings").status_code == 200
@@ -424,7 +424,9 @@ def test_rescoring_walks_leads_in_batches(api, runtime, admin, no_rules, monkeyp
 
 
 def test_a_waiting_job_absorbs_later_changes(api, runtime, admin, monkeypatch):
-    """Without a worker the job waits; a second change reuses it."""
+    """Without a worker the job waits; a second change reuses it (with no
+    lead at all there is nothing to rescore and no job)."""
+    lead(api)
     queued = []
     monkeypatch.setattr(runtime.jobs, "enqueue", lambda fn, *args: queued.append(args))
     first = api.post("/meta/scoring-rules", {"label": "a", "condition": "company_size > 1", "points": 1})
@@ -466,12 +468,12 @@ def test_scoring_settings_read_and_written(api):
     assert r.status_code == 200, r.get_json()
     got = api.get("/meta/scoring-settings").get_json()
     assert (got["half_life_days"], got["mql_threshold"]) == (7.5, None)
-    types = api.get("/meta/score-events", headers={"Accept-Language": "zh-CN"}).get_json()["event_types"]
-    assert {t["key"]: (t["label"], t["points"], t["strength"]) for t in types}["reported_spam"] == \
+    types = api.get("/meta/score-events", headers={"Accept-Language": "zh-CN"}).get_json()["items"]
+    assert {t["key"]: (t["label"]["zh_CN"], t["points"], t["strength"]) for t in types}["reported_spam"] == \
         ("举报垃圾信息", -50, "strong")
     r = api.post("/meta/score-events", {"key": "demo_request", "label": {"en": "Demo request", "zh_CN": "预约演示"},
                                         "points": 25, "strength": "strong"})
-    assert r.status_code == 201 and r.get_json()["labels"]["zh_CN"] == "预约演示"
+    assert r.status_code == 201 and r.get_json()["label"]["zh_CN"] == "预约演示"
     assert api.delete("/meta/score-events/demo_request").status_code == 204
 
 

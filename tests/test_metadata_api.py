@@ -163,15 +163,22 @@ def test_openapi_follows_live_metadata(api, make_object):
     assert doc["components"]["schemas"]["shop_record"]["properties"]["rating"]["enum"] == ["a", "b"]
 
 
-def test_openapi_document_is_valid(api, make_object):
+def test_openapi_document_is_valid(api, runtime, make_object):
     from openapi_spec_validator import validate
     make_crm(make_object, api)
+    runtime.plugins.install("lead")
     doc = api.get("/openapi.json").get_json()
     validate(doc)
     # every area's and plugin's endpoints are listed, not only the kernel's
     for path in ("/imports", "/notifications", "/meta/functions", "/functions/{function}/run",
                  "/meta/duplicate-rules", "/meta/web-forms", "/meta/follow-up-rules", "/meta/scoring-rules"):
         assert path in doc["paths"], path
+    # a metadata kind's items are described by its schema
+    rule = doc["components"]["schemas"]["duplicate_rule_item"]
+    assert rule["properties"]["action"]["enum"] == ["mark", "collect", "route", "tag_only"]
+    assert rule["properties"]["conditions"]["items"]["properties"]["threshold"] == {
+        "type": ["integer", "null"], "minimum": 50, "maximum": 100}
+    assert "/meta/scoring-settings/default/versions" in doc["paths"]
 
 
 def test_metadata_changes_need_an_admin(app, runtime, make_object):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from leadhub.functions import definitions as d
 from leadhub.functions.definitions import FunctionDef
 from leadhub.functions.tables import function_versions, functions
-from leadhub.metadata.service import bump_version
+from leadhub.metadata.kind_service import bump_version
 from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound

@@ -76,6 +76,16 @@ class FieldDef:
             "deleted": self.deleted_at is not None,
         }
 
+    def spec(self) -> dict:
+        """The definition as a payload that makes this field again (history,
+        bundles): the common properties, the type's settings at the top level."""
+        out = {"api_name": self.api_name, "label": dict(self.labels), "type": self.type_name,
+               "help_text": self.help_text, "required": self.required, "unique": self.unique,
+               "indexed": self.indexed, "read_only": self.read_only, "track_history": self.track_history,
+               "default": self.default, "position": self.position}
+        out.update(self.settings)
+        return {k: v for k, v in out.items() if v is not None}
+
 
 @dataclass
 class ObjectDef:
@@ -116,4 +126,13 @@ class ObjectDef:
         }
         if with_fields:
             out["fields"] = [f.to_api(language) for f in self.fields.values()]
+        return out
+
+    def spec(self, with_fields: bool = False) -> dict:
+        """The object's own properties as a payload (see FieldDef.spec)."""
+        out = {"api_name": self.api_name, "label": dict(self.labels), "description": self.description,
+               "name_field": self.name_field, "track_history": self.track_history}
+        out = {k: v for k, v in out.items() if v is not None}
+        if with_fields:
+            out["fields"] = [f.spec() for f in self.custom_fields()]
         return out

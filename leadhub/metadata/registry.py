@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from leadhub.functions.expressions import Expression
 from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.kinds import Item
 from leadhub.platform import tables as t
 from leadhub.platform.db import Database, UTCDateTime
 from leadhub.platform.errors import NotFound
@@ -53,10 +54,12 @@ def field_column(field: FieldDef) -> sa.Column:
 
 
 class Registry:
-    def __init__(self, version: int, objects: dict[str, ObjectDef], deleted: dict[str, ObjectDef]):
+    def __init__(self, version: int, objects: dict[str, ObjectDef], deleted: dict[str, ObjectDef],
+                 items: dict[str, dict[str, Item]] | None = None):
         self.version = version
         self.objects = objects            # live objects by api name
         self.deleted_objects = deleted    # soft-deleted objects by api name
+        self.items = items or {}          # items of every metadata kind: {kind: {key: Item}}, in creation order
         self._sa_metadata = sa.MetaData()
         self._tables: dict[str, sa.Table] = {}
         self._schemas: dict[str, mm.Schema] = {}
@@ -171,7 +174,17 @@ def load_registry(conn: sa.Connection) -> Registry:
         obj = by_id[r["object_id"]]
         fd = field_from_row(obj.api_name, r)
         (obj.deleted_fields if fd.deleted_at else obj.fields)[fd.api_name] = fd
-    return Registry(version, live, deleted)
+    return Registry(version, live, deleted, load_items(conn))
+
+
+def load_items(conn: sa.Connection) -> dict[str, dict[str, Item]]:
+    m = t.meta_items
+    items: dict[str, dict[str, Item]] = {}
+    for r in conn.execute(sa.select(m.c.kind, m.c.key, m.c.data, m.c.id, m.c.version, m.c.plugin,
+                                    m.c.updated_at).order_by(m.c.id)):
+        items.setdefault(r.kind, {})[r.key] = Item(kind=r.kind, key=r.key, data=r.data, id=r.id,
+                                                    version=r.version, plugin=r.plugin, updated_at=r.updated_at)
+    return items
 
 
 def field_from_row(obj_name: str, r) -> FieldDef:

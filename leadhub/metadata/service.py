@@ -12,11 +12,12 @@ import sqlalchemy as sa
 
 from leadhub.metadata.apinames import check_api_name
 from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.kind_service import bump_version, record_history
 from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.registry import MetadataCache, Registry, formula_order, load_registry
 from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.computed import format_number
-from leadhub.platform import computed, ddl, permissions, tables as t
+from leadhub.platform import audit, computed, ddl, permissions, tables as t
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
 from leadhub.platform.permissions import Actor
@@ -48,8 +49,9 @@ def _require_dict(payload: Any) -> dict:
 
 
 class MetadataService:
-    def __init__(self, db: Database, cache: MetadataCache):
+    def __init__(self, db: Database, cache: MetadataCache, kinds):
         self.db, self.cache = db, cache
+        self.kinds = kinds      # KindService: items of other kinds that reference objects and fields
 
     # ----------------------------------------------------------------- objects
     def create_object(self, actor: Actor, payload: Any, *, plugin: str | None = None) -> ObjectDef:
@@ -90,6 +92,7 @@ class MetadataService:
                     raise Conflict(exc.message, {f"fields.{i}.{k}": v for k, v in exc.fields.items()}) from None
             if flags.get("name_field"):
                 self._set_name_field(conn, reg.get(name), flags["name_field"])
+            self._history(conn, actor, "created", name, fields=[fp["api_name"] for fp in fields_payload])
             _bump(conn)
         return self.cache.current().get(name)
 
@@ -113,6 +116,7 @@ class MetadataService:
             if values:
                 conn.execute(sa.update(t.objects).where(t.objects.c.id == obj.id)
                              .values(updated_at=utcnow(), **values))
+            self._history(conn, actor, "updated", name)
             _bump(conn)
         return self.cache.current().get(name)
 
@@ -127,7 +131,11 @@ class MetadataService:
             if users:
                 raise Conflict(f"Other objects depend on {name}: {', '.join(users)}. Delete those fields first.",
                                {"api_name": "In use."})
+            users = self.kinds.referrers(reg, "object", name)
+            if users:
+                raise Conflict(f"{name} is used by {', '.join(users)}; change those first.", {"api_name": "In use."})
             conn.execute(sa.update(t.objects).where(t.objects.c.id == obj.id).values(deleted_at=utcnow()))
+            self._history(conn, actor, "deleted", name)
             _bump(conn)
 
     def restore_object(self, actor: Actor, name: str) -> ObjectDef:
@@ -138,6 +146,7 @@ class MetadataService:
                 raise NotFound(f"No deleted object '{name}'.")
             conn.execute(sa.update(t.objects).where(t.objects.c.api_name == name)
                          .values(deleted_at=None, updated_at=utcnow()))
+            self._history(conn, actor, "restored", name)
             _bump(conn)
         return self.cache.current().get(name)
 
@@ -155,6 +164,8 @@ class MetadataService:
             conn.execute(sa.delete(t.objects).where(t.objects.c.id == obj.id))
             conn.execute(sa.delete(t.autonumbers).where(t.autonumbers.c.object == name))
             conn.execute(sa.delete(t.field_history).where(t.field_history.c.object == name))
+            record_history(conn, "object", name, "purged", None, actor)
+            audit.record(conn, actor, "meta_purged", object="object", target=name)
             _bump(conn)
 
     def _set_name_field(self, conn, obj: ObjectDef, field_name: Any) -> None:
@@ -169,6 +180,7 @@ class MetadataService:
         permissions.require_admin(actor)
         with self.db.write() as conn:
             reg = self._add_field(conn, load_registry(conn), obj_name, payload, plugin)
+            self._history(conn, actor, "created", obj_name, payload["api_name"])
             _bump(conn)
             name = payload["api_name"]
         return self.cache.current().get(obj_name).fields[name]
@@ -260,6 +272,7 @@ class MetadataService:
             if new.settings != old.settings and new.type.computed:
                 reg = load_registry(conn)
                 self._backfill(conn, reg, reg.get(obj_name), reg.get(obj_name).fields[field_name], utcnow())
+            self._history(conn, actor, "updated", obj_name, field_name)
             _bump(conn)
         return self.cache.current().get(obj_name).fields[field_name]
 
@@ -274,11 +287,12 @@ class MetadataService:
                 raise NotFound(f"No field '{field_name}' on {obj_name}.")
             if fd.system:
                 raise Conflict(f"'{field_name}' is a system field.", {field_name: "System field."})
-            users = _dependents(reg, obj, fd)
+            users = _dependents(reg, obj, fd) + self.kinds.referrers(reg, "field", f"{obj_name}.{field_name}")
             if users:
                 raise Conflict(f"{field_name} is used by {', '.join(users)}; change those first.",
                                {field_name: "In use."})
             conn.execute(sa.update(t.fields).where(t.fields.c.id == fd.id).values(deleted_at=utcnow()))
+            self._history(conn, actor, "deleted", obj_name, field_name)
             _bump(conn)
 
     def restore_field(self, actor: Actor, obj_name: str, field_name: str) -> FieldDef:
@@ -297,6 +311,7 @@ class MetadataService:
             except ValidationFailed as exc:
                 raise Conflict(f"{field_name} cannot be restored: {exc.message}", exc.fields) from None
             self._backfill(conn, reg, reg.get(obj_name), reg.get(obj_name).fields[field_name], utcnow())
+            self._history(conn, actor, "restored", obj_name, field_name)
             _bump(conn)
         return self.cache.current().get(obj_name).fields[field_name]
 
@@ -316,9 +331,24 @@ class MetadataService:
             conn.execute(sa.delete(t.fields).where(t.fields.c.id == fd.id))
             conn.execute(sa.delete(t.autonumbers).where(t.autonumbers.c.object == obj_name,
                                                         t.autonumbers.c.field == field_name))
+            record_history(conn, "field", f"{obj_name}.{field_name}", "purged", None, actor)
+            audit.record(conn, actor, "meta_purged", object="field", target=f"{obj_name}.{field_name}")
             _bump(conn)
 
     # ----------------------------------------------------------------- helpers
+    def _history(self, conn, actor: Actor, action: str, obj_name: str, field_name: str | None = None,
+                 fields: list[str] = ()) -> None:
+        """A version of the object (or field) in the shared metadata history,
+        and its audit entry; a new object's fields get theirs too."""
+        obj = load_registry(conn).get(obj_name, include_deleted=True)
+        entries = [("object", obj_name, obj.spec())] if field_name is None else []
+        for name in ([field_name] if field_name else list(fields)):
+            fd = obj.fields.get(name) or obj.deleted_fields[name]
+            entries.append(("field", f"{obj_name}.{name}", fd.spec()))
+        for kind, key, data in entries:
+            version = record_history(conn, kind, key, action, data, actor)
+            audit.record(conn, actor, f"meta_{action}", object=kind, target=key, details={"version": version})
+
     def _build_field(self, reg: Registry, obj: ObjectDef, payload: dict, old: FieldDef | None) -> FieldDef:
         """Validate a field payload (common properties plus the type's own
         settings at the top level) into a FieldDef, or raise ValidationFailed."""
@@ -441,12 +471,6 @@ def _dependents(reg: Registry, obj: ObjectDef, fd: FieldDef) -> list[str]:
         if fd.api_name in (rollup.settings["child_field"], rollup.settings.get("aggregate_field")):
             users.append(f"roll-up {parent.api_name}.{rollup.api_name}")
     return users
-
-
-def bump_version(conn) -> None:
-    """Every metadata change (objects, fields, functions, layouts) calls this
-    in its transaction, so every process reloads its snapshot."""
-    conn.execute(sa.update(t.meta_version).values(version=t.meta_version.c.version + 1))
 
 
 _bump = bump_version

@@ -15,7 +15,10 @@ from leadhub.platform.permissions import Actor
 ACTIONS = ("sign_in", "sign_in_failed", "sign_out", "token_created", "token_revoked", "token_used",
            "user_created", "user_changed", "user_deactivated", "password_changed", "password_reset",
            "role_created", "role_changed", "role_deleted", "department_changed", "group_changed",
-           "share_created", "share_deleted", "owner_transferred", "handover", "export")
+           "share_created", "share_deleted", "owner_transferred", "handover", "export",
+           # metadata: items of every kind, objects and fields (object= the kind, target= the key)
+           "meta_created", "meta_updated", "meta_deleted", "meta_restored", "meta_purged",
+           "bundle_installed", "bundle_upgraded", "bundle_uninstalled")
 
 
 def record(conn: sa.Connection, actor: Actor | None, action: str, *, object: str | None = None,

@@ -3,6 +3,7 @@ database, metadata cache, events, jobs and the services. The Flask app, the
 CLI and RQ workers each hold one; none of them builds services on its own."""
 from __future__ import annotations
 
+from leadhub.metadata.kind_service import KindService
 from leadhub.metadata.layouts import LayoutService
 from leadhub.metadata.registry import MetadataCache
 from leadhub.metadata.service import MetadataService
@@ -27,7 +28,8 @@ class Runtime:
         self.cache = MetadataCache(self.db)
         self.events = EventBus()
         self.jobs = Jobs(self, self.config.redis_url)
-        self.metadata = MetadataService(self.db, self.cache)
+        self.kinds = KindService(self)                  # rules, views, settings: every metadata kind
+        self.metadata = MetadataService(self.db, self.cache, self.kinds)
         self.records = RecordService(self.db, self.cache, self.events,
                                      timezone=self.config.timezone, max_bulk=self.config.max_bulk_records)
         self.org = Organisation(self.db, self.cache)

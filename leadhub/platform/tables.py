@@ -207,3 +207,51 @@ schedules = sa.Table(
     sa.Column("last_run_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
 )
+
+
+# Metadata kinds (metadata/kinds.py): every rule, view and setting is one item
+# of one kind, its definition a JSON document validated by the kind's schema.
+# Objects and fields keep their own tables (they carry DDL) but share the
+# history below.
+meta_items = sa.Table(
+    "lh_meta_items", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("plugin", sa.String(64)),          # installed by a plugin or bundle (its name)
+    sa.Column("created_by", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_by", sa.Integer),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "key", name="uq_lh_meta_items_kind_key"),
+)
+
+# Every saved state of every item (and of objects and fields): created,
+# updated, deleted, rolled back. History is appended, never rewritten.
+meta_history = sa.Table(
+    "lh_meta_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),    # created | updated | deleted | restored
+    sa.Column("data", sa.JSON),                            # null once deleted
+    sa.Column("actor_id", sa.Integer),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.String(200)),
+    sa.UniqueConstraint("kind", "key", "version", name="uq_lh_meta_history_version"),
+)
+
+# Bundles installed here: the manifest and every definition as installed,
+# the baseline of a later upgrade's three-way merge.
+bundles = sa.Table(
+    "lh_bundles", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+    sa.Column("baseline", sa.JSON, nullable=False),        # {"<kind>/<key>": definition}
+    sa.Column("installed_at", UTCDateTime, nullable=False),
+    sa.Column("upgraded_at", UTCDateTime, nullable=False),
+)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import sqlalchemy as sa
 import yaml
 
+from leadhub.metadata.kinds import Context
 from leadhub.platform import ddl, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, NotFound
@@ -38,6 +39,9 @@ class Plugin:
     # () -> Flask blueprints the app registers (API routes protect themselves
     # with leadhub.web.api.authenticate as their before_request)
     web: Callable[[], list] | None = None
+    # () -> the metadata kinds the plugin declares (metadata/kinds.py); declared
+    # before its metadata files are applied, so those may hold items of them
+    kinds: Callable[[], list] | None = None
 
     def metadata_documents(self) -> list[dict]:
         if self.metadata_dir is None:
@@ -57,10 +61,12 @@ class ApplyReport:
     added_fields: list[str] = field(default_factory=list)
     added_options: list[str] = field(default_factory=list)
     created_views: list[str] = field(default_factory=list)      # layouts and shared list views
+    created_items: list[str] = field(default_factory=list)      # items of metadata kinds: "kind/key"
 
     @property
     def changed(self) -> bool:
-        return bool(self.created_objects or self.added_fields or self.added_options or self.created_views)
+        return bool(self.created_objects or self.added_fields or self.added_options or self.created_views
+                    or self.created_items)
 
 
 class PluginManager:
@@ -114,9 +120,14 @@ class PluginManager:
         return {name: self.install(name) for name in sorted(self.discover())}
 
     def activate(self, plugin: Plugin) -> None:
+        self.declare_kinds(plugin)
         if plugin.name not in self._activated and plugin.register is not None:
             plugin.register(self.runtime)
         self._activated.add(plugin.name)
+
+    def declare_kinds(self, plugin: Plugin) -> None:
+        for kind in (plugin.kinds() if plugin.kinds else []):
+            self.runtime.kinds.declare(kind)
 
     def activate_installed(self) -> None:
         available = self.discover()
@@ -126,6 +137,7 @@ class PluginManager:
 
     def apply_metadata(self, plugin: Plugin) -> ApplyReport:
         report = ApplyReport()
+        self.declare_kinds(plugin)      # its metadata files may hold items of its kinds
         actor = Actor.system()
         md = self.runtime.metadata
         for doc in plugin.metadata_documents():
@@ -143,7 +155,30 @@ class PluginManager:
                     self._upgrade_object(plugin, registry.objects[name], spec, report)
                 self._apply_indexes(name, indexes)
         self._apply_views(plugin, report)
+        self._apply_items(plugin, report)
         return report
+
+    def _apply_items(self, plugin: Plugin, report: ApplyReport) -> None:
+        """Items of metadata kinds (`items: {kind: [definition, ...]}` in a
+        metadata file): made when missing; one an admin changed keeps the
+        admin's version, one an admin deleted is not brought back."""
+        kinds = self.runtime.kinds
+        for doc in plugin.metadata_documents():
+            for kind_name, definitions in (doc.get("items") or {}).items():
+                kd = kinds.kind(kind_name)
+                for data in definitions:
+                    key = kd.key_of(data)
+                    if key in kinds.items(kd.name) or self._ever_existed(kd.name, key):
+                        continue
+                    with self.runtime.db.write() as conn:
+                        ctx = Context(self.runtime, conn, self.runtime.cache.current(conn), Actor.system())
+                        kinds.put(ctx, kd.name, data, plugin=plugin.name)
+                    report.created_items.append(f"{kd.name}/{key}")
+
+    def _ever_existed(self, kind: str, key: str) -> bool:
+        h = t.meta_history
+        with self.runtime.db.read() as conn:
+            return conn.execute(sa.select(h.c.id).where(h.c.kind == kind, h.c.key == key).limit(1)).first() is not None
 
     def _apply_views(self, plugin: Plugin, report: ApplyReport) -> None:
         """Layouts and shared list views a plugin ships (after every object

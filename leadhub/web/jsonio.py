@@ -60,3 +60,12 @@ def body(required: bool = True, object_only: bool = True) -> Any:
 
 def _reject_constant(name: str):
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+def int_arg(key: str) -> int:
+    """A whole-number query argument, or a 400 naming it."""
+    raw = request.args.get(key)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{key} must be a whole number.", {key: "Not a number."}) from None

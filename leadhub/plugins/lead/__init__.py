@@ -23,6 +23,11 @@ def _register(runtime) -> None:
         part.register(runtime)
 
 
+def _kinds() -> list:
+    from leadhub.plugins.lead import duplicate_rules, followup_rules, scoring_config
+    return [duplicate_rules.KIND, *scoring_config.KINDS, followup_rules.KIND]
+
+
 def _blueprints() -> list:
     from leadhub.plugins.lead.admin_pages import bp as admin_pages   # the admin's settings pages
     return [bp for part in _parts() for bp in part.blueprints()] + [admin_pages]
@@ -35,5 +40,6 @@ plugin = Plugin(
     metadata_dir=Path(__file__).with_name("metadata"),
     register=_register,
     web=_blueprints,
+    kinds=_kinds,
     demo=seed_demo,
 )

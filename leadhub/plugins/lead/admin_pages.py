@@ -107,14 +107,12 @@ def _lead():
 @bp.get("/")
 def index():
     rt = runtime()
-    with rt.db.read() as conn:
-        dup_rules = rules.load_rules(conn, OBJECT, active_only=False)
-    from leadhub.plugins.lead.followup import service
+    dup_rules = rules.load_rules(rt.cache.current(), OBJECT, active_only=False)
     from leadhub.plugins.lead.intake_api import list_entries
     from leadhub.plugins.lead.webforms import WebForms
     counts = {"duplicate_rules": len(dup_rules), "blacklists": len(list_entries(rt)),
-              "scoring_rules": len(scoring.list_rules(rt)), "web_forms": len(WebForms(rt).list(actor())),
-              "follow_up_rules": len(service(rt).rules.list())}
+              "scoring_rules": len(rt.kinds.items(scoring.RULE_KIND.name)), "web_forms": len(WebForms(rt).list(actor())),
+              "follow_up_rules": len(rt.kinds.items("follow_up_rule"))}
     return render_template("lead_admin/index.html", counts=counts, quarantine_url=_quarantine_url())
 
 
@@ -131,8 +129,7 @@ def _quarantine_url() -> str:
 # ------------------------------------------------------------------ duplicate rules
 @bp.get("/duplicate-rules")
 def duplicate_rules():
-    with runtime().db.read() as conn:
-        items = rules.load_rules(conn, OBJECT, active_only=False)
+    items = rules.load_rules(runtime().cache.current(), OBJECT, active_only=False)
     draft, result, errors = {}, None, {}
     if request.args.get("check"):
         draft = {k: request.args.get(k, "").strip() for k in DRAFT_FIELDS if request.args.get(k, "").strip()}
@@ -156,28 +153,26 @@ def new_duplicate_rule():
 def create_duplicate_rule():
     payload = _rule_payload()
     try:
-        rule = rules.create_rule(runtime(), actor(), payload)
+        rule = runtime().kinds.create(actor(), rules.KIND.name, payload)
     except LeadhubError as exc:
         return _rule_editor(None, payload, _errors(exc)), exc.status
     flash(_("Duplicate rule saved."), "ok")
-    return redirect(url_for("lead_admin.edit_duplicate_rule", name=rule.name))
+    return redirect(url_for("lead_admin.edit_duplicate_rule", name=rule["name"]))
 
 
 @bp.get("/duplicate-rules/<name>")
 def edit_duplicate_rule(name):
-    with runtime().db.read() as conn:
-        rule = rules.get_rule(conn, name)
+    rule = rules.get_rule(runtime().cache.current(), name)
     return _rule_editor(rule, rule.to_api(), {})
 
 
 @bp.post("/duplicate-rules/<name>")
 def update_duplicate_rule(name):
-    with runtime().db.read() as conn:
-        rule = rules.get_rule(conn, name)
+    rule = rules.get_rule(runtime().cache.current(), name)
     payload = _rule_payload()
     payload.pop("name", None)
     try:
-        rules.update_rule(runtime(), actor(), name, payload)
+        runtime().kinds.update(actor(), rules.KIND.name, name, payload)
     except LeadhubError as exc:
         return _rule_editor(rule, {**payload, "name": name}, _errors(exc)), exc.status
     flash(_("Duplicate rule saved."), "ok")
@@ -186,7 +181,7 @@ def update_duplicate_rule(name):
 
 @bp.post("/duplicate-rules/<name>/delete")
 def delete_duplicate_rule(name):
-    rules.delete_rule(runtime(), actor(), name)
+    runtime().kinds.delete(actor(), rules.KIND.name, name)
     flash(_("Duplicate rule deleted."), "ok")
     return redirect(url_for("lead_admin.duplicate_rules"))
 
@@ -315,12 +310,13 @@ def _latest_job() -> dict | None:
 
 def _scoring_page(settings_values: dict | None, errors: dict, status: int = 200):
     rt = runtime()
-    settings = scoring.get_settings(rt)
+    settings = rt.kinds.get(actor(), scoring.SETTINGS_KIND.name, "default")
     values = settings_values if settings_values is not None else {
         "half_life_days": settings["half_life_days"], "mql_threshold": settings["mql_threshold"],
         **{f"grade_{g}": settings["grades"].get(g) for g in scoring.GRADES}}
-    return render_template("lead_admin/scoring.html", rules=scoring.list_rules(rt),
-                           event_types=scoring.list_event_types(rt), settings=settings, values=values,
+    return render_template("lead_admin/scoring.html", rules=rt.kinds.list(actor(), scoring.RULE_KIND.name),
+                           event_types=rt.kinds.list(actor(), scoring.EVENT_TYPE_KIND.name), settings=settings,
+                           values=values,
                            errors=errors, job=_latest_job(), grades=scoring.GRADES), status
 
 
@@ -334,7 +330,7 @@ def save_scoring_settings():
                "grades": {g: _number(values[f"grade_{g}"]) for g in scoring.GRADES},
                "mql_threshold": _number(values["mql_threshold"])}
     try:
-        out = scoring.update_settings(runtime(), actor(), payload)
+        out = runtime().kinds.update(actor(), scoring.SETTINGS_KIND.name, "default", payload)
     except LeadhubError as exc:
         return _scoring_page(values, _errors(exc), exc.status)
     _flash_job(_("Settings saved."), out.get("rescore_job"))
@@ -366,7 +362,7 @@ def new_scoring_rule():
 def create_scoring_rule():
     payload = _scoring_rule_payload()
     try:
-        out = scoring.create_rule(runtime(), actor(), payload)
+        out = runtime().kinds.create(actor(), scoring.RULE_KIND.name, payload)
     except LeadhubError as exc:
         return _scoring_rule_editor(None, payload, _errors(exc)), exc.status
     _flash_job(_("Scoring rule saved."), out.get("rescore_job"))
@@ -375,16 +371,16 @@ def create_scoring_rule():
 
 @bp.get("/scoring/rules/<int:rule_id>")
 def edit_scoring_rule(rule_id):
-    rule = scoring.get_rule(runtime(), rule_id)
+    rule = runtime().kinds.get(actor(), scoring.RULE_KIND.name, str(rule_id))
     return _scoring_rule_editor(rule, rule, {})
 
 
 @bp.post("/scoring/rules/<int:rule_id>")
 def update_scoring_rule(rule_id):
-    rule = scoring.get_rule(runtime(), rule_id)
+    rule = runtime().kinds.get(actor(), scoring.RULE_KIND.name, str(rule_id))
     payload = _scoring_rule_payload()
     try:
-        out = scoring.update_rule(runtime(), actor(), rule_id, payload)
+        out = runtime().kinds.update(actor(), scoring.RULE_KIND.name, rule["key"], payload)
     except LeadhubError as exc:
         return _scoring_rule_editor(rule, payload, _errors(exc)), exc.status
     _flash_job(_("Scoring rule saved."), out.get("rescore_job"))
@@ -393,8 +389,8 @@ def update_scoring_rule(rule_id):
 
 @bp.post("/scoring/rules/<int:rule_id>/delete")
 def delete_scoring_rule(rule_id):
-    job = scoring.delete_rule(runtime(), actor(), rule_id)
-    _flash_job(_("Scoring rule deleted."), job)
+    out = runtime().kinds.delete(actor(), scoring.RULE_KIND.name, str(rule_id))
+    _flash_job(_("Scoring rule deleted."), out.get("rescore_job"))
     return redirect(url_for("lead_admin.scoring_page"))
 
 
@@ -418,7 +414,7 @@ def new_event_type():
 def create_event_type():
     payload = _event_type_payload()
     try:
-        scoring.create_event_type(runtime(), actor(), payload)
+        runtime().kinds.create(actor(), scoring.EVENT_TYPE_KIND.name, payload)
     except LeadhubError as exc:
         return _event_type_editor(None, payload, _errors(exc)), exc.status
     flash(_("Event type saved."), "ok")
@@ -427,17 +423,17 @@ def create_event_type():
 
 @bp.get("/scoring/events/<key>")
 def edit_event_type(key):
-    event = scoring.get_event_type(runtime(), key)
-    return _event_type_editor(event, {**event, "label": event["labels"]}, {})
+    event = runtime().kinds.get(actor(), scoring.EVENT_TYPE_KIND.name, key)
+    return _event_type_editor(event, event, {})
 
 
 @bp.post("/scoring/events/<key>")
 def update_event_type(key):
-    event = scoring.get_event_type(runtime(), key)
+    event = runtime().kinds.get(actor(), scoring.EVENT_TYPE_KIND.name, key)
     payload = _event_type_payload()
     payload.pop("key", None)
     try:
-        scoring.update_event_type(runtime(), actor(), key, payload)
+        runtime().kinds.update(actor(), scoring.EVENT_TYPE_KIND.name, key, payload)
     except LeadhubError as exc:
         return _event_type_editor(event, {**payload, "key": key}, _errors(exc)), exc.status
     flash(_("Event type saved."), "ok")
@@ -447,7 +443,7 @@ def update_event_type(key):
 @bp.post("/scoring/events/<key>/delete")
 def delete_event_type(key):
     try:
-        scoring.delete_event_type(runtime(), actor(), key)
+        runtime().kinds.delete(actor(), scoring.EVENT_TYPE_KIND.name, key)
     except LeadhubError as exc:
         if exc.status != 409:
             raise
@@ -578,9 +574,7 @@ def _form_editor(form: dict | None, values: dict, errors: dict):
 
 
 # ------------------------------------------------------------------ follow-up rules
-def _follow_up_rules():
-    from leadhub.plugins.lead.followup import service
-    return service(runtime()).rules
+FOLLOW_UP = "follow_up_rule"
 
 
 @bp.get("/follow-up")
@@ -596,12 +590,11 @@ def save_follow_up_rule():
     payload = {"hours": _number(form.get("hours")) if form.get("hours", "").strip() else "",
                "remind_before_hours": _number(form.get("remind_before_hours")) or 0,
                "active": form.get("active") == "on"}
-    rule_id = _number(form.get("rule_id"))
     try:
-        if isinstance(rule_id, int):
-            _follow_up_rules().update(actor(), rule_id, payload)
+        if status in runtime().kinds.items(FOLLOW_UP):
+            runtime().kinds.update(actor(), FOLLOW_UP, status, payload)
         else:
-            _follow_up_rules().create(actor(), {"status": status, **payload})
+            runtime().kinds.create(actor(), FOLLOW_UP, {"status": status, **payload})
     except LeadhubError as exc:
         return _follow_up_page(status, {**payload, "hours": form.get("hours", ""),
                                         "remind_before_hours": form.get("remind_before_hours", "")},
@@ -610,15 +603,15 @@ def save_follow_up_rule():
     return redirect(url_for("lead_admin.follow_up"))
 
 
-@bp.post("/follow-up/rules/<int:rule_id>/delete")
-def delete_follow_up_rule(rule_id):
-    _follow_up_rules().delete(actor(), rule_id)
+@bp.post("/follow-up/rules/<status>/delete")
+def delete_follow_up_rule(status):
+    runtime().kinds.delete(actor(), FOLLOW_UP, status)
     flash(_("Follow-up rule deleted."), "ok")
     return redirect(url_for("lead_admin.follow_up"))
 
 
 def _follow_up_page(failed_status: str | None, values: dict, errors: dict, status: int = 200):
-    existing = {r["status"]: r for r in _follow_up_rules().list()}
+    existing = {r["status"]: r for r in runtime().kinds.list(actor(), FOLLOW_UP)}
     status_field = _lead().fields["status"]
     rows = []
     for option in status_field.settings["options"]:

@@ -271,7 +271,8 @@ def _rules(runtime, conn, reg=None) -> tuple[list[Rule], Any]:
     batches each load them once)."""
     cached = _tx_state(conn, "lead_dedupe_rules", dict)
     if not cached:
-        cached.update(rules=load_rules(conn), reg=reg or runtime.cache.current(conn))
+        reg = reg or runtime.cache.current(conn)
+        cached.update(rules=load_rules(reg), reg=reg)
     return cached["rules"], cached["reg"]
 
 
@@ -518,9 +519,9 @@ def check_draft(runtime, actor: Actor, object_name: str, draft: Any, rule_name: 
     if errors:
         raise BadRequest("Invalid draft: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
     with runtime.db.read() as conn:
-        rules = load_rules(conn, object_name)
+        rules = load_rules(reg, object_name)
         if rule_name is not None:
-            rules = [r for r in rules if r.name == rule_name] or [get_rule(conn, rule_name)]
+            rules = [r for r in rules if r.name == rule_name] or [get_rule(reg, rule_name)]
         found = [m for rule in rules
                  for m in find(runtime, rule, values, {object_name: exclude}, conn=conn, reg=reg)]
     readable = _readable(runtime, actor, found)

@@ -1,6 +1,6 @@
-"""Duplicate rules (查重规则) as metadata: rows in lh_duplicate_rules,
-validated on save so a bad payload is a 400 naming the field
-(conditions.0.field, match_objects.1, ...). See dedupe.py for how they run.
+"""Duplicate rules (查重规则): a metadata kind (metadata/kinds.py), validated
+on save so a bad payload is a 400 naming the field (conditions.0.field,
+match_objects.1, ...). See dedupe.py for how they run.
 
 A rule: conditions that must all match, each a field with a normaliser
 (e164 for phone fields, lower for text and e-mail, company_name for the
@@ -17,12 +17,10 @@ from typing import Any
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.platform import permissions
-from leadhub.platform.db import utcnow
-from leadhub.platform.errors import BadRequest, Conflict, NotFound
-from leadhub.platform.permissions import Actor
+from leadhub.metadata.kinds import Context, Kind, Ref
+from leadhub.platform.errors import BadRequest, NotFound
 from leadhub.plugins.lead import normalise as nz
-from leadhub.plugins.lead.intake_tables import duplicate_rules, duplicate_scans
+from leadhub.plugins.lead.intake_tables import duplicate_scans
 
 OBJECT = "lead"
 NORMALISERS = ("e164", "lower", "company_name", "exact")
@@ -76,10 +74,11 @@ class Rule:
     id: int | None = None
 
     @classmethod
-    def from_row(cls, row) -> "Rule":
-        return cls(id=row["id"], name=row["name"], label=row["label"], active=row["active"], object=row["object"],
-                   match_objects=tuple(row["match_objects"]), window_months=row["window_months"],
-                   action=row["action"], conditions=tuple(Condition(**c) for c in row["conditions"]))
+    def from_item(cls, item) -> "Rule":
+        d = item.data
+        return cls(id=item.id, name=d["name"], label=d["label"], active=d["active"], object=d["object"],
+                   match_objects=tuple(d["match_objects"]), window_months=d["window_months"],
+                   action=d["action"], conditions=tuple(Condition(**c) for c in d["conditions"]))
 
     def keys(self, values: dict) -> tuple:
         """The draft's key per condition (None where it cannot match)."""
@@ -118,42 +117,27 @@ class RuleSchema(mm.Schema):
     action = mm.fields.String(load_default="mark", validate=mm.validate.OneOf(ACTIONS))
 
 
-def _flatten(messages: Any, prefix: str = "") -> dict[str, str]:
-    """marshmallow's nested messages as {"conditions.0.field": "..."}."""
-    if isinstance(messages, dict):
-        out = {}
-        for k, v in messages.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        return {prefix or "body": " ".join(messages)}
-    return {prefix or "body": str(messages)}
+def references(data: dict) -> list[Ref]:
+    """The object, the objects it matches against and every condition's field on each."""
+    refs = [Ref("object", data["object"], "object")]
+    if data["object"] != OBJECT:
+        return refs         # check() refuses the object before any field is looked at
+    matches = data.get("match_objects") or [data["object"]]
+    refs += [Ref("object", name, f"match_objects.{i}") for i, name in enumerate(matches)]
+    for i, cond in enumerate(data["conditions"]):
+        refs += [Ref("field", f"{obj}.{cond['field']}", f"conditions.{i}.field") for obj in dict.fromkeys(
+            [data["object"], *matches])]
+    return refs
 
 
-def validate_rule(reg, payload: Any, partial_of: Rule | None = None) -> Rule:
-    """A Rule from a payload, or a 400 naming each bad field."""
-    if not isinstance(payload, dict):
-        raise BadRequest("A duplicate rule is a JSON object.", {"body": "Must be an object."})
-    if partial_of is not None:
-        if "name" in payload and payload["name"] != partial_of.name:
-            raise BadRequest("A rule's name cannot change.", {"name": "Cannot change."})
-        payload = {**partial_of.to_api(), **payload}
-        payload.pop("id", None)
-    try:
-        data = RuleSchema().load(payload)
-    except mm.ValidationError as exc:
-        fields = _flatten(exc.normalized_messages())
-        raise BadRequest("Invalid duplicate rule: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
-                         fields) from None
+def check(ctx: Context, data: dict, old) -> dict:
+    """What the schema cannot say: the object is the lead, no object or field
+    twice, normalisers fit their fields, and one condition is indexed."""
+    reg = ctx.registry
     errors: dict[str, str] = {}
-    if data["object"] not in reg.objects:
-        errors["object"] = f"No object '{data['object']}'."
-    elif data["object"] != OBJECT:
+    if data["object"] != OBJECT:
         errors["object"] = "Duplicate checks run on new leads: object must be 'lead'."
     matches = data["match_objects"] or [data["object"]]
-    for i, name in enumerate(matches):
-        if name not in reg.objects:
-            errors[f"match_objects.{i}"] = f"No object '{name}'."
     if len(set(matches)) != len(matches):
         errors["match_objects"] = "An object is named twice."
     seen = set()
@@ -166,9 +150,7 @@ def validate_rule(reg, payload: Any, partial_of: Rule | None = None) -> Rule:
         seen.add(field)
         if cond["threshold"] is not None and norm != "company_name":
             errors[f"{where}.threshold"] = "A similarity threshold applies to the company_name normaliser only."
-        for obj_name in [data["object"]] + [m for m in matches if m in reg.objects]:
-            if data["object"] not in reg.objects:
-                break
+        for obj_name in dict.fromkeys([data["object"], *matches]):
             msg = _field_problem(reg.objects[obj_name], field, norm)
             if msg:
                 errors.setdefault(f"{where}.field", msg)
@@ -180,10 +162,17 @@ def validate_rule(reg, payload: Any, partial_of: Rule | None = None) -> Rule:
                                         "mark one indexed so duplicate checks stay fast.")
     if errors:
         raise BadRequest("Invalid duplicate rule: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
-    return Rule(name=data["name"], label=data["label"], active=data["active"], object=data["object"],
-                match_objects=tuple(matches), window_months=data["window_months"], action=data["action"],
-                conditions=tuple(Condition(c["field"], c["normaliser"], c["threshold"]) for c in data["conditions"]),
-                id=partial_of.id if partial_of else None)
+    return {**data, "match_objects": matches}
+
+
+def on_change(ctx: Context, old, new) -> None:
+    if new is None:      # a deleted rule's scans go with it
+        ctx.conn.execute(sa.delete(duplicate_scans).where(duplicate_scans.c.rule == old.key))
+
+
+KIND = Kind(name="duplicate_rule", url="duplicate-rules", plugin="lead", schema=RuleSchema, key="name",
+            labels={"en": "Duplicate rules", "zh_CN": "查重规则"}, references=references, check=check,
+            on_change=on_change)
 
 
 def _field_problem(obj, field: str, norm: str) -> str | None:
@@ -213,50 +202,16 @@ def _indexed(obj, field: str, norm: str) -> bool:
     return bool(fd.indexed or fd.unique or fd.type_name in ("lookup", "master_detail", "user"))
 
 
-def load_rules(conn, object_name: str = OBJECT, active_only: bool = True) -> list[Rule]:
-    r = duplicate_rules
-    stmt = sa.select(r).where(r.c.object == object_name).order_by(r.c.id)
-    if active_only:
-        stmt = stmt.where(r.c.active.is_(True))
-    return [Rule.from_row(row) for row in conn.execute(stmt).mappings()]
+def load_rules(reg, object_name: str = OBJECT, active_only: bool = True) -> list[Rule]:
+    """The rules of the registry snapshot, in the order they were made (the
+    first that matches decides)."""
+    items = reg.items.get(KIND.name, {}).values()
+    rules = [Rule.from_item(i) for i in items if i.data["object"] == object_name]
+    return [r for r in rules if r.active] if active_only else rules
 
 
-def get_rule(conn, name: str) -> Rule:
-    row = conn.execute(sa.select(duplicate_rules).where(duplicate_rules.c.name == name)).mappings().first()
-    if row is None:
+def get_rule(reg, name: str) -> Rule:
+    item = reg.items.get(KIND.name, {}).get(name)
+    if item is None:
         raise NotFound(f"No duplicate rule '{name}'.")
-    return Rule.from_row(row)
-
-
-def _rule_row(rule: Rule) -> dict:
-    data = rule.to_api()
-    data.pop("id")
-    return data
-
-
-def create_rule(runtime, actor: Actor, payload: Any) -> Rule:
-    permissions.require_admin(actor)
-    with runtime.db.write() as conn:
-        rule = validate_rule(runtime.cache.current(conn), payload)
-        if conn.execute(sa.select(duplicate_rules.c.id).where(duplicate_rules.c.name == rule.name)).first():
-            raise Conflict(f"A duplicate rule '{rule.name}' already exists.", {"name": "Already taken."})
-        now = utcnow()
-        conn.execute(duplicate_rules.insert().values(**_rule_row(rule), created_at=now, updated_at=now))
-        return get_rule(conn, rule.name)
-
-
-def update_rule(runtime, actor: Actor, name: str, payload: Any) -> Rule:
-    permissions.require_admin(actor)
-    with runtime.db.write() as conn:
-        rule = validate_rule(runtime.cache.current(conn), payload, partial_of=get_rule(conn, name))
-        conn.execute(sa.update(duplicate_rules).where(duplicate_rules.c.name == name)
-                     .values(**_rule_row(rule), updated_at=utcnow()))
-        return get_rule(conn, name)
-
-
-def delete_rule(runtime, actor: Actor, name: str) -> None:
-    permissions.require_admin(actor)
-    with runtime.db.write() as conn:
-        get_rule(conn, name)
-        conn.execute(sa.delete(duplicate_scans).where(duplicate_scans.c.rule == name))
-        conn.execute(sa.delete(duplicate_rules).where(duplicate_rules.c.name == name))
+    return Rule.from_item(item)

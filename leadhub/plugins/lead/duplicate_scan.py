@@ -26,7 +26,7 @@ SCAN_PAGE = 2000
 def start_scan(runtime, actor: Actor, rule_name: str) -> dict:
     permissions.require_admin(actor)
     with runtime.db.write() as conn:
-        get_rule(conn, rule_name)
+        get_rule(runtime.cache.current(conn), rule_name)
         scan_id = conn.execute(duplicate_scans.insert().values(
             rule=rule_name, status="queued", requested_by=actor.user_id, created_at=utcnow(), scanned=0
         ).returning(duplicate_scans.c.id)).scalar_one()
@@ -60,7 +60,7 @@ def run_scan(scan_id: int) -> None:
         conn.execute(sa.update(s).where(s.c.id == scan_id).values(status="running"))
     try:
         with runtime.db.read() as conn:
-            rule = get_rule(conn, rule_name)
+            rule = get_rule(runtime.cache.current(conn), rule_name)
         groups, scanned = _scan(runtime, rule)
         values = dict(status="done", groups=groups, scanned=scanned)
     except Exception as exc:  # the job records why it failed instead of vanishing

@@ -36,7 +36,8 @@ from leadhub.platform.events import RecordEvent
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QuerySpec
-from leadhub.plugins.lead.followup_rules import Rule, Rules
+from leadhub.plugins.lead import followup_rules
+from leadhub.plugins.lead.followup_rules import Rule
 
 if TYPE_CHECKING:
     from leadhub.platform.runtime import Runtime
@@ -61,20 +62,20 @@ class FollowUps:
 
     def __init__(self, runtime: "Runtime"):
         self.runtime = runtime
-        self.rules = Rules(runtime)
         self.clock: Callable[[], dt.datetime] = utcnow
 
     # ------------------------------------------------------------ deadlines
-    def deadline(self, values: dict) -> tuple[dt.datetime | None, Rule | None]:
-        """(deadline, rule) for a lead as it will be stored."""
-        rule = self.rules.active().get(values.get("status"))
+    def deadline(self, values: dict, reg=None) -> tuple[dt.datetime | None, Rule | None]:
+        """(deadline, rule) for a lead as it will be stored, under the rules
+        of `reg` (the write's metadata snapshot; the current one if none)."""
+        rule = followup_rules.active(reg or self.runtime.cache.current()).get(values.get("status"))
         t0 = values.get("owner_changed_at")
         if rule is None or t0 is None or values.get("owner") is None:
             return None, rule
         return t0 + dt.timedelta(hours=rule.hours), rule
 
-    def _settle(self, values: dict) -> None:
-        due, rule = self.deadline(values)
+    def _settle(self, values: dict, reg) -> None:
+        due, rule = self.deadline(values, reg)
         values["follow_up_due_at"] = due
         # a follow-up since T meets the deadline; a violation does not (the
         # lead stays overdue, in the "Overdue follow-up" view, until someone calls)
@@ -96,7 +97,7 @@ class FollowUps:
         v.update(owner_changed_at=self.clock() if owner is not None else None,
                  first_follow_up_at=None, follow_up_reminded_at=None, follow_up_violation=None)
         settled = {**v, "owner": owner}
-        self._settle(settled)
+        self._settle(settled, ev.registry)
         for name in ("follow_up_due_at", "follow_up_deadline", "follow_up_alert_at"):
             v[name] = settled[name]
 
@@ -117,7 +118,7 @@ class FollowUps:
                 t0 = v.get("owner_changed_at")
                 if v.get("first_follow_up_at") is None and t0 is not None and at >= t0:
                     v["first_follow_up_at"] = at
-        self._settle(v)
+        self._settle(v, ev.registry)
 
     def after_follow_up(self, ev: RecordEvent) -> None:
         """A follow-up moves its lead's dates, in the same transaction."""
@@ -212,7 +213,7 @@ def sweep(runtime: "Runtime", now: dt.datetime | None = None) -> dict:
     its write lock, so it yields one reminder and one violation per T."""
     svc = service(runtime)
     now = now or svc.clock()
-    rules = svc.rules.active()
+    rules = followup_rules.active(runtime.cache.current())
     reminded = violated = 0
     for lead in _leads(runtime, now):
         rule = rules.get(lead["status"])
@@ -397,8 +398,8 @@ def seed_demo(runtime: "Runtime", leads: int = 6) -> dict:
     reminds) or 30 h ago (the next sweep writes a violation), so a demo user
     sees both without waiting a day."""
     svc = service(runtime)
-    if not svc.rules.list():
-        svc.rules.create(SYSTEM, {"status": "new", "hours": 24, "remind_before_hours": 4})
+    if not runtime.kinds.items(followup_rules.KIND.name):
+        runtime.kinds.create(SYSTEM, followup_rules.KIND.name, {"status": "new", "hours": 24, "remind_before_hours": 4})
     now = svc.clock()
     picked = runtime.records.query(SYSTEM, "lead", QuerySpec(
         filter=[{"field": "status", "op": "eq", "value": "new"},

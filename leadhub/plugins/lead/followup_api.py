@@ -1,5 +1,5 @@
-"""Follow-up endpoints: deadline rules (admins write, everyone reads), the
-sweep on demand (admins), and timeliness statistics per rep (scoped)."""
+"""Follow-up endpoints: the sweep on demand (admins) and timeliness
+statistics per rep (scoped)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,41 +11,14 @@ from leadhub.platform.permissions import require_admin
 from leadhub.plugins.lead.followup import service, sweep
 from leadhub.plugins.lead.followup_stats import timeliness
 from leadhub.web.api import authenticate, runtime
-from leadhub.web.jsonio import body
 
 bp = Blueprint("lead_followup", __name__, url_prefix="/api/v1")
 bp.before_request(authenticate)
 DEFAULT_DAYS = 30
 
 
-def _rules():
-    return service(runtime()).rules
-
-
-@bp.get("/meta/follow-up-rules")
-def list_rules():
-    return {"rules": _rules().list()}
-
-
-@bp.post("/meta/follow-up-rules")
-def create_rule():
-    return _rules().create(g.actor, body()), 201
-
-
-@bp.get("/meta/follow-up-rules/<id:rule_id>")
-def get_rule(rule_id):
-    return _rules().get(rule_id)
-
-
-@bp.patch("/meta/follow-up-rules/<id:rule_id>")
-def update_rule(rule_id):
-    return _rules().update(g.actor, rule_id, body())
-
-
-@bp.delete("/meta/follow-up-rules/<id:rule_id>")
-def delete_rule(rule_id):
-    _rules().delete(g.actor, rule_id)
-    return "", 204
+# Rules are a metadata kind: /meta/follow-up-rules[/<status>] is the
+# kernel's generic REST (web/api/kinds.py).
 
 
 @bp.post("/follow-up/sweep")

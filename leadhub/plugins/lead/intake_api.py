@@ -11,7 +11,7 @@ from flask import Blueprint, g, request
 from leadhub.platform import permissions
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound
-from leadhub.plugins.lead import cleaning, dedupe, duplicate_rules as rules, duplicate_scan as scans
+from leadhub.plugins.lead import cleaning, dedupe, duplicate_scan as scans
 from leadhub.plugins.lead.intake_tables import blacklist
 from leadhub.web.api import authenticate, runtime
 from leadhub.web.jsonio import body
@@ -130,35 +130,8 @@ def release_lead(record_id):
 
 
 # ---------------------------------------------------------------- duplicate rules
-@bp.get("/meta/duplicate-rules")
-def list_rules():
-    obj = request.args.get("object", rules.OBJECT)
-    with runtime().db.read() as conn:
-        return {"rules": [r.to_api() for r in rules.load_rules(conn, obj, active_only=False)]}
-
-
-@bp.post("/meta/duplicate-rules")
-def create_rule():
-    return rules.create_rule(runtime(), g.actor, body()).to_api(), 201
-
-
-@bp.get("/meta/duplicate-rules/<rule>")
-def get_rule(rule):
-    with runtime().db.read() as conn:
-        return rules.get_rule(conn, rule).to_api()
-
-
-@bp.patch("/meta/duplicate-rules/<rule>")
-def update_rule(rule):
-    return rules.update_rule(runtime(), g.actor, rule, body()).to_api()
-
-
-@bp.delete("/meta/duplicate-rules/<rule>")
-def delete_rule(rule):
-    rules.delete_rule(runtime(), g.actor, rule)
-    return "", 204
-
-
+# Duplicate rules are a metadata kind: /meta/duplicate-rules[/<name>] is the
+# kernel's generic REST (web/api/kinds.py). Scans are the plugin's own.
 @bp.post("/meta/duplicate-rules/<rule>/scan")
 def start_scan(rule):
     return scans.start_scan(runtime(), g.actor, rule), 202

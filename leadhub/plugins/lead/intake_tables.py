@@ -1,5 +1,6 @@
 """The lead intake's platform tables (created by migration 0005):
-admin blacklists, duplicate rules and the results of duplicate scans."""
+admin blacklists and the results of duplicate scans (duplicate rules are
+a metadata kind: duplicate_rules.py)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -17,22 +18,6 @@ blacklist = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("type", "value", name="uq_lh_lead_blacklist_type_value"),
-)
-
-duplicate_rules = sa.Table(
-    "lh_duplicate_rules", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(40), nullable=False, unique=True),
-    sa.Column("label", sa.String(100)),
-    sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("object", sa.String(40), nullable=False),
-    sa.Column("match_objects", sa.JSON, nullable=False),
-    sa.Column("conditions", sa.JSON, nullable=False),
-    sa.Column("window_months", sa.Integer),
-    sa.Column("action", sa.String(20), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Index("ix_lh_duplicate_rules_object", "object", "active"),
 )
 
 duplicate_scans = sa.Table(

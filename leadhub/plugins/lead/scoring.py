@@ -29,8 +29,8 @@ from leadhub.platform.errors import BadRequest
 from leadhub.platform.events import RecordEvent
 from leadhub.platform import permissions
 from leadhub.platform.permissions import Actor
-from leadhub.plugins.lead.scoring_config import GRADES, MEMO, read_settings
-from leadhub.plugins.lead.scoring_tables import score_event_types, score_events, scoring_rules
+from leadhub.plugins.lead.scoring_config import GRADES, MEMO, RULE_KIND, event_types, settings as settings_of
+from leadhub.plugins.lead.scoring_tables import score_events
 
 OBJECT = "lead"
 MQL_EVENT = "mql"
@@ -55,8 +55,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Active rules compiled once per (scoring version, metadata version)."""
-    key: tuple[int, int]
+    """Active rules compiled once per metadata version."""
+    key: int
     rules: tuple[Rule, ...]
     reads: frozenset[str]            # fields any active rule reads
     half_life_days: float
@@ -76,7 +76,7 @@ class Score:
 
 class Engine:
     """One per runtime: holds the current snapshot and swaps it when the
-    database's scoring or metadata version moved (another process saved)."""
+    metadata version moved (this process or another saved)."""
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -92,34 +92,34 @@ class Engine:
         if tx is not None and memo is not None and memo[0] is tx:
             return memo[1]
         reg = self.runtime.cache.current(conn)
-        settings = read_settings(conn)
-        key = (settings["version"], reg.version)
         snap = self._snapshot
-        if snap is None or snap.key != key:
+        if snap is None or snap.key != reg.version:
             with self._lock:
                 snap = self._snapshot
-                if snap is None or snap.key != key:
-                    snap = self._build(conn, key, settings, reg)
+                if snap is None or snap.key != reg.version:
+                    snap = self._build(reg)
                     self._snapshot = snap
         if tx is not None:
             conn.info[MEMO] = (tx, snap)
         return snap
 
     @staticmethod
-    def _build(conn, key, settings: dict, reg) -> Snapshot:
+    def _build(reg) -> Snapshot:
         obj = reg.objects.get(OBJECT)
         names = frozenset(obj.fields) if obj else frozenset()
         rules, reads = [], set()
-        for row in conn.execute(sa.select(scoring_rules).where(
-                scoring_rules.c.object == OBJECT, scoring_rules.c.active.is_(True))
-                .order_by(scoring_rules.c.id)).mappings():
+        for item in reg.items.get(RULE_KIND.name, {}).values():
+            row = item.data
+            if row["object"] != OBJECT or not row["active"]:
+                continue
             try:
                 expr, error = compile_expression(row["condition"], names), None
                 reads |= expr.names
             except ExpressionError as exc:
                 expr, error = None, str(exc)
-            rules.append(Rule(row["id"], row["label"], row["condition"], row["points"], expr, error))
-        return Snapshot(key, tuple(rules), frozenset(reads), float(settings["half_life_days"]),
+            rules.append(Rule(item.id, row["label"], row["condition"], row["points"], expr, error))
+        settings = settings_of(reg)
+        return Snapshot(reg.version, tuple(rules), frozenset(reads), float(settings["half_life_days"]),
                         dict(settings["grades"]), settings["mql_threshold"])
 
 
@@ -346,7 +346,7 @@ def record_event(runtime, actor: Actor, lead_id: int, type: str, occurred_at: An
         if len(json.dumps(data)) > MAX_DATA:
             raise BadRequest(f"data must be at most {MAX_DATA} characters of JSON.", {"data": "Too large."})
     with runtime.db.write() as conn:
-        kind = conn.execute(sa.select(score_event_types).where(score_event_types.c.key == type)).mappings().first()
+        kind = event_types(runtime.cache.current(conn)).get(type)
         if kind is None or not kind["active"]:
             raise BadRequest(f"No active score event type '{type}'.", {"type": "Unknown or inactive event type."})
         event_id = conn.execute(score_events.insert().values(
@@ -368,13 +368,13 @@ def explain(runtime, actor: Actor, lead_id: int, language: str = "en", now: dt.d
         # rules read every field, including ones hidden from this actor
         lead = runtime.records.get(Actor.system(), OBJECT, lead_id)
         snap = engine(runtime).snapshot(conn)
-        e, k = score_events, score_event_types
-        rows = conn.execute(sa.select(e.c.id, e.c.type, e.c.points, e.c.occurred_at, e.c.note, k.c.labels,
-                                      k.c.strength).select_from(e.outerjoin(k, k.c.key == e.c.type))
+        types = event_types(runtime.cache.current(conn))
+        e = score_events
+        rows = conn.execute(sa.select(e.c.id, e.c.type, e.c.points, e.c.occurred_at, e.c.note)
                             .where(e.c.lead_id == lead_id).order_by(e.c.occurred_at.desc(), e.c.id.desc())).mappings()
-        events = [{"id": r["id"], "type": r["type"], "label": pick(r["labels"], language) or r["type"],
-                   "strength": r["strength"], "points": r["points"], "occurred_at": r["occurred_at"],
-                   "note": r["note"]} for r in rows]
+        events = [{"id": r["id"], "type": r["type"], "strength": types.get(r["type"], {}).get("strength"),
+                   "label": pick(types.get(r["type"], {}).get("label"), language) or r["type"],
+                   "points": r["points"], "occurred_at": r["occurred_at"], "note": r["note"]} for r in rows]
     score = compute(snap, lead, events, now, hook_points(runtime, lead))
     return {"lead": lead_id, "as_of": now, "score": score.total, "attribute": score.attribute,
             "behaviour": _round(score.behaviour), "grade": score.grade,

@@ -1,24 +1,22 @@
-"""What admins configure for lead scoring: attribute rules, behaviour event
-types and the settings (half-life, grade bands, MQL threshold). Every
-change is validated here (marshmallow, a 400 naming the field), conditions
-are compiled at save by the platform's one expression language, and a change
-that moves scores queues a rescoring job in the same transaction."""
+"""What admins configure for lead scoring, as three metadata kinds: attribute
+rules, behaviour event types and the settings (half-life, grade bands, MQL
+threshold). Each is validated by its schema and checks here (a 400 naming the
+field), conditions are compiled at save by the platform's one expression
+language, and a change that moves scores queues a rescoring job in the same
+transaction (its id is the answer's `rescore_job`)."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import marshmallow as mm
 import sqlalchemy as sa
 
 from leadhub.functions.expressions import ExpressionError, compile_expression
-from leadhub.metadata.labels import normalise_labels, pick
-from leadhub.platform import permissions
-from leadhub.platform.db import utcnow
-from leadhub.platform.errors import BadRequest, Conflict, NotFound, messages_text
-from leadhub.platform.permissions import Actor
+from leadhub.metadata.kinds import Context, Kind, Ref
+from leadhub.metadata.labels import normalise_labels
+from leadhub.platform.errors import BadRequest, Conflict
 from leadhub.plugins.lead import scoring_jobs
-from leadhub.plugins.lead.scoring_tables import score_event_types, score_events, score_settings, scoring_rules
+from leadhub.plugins.lead.scoring_tables import score_events
 
 MAX_POINTS = 10_000
 MAX_SCORE = 1_000_000
@@ -50,6 +48,8 @@ class _Strict(mm.Schema):
 
 
 class RuleSchema(_Strict):
+    name = mm.fields.String(load_default=None, validate=mm.validate.Regexp(
+        KEY, error="Lowercase letters, digits and underscores, starting with a letter, at most 40."))
     object = mm.fields.String(load_default="lead", validate=mm.validate.OneOf(OBJECTS))
     label = mm.fields.String(required=True, validate=mm.validate.Length(1, 200))
     condition = mm.fields.String(required=True, validate=mm.validate.Length(1, 4000))
@@ -67,28 +67,11 @@ class EventTypeSchema(_Strict):
 
 
 class SettingsSchema(_Strict):
-    half_life_days = _Number(allow_nan=False, validate=mm.validate.Range(0, 3650))
-    grades = mm.fields.Dict(keys=mm.fields.String(validate=mm.validate.OneOf(GRADES)),
+    half_life_days = _Number(required=True, allow_nan=False, validate=mm.validate.Range(0, 3650))
+    grades = mm.fields.Dict(required=True, keys=mm.fields.String(validate=mm.validate.OneOf(GRADES)),
                             values=mm.fields.Integer(strict=True, validate=mm.validate.Range(-MAX_SCORE, MAX_SCORE)))
-    mql_threshold = mm.fields.Integer(strict=True, allow_none=True,
+    mql_threshold = mm.fields.Integer(strict=True, allow_none=True, load_default=None,
                                       validate=mm.validate.Range(-MAX_SCORE, MAX_SCORE))
-
-
-def _load(schema: mm.Schema, payload: Any, partial: bool = False) -> dict:
-    if not isinstance(payload, dict):
-        raise BadRequest("The body must be a JSON object.", {"body": "Must be a JSON object."})
-    try:
-        return schema.load(payload, partial=partial)
-    except mm.ValidationError as exc:
-        fields = {k: messages_text(v) for k, v in exc.normalized_messages().items()}
-        raise BadRequest(f"Invalid value for: {', '.join(sorted(fields))}.", fields) from None
-
-
-def _lead_fields(runtime, conn, obj_name: str) -> frozenset[str]:
-    reg = runtime.cache.current(conn)
-    if obj_name not in reg.objects:
-        raise BadRequest(f"There is no {obj_name} object: install the lead plugin.", {"object": "No such object."})
-    return frozenset(reg.objects[obj_name].fields)
 
 
 def check_condition(source: str, fields: frozenset[str]) -> None:
@@ -100,202 +83,114 @@ def check_condition(source: str, fields: frozenset[str]) -> None:
         raise BadRequest(f"condition: {exc}", {"condition": str(exc)}) from None
 
 
-def bump(conn) -> None:
-    """Scores computed from now on must use the new configuration: other
-    processes see the version move; this transaction forgets its snapshot."""
-    conn.execute(sa.update(score_settings).where(score_settings.c.id == 1)
-                 .values(version=score_settings.c.version + 1))
-    conn.info.pop(MEMO, None)
+def _rescore(ctx: Context) -> None:
+    """Scores computed from now on use the new configuration (the metadata
+    version moved with the save); existing scores are worked out again by a job."""
+    ctx.conn.info.pop(MEMO, None)
+    lead = ctx.registry.objects.get("lead")
+    if lead is None or ctx.conn.execute(sa.select(ctx.registry.table("lead").c.id).limit(1)).first() is None:
+        ctx.extras["rescore_job"] = None        # no lead to rescore (e.g. the plugin installing itself)
+        return
+    ctx.extras["rescore_job"] = scoring_jobs.request(ctx.runtime, ctx.conn, ctx.actor, "rescore")
 
 
 # --- attribute rules ---------------------------------------------------------------
 
-def rule_out(row) -> dict:
-    return {"id": row["id"], "object": row["object"], "label": row["label"], "condition": row["condition"],
-            "points": row["points"], "active": row["active"], "created_at": row["created_at"],
-            "updated_at": row["updated_at"]}
+def _rule_check(ctx: Context, data: dict, old) -> dict:
+    check_condition(data["condition"], frozenset(ctx.registry.objects[data["object"]].fields))
+    if data.get("name") is None:          # a name is made up when none is given
+        taken = set(ctx.registry.items.get(RULE_KIND.name, {}))
+        n = len(taken) + 1
+        while f"rule_{n}" in taken:
+            n += 1
+        data = {**data, "name": f"rule_{n}"}
+    return data
 
 
-def list_rules(runtime) -> list[dict]:
-    """Every rule, with `error` set where a condition no longer compiles
-    (a field it reads was deleted since): such a rule scores nothing."""
-    with runtime.db.read() as conn:
-        rows = conn.execute(sa.select(scoring_rules).order_by(scoring_rules.c.id)).mappings().all()
-        obj = runtime.cache.current(conn).objects.get("lead")
-    names = frozenset(obj.fields) if obj else frozenset()
-    out = []
-    for row in rows:
-        try:
-            compile_expression(row["condition"], names)
-            error = None
-        except ExpressionError as exc:
-            error = str(exc)
-        out.append({**rule_out(row), "error": error})
-    return out
+def _rule_changed(ctx: Context, old, new) -> None:
+    moves = lambda i: i is not None and i.data["active"]  # noqa: E731
+    if old is None or new is None:
+        if moves(old) or moves(new):
+            _rescore(ctx)
+        return
+    if any(old.data[k] != new.data[k] for k in ("object", "condition", "points", "active")):
+        _rescore(ctx)
+    else:
+        ctx.extras["rescore_job"] = None
 
 
-def _rule_row(conn, rule_id: int):
-    row = conn.execute(sa.select(scoring_rules).where(scoring_rules.c.id == rule_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"No scoring rule {rule_id}.")
-    return row
+def _rule_error(runtime, item) -> dict:
+    """`error` is set where a condition no longer compiles (a field it reads
+    was deleted since): such a rule scores nothing."""
+    obj = runtime.cache.current().objects.get(item.data["object"])
+    try:
+        compile_expression(item.data["condition"], frozenset(obj.fields) if obj else frozenset())
+        return {"error": None}
+    except ExpressionError as exc:
+        return {"error": str(exc)}
 
 
-def get_rule(runtime, rule_id: int) -> dict:
-    with runtime.db.read() as conn:
-        return rule_out(_rule_row(conn, rule_id))
+def _rule_refs(data: dict) -> list[Ref]:
+    return [Ref("object", data["object"], "object")]
 
 
-def create_rule(runtime, actor: Actor, payload: Any) -> dict:
-    permissions.require_admin(actor)
-    data = _load(RuleSchema(), payload)
-    now = utcnow()
-    with runtime.db.write() as conn:
-        check_condition(data["condition"], _lead_fields(runtime, conn, data["object"]))
-        rule_id = conn.execute(scoring_rules.insert().values(
-            **data, created_by=actor.user_id, created_at=now, updated_by=actor.user_id, updated_at=now)
-        ).inserted_primary_key[0]
-        bump(conn)
-        job = scoring_jobs.request(runtime, conn, actor, "rescore") if data["active"] else None
-        return {**rule_out(_rule_row(conn, rule_id)), "rescore_job": job}
-
-
-def update_rule(runtime, actor: Actor, rule_id: int, payload: Any) -> dict:
-    permissions.require_admin(actor)
-    data = _load(RuleSchema(), payload, partial=True)
-    if "object" not in payload:
-        data.pop("object", None)   # load_default applies even to partial loads
-    if "active" not in payload:
-        data.pop("active", None)
-    with runtime.db.write() as conn:
-        old = _rule_row(conn, rule_id)
-        merged = {**old, **data}
-        if "condition" in data or "object" in data:
-            check_condition(merged["condition"], _lead_fields(runtime, conn, merged["object"]))
-        conn.execute(sa.update(scoring_rules).where(scoring_rules.c.id == rule_id)
-                     .values(**data, updated_by=actor.user_id, updated_at=utcnow()))
-        bump(conn)
-        moves = any(merged[k] != old[k] for k in ("object", "condition", "points", "active"))
-        job = scoring_jobs.request(runtime, conn, actor, "rescore") if moves else None
-        return {**rule_out(_rule_row(conn, rule_id)), "rescore_job": job}
-
-
-def delete_rule(runtime, actor: Actor, rule_id: int) -> int | None:
-    permissions.require_admin(actor)
-    with runtime.db.write() as conn:
-        old = _rule_row(conn, rule_id)
-        conn.execute(sa.delete(scoring_rules).where(scoring_rules.c.id == rule_id))
-        bump(conn)
-        return scoring_jobs.request(runtime, conn, actor, "rescore") if old["active"] else None
+RULE_KIND = Kind(name="scoring_rule", url="scoring-rules", plugin="lead", schema=RuleSchema, key="name",
+                 labels={"en": "Scoring rules", "zh_CN": "评分规则"}, references=_rule_refs, check=_rule_check,
+                 on_change=_rule_changed, present=_rule_error)
 
 
 # --- behaviour event types -------------------------------------------------------------
 
-def event_type_out(row, language: str = "en") -> dict:
-    return {"key": row["key"], "label": pick(row["labels"], language), "labels": row["labels"],
-            "points": row["points"], "strength": row["strength"], "active": row["active"],
-            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+def _event_type_check(ctx: Context, data: dict, old) -> dict:
+    try:
+        return {**data, "label": normalise_labels(data["label"])}
+    except ValueError as exc:
+        raise BadRequest(f"label: {exc}", {"label": str(exc)}) from None
 
 
-def _labels(data: dict) -> None:
-    if "label" in data:
-        try:
-            data["labels"] = normalise_labels(data.pop("label"))
-        except ValueError as exc:
-            raise BadRequest(f"label: {exc}", {"label": str(exc)}) from None
+def _event_type_delete(ctx: Context, item) -> None:
+    if ctx.conn.execute(sa.select(score_events.c.id).where(score_events.c.type == item.key).limit(1)).first():
+        raise Conflict(f"Events of type '{item.key}' were recorded; deactivate it instead (active: false).",
+                       {"key": "In use."})
 
 
-def list_event_types(runtime, language: str = "en") -> list[dict]:
-    with runtime.db.read() as conn:
-        rows = conn.execute(sa.select(score_event_types).order_by(score_event_types.c.key)).mappings().all()
-    return [event_type_out(r, language) for r in rows]
-
-
-def _event_type_row(conn, key: str):
-    row = conn.execute(sa.select(score_event_types).where(score_event_types.c.key == key)).mappings().first()
-    if row is None:
-        raise NotFound(f"No score event type '{key}'.")
-    return row
-
-
-def get_event_type(runtime, key: str, language: str = "en") -> dict:
-    with runtime.db.read() as conn:
-        return event_type_out(_event_type_row(conn, key), language)
-
-
-def create_event_type(runtime, actor: Actor, payload: Any, language: str = "en") -> dict:
-    permissions.require_admin(actor)
-    data = _load(EventTypeSchema(), payload)
-    _labels(data)
-    now = utcnow()
-    with runtime.db.write() as conn:
-        if conn.execute(sa.select(score_event_types.c.key).where(score_event_types.c.key == data["key"])).first():
-            raise Conflict(f"Score event type '{data['key']}' exists.", {"key": "Already exists."})
-        conn.execute(score_event_types.insert().values(**data, created_at=now, updated_at=now))
-        return event_type_out(_event_type_row(conn, data["key"]), language)
-
-
-def update_event_type(runtime, actor: Actor, key: str, payload: Any, language: str = "en") -> dict:
-    """Points changed here count for events recorded from now on; recorded
-    events keep the points they were worth (see scoring_tables)."""
-    permissions.require_admin(actor)
-    if isinstance(payload, dict) and "key" in payload:
-        raise BadRequest("key cannot change; create a new type.", {"key": "Read-only."})
-    data = _load(EventTypeSchema(), payload, partial=True)
-    if "active" not in payload:
-        data.pop("active", None)
-    _labels(data)
-    with runtime.db.write() as conn:
-        _event_type_row(conn, key)
-        conn.execute(sa.update(score_event_types).where(score_event_types.c.key == key)
-                     .values(**data, updated_at=utcnow()))
-        return event_type_out(_event_type_row(conn, key), language)
-
-
-def delete_event_type(runtime, actor: Actor, key: str) -> None:
-    permissions.require_admin(actor)
-    with runtime.db.write() as conn:
-        _event_type_row(conn, key)
-        if conn.execute(sa.select(score_events.c.id).where(score_events.c.type == key).limit(1)).first():
-            raise Conflict(f"Events of type '{key}' were recorded; deactivate it instead (active: false).",
-                           {"key": "In use."})
-        conn.execute(sa.delete(score_event_types).where(score_event_types.c.key == key))
+EVENT_TYPE_KIND = Kind(name="score_event_type", url="score-events", plugin="lead", schema=EventTypeSchema,
+                       key="key", labels={"en": "Score event types", "zh_CN": "行为事件类型"},
+                       check=_event_type_check, check_delete=_event_type_delete,
+                       order=lambda item: item.key)
 
 
 # --- settings ---------------------------------------------------------------------------
 
-def settings_out(row) -> dict:
-    return {"half_life_days": row["half_life_days"], "grades": dict(row["grades"]),
-            "mql_threshold": row["mql_threshold"], "version": row["version"], "updated_at": row["updated_at"]}
+def _settings_check(ctx: Context, data: dict, old) -> dict:
+    missing = [g for g in GRADES if g not in data["grades"]]
+    if missing:
+        raise BadRequest(f"grades needs a threshold for each of A, B and C; missing {', '.join(missing)}.",
+                         {"grades": f"Missing: {', '.join(missing)}."})
+    th = [data["grades"][g] for g in GRADES]
+    if not th[0] > th[1] > th[2]:
+        raise BadRequest("Grade thresholds must descend: A > B > C.", {"grades": "Must descend: A > B > C."})
+    return {**data, "grades": {g: data["grades"][g] for g in GRADES}}
 
 
-def read_settings(conn) -> dict:
-    return settings_out(conn.execute(sa.select(score_settings).where(score_settings.c.id == 1)).mappings().one())
+def _settings_changed(ctx: Context, old, new) -> None:
+    if old is None or old.data != new.data:
+        _rescore(ctx)
 
 
-def get_settings(runtime) -> dict:
-    with runtime.db.read() as conn:
-        return read_settings(conn)
+SETTINGS_KIND = Kind(name="scoring_settings", url="scoring-settings", plugin="lead", schema=SettingsSchema,
+                     singleton=True, title=None, labels={"en": "Scoring settings", "zh_CN": "评分设置"},
+                     check=_settings_check, on_change=_settings_changed)
+
+KINDS = (RULE_KIND, EVENT_TYPE_KIND, SETTINGS_KIND)
+DEFAULT_SETTINGS = {"half_life_days": 30.0, "grades": {"A": 80, "B": 50, "C": 20}, "mql_threshold": 60}
 
 
-def update_settings(runtime, actor: Actor, payload: Any) -> dict:
-    """Any of half_life_days, grades and mql_threshold; the others stay."""
-    permissions.require_admin(actor)
-    data = _load(SettingsSchema(), payload, partial=True)
-    with runtime.db.write() as conn:
-        old = read_settings(conn)
-        new = {k: old[k] for k in ("half_life_days", "grades", "mql_threshold")} | data
-        missing = [g for g in GRADES if g not in new["grades"]]
-        if missing:
-            raise BadRequest(f"grades needs a threshold for each of A, B and C; missing {', '.join(missing)}.",
-                             {"grades": f"Missing: {', '.join(missing)}."})
-        th = [new["grades"][g] for g in GRADES]
-        if not th[0] > th[1] > th[2]:
-            raise BadRequest("Grade thresholds must descend: A > B > C.", {"grades": "Must descend: A > B > C."})
-        new["grades"] = {g: new["grades"][g] for g in GRADES}
-        conn.execute(sa.update(score_settings).where(score_settings.c.id == 1)
-                     .values(**new, updated_by=actor.user_id, updated_at=utcnow()))
-        bump(conn)
-        changed = any(new[k] != old[k] for k in new)
-        job = scoring_jobs.request(runtime, conn, actor, "rescore") if changed else None
-        return {**read_settings(conn), "rescore_job": job}
+def settings(reg) -> dict:
+    """The scoring settings of a registry snapshot (the defaults until the plugin's are installed)."""
+    item = reg.items.get(SETTINGS_KIND.name, {}).get("default")
+    return item.data if item else DEFAULT_SETTINGS
+
+
+def event_types(reg) -> dict[str, dict]:
+    return {key: item.data for key, item in reg.items.get(EVENT_TYPE_KIND.name, {}).items()}

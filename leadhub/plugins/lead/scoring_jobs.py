@@ -17,7 +17,7 @@ from leadhub.platform.errors import NotFound
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QuerySpec
-from leadhub.plugins.lead.scoring_tables import score_events, score_jobs, score_settings
+from leadhub.plugins.lead.scoring_tables import score_events, score_jobs
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -141,7 +141,8 @@ def decay_sweep(runtime, now: dt.datetime | None = None) -> dict | None:
     """Periodic: rescore leads with behaviour events so their decay shows in
     stored scores and grades. Nothing to do without a half-life."""
     with runtime.db.write() as conn:
-        half_life = conn.execute(sa.select(score_settings.c.half_life_days)).scalar_one()
+        from leadhub.plugins.lead.scoring_config import settings   # which requests these jobs
+        half_life = settings(runtime.cache.current(conn))["half_life_days"]
         if not half_life:
             return None
         job_id = conn.execute(score_jobs.insert().values(

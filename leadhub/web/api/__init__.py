@@ -40,6 +40,6 @@ def language() -> str:
     return getattr(g, "actor", None).language if getattr(g, "actor", None) else "zh_CN"
 
 
-from leadhub.web.api import meta, records, openapi, org, notifications, layouts, imports, functions  # noqa: E402,F401  (routes register on import)
+from leadhub.web.api import meta, records, openapi, org, notifications, layouts, imports, functions, kinds  # noqa: E402,F401  (routes register on import)
 
 __all__ = ["api", "runtime", "language", "LeadhubError"]

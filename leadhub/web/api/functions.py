@@ -8,7 +8,7 @@ from flask import g, request
 
 from leadhub.platform.errors import BadRequest
 from leadhub.web.api import api, runtime
-from leadhub.web.jsonio import body
+from leadhub.web.jsonio import body, int_arg
 
 MAX_SELECTION = 200
 
@@ -50,7 +50,7 @@ def function_versions(name):
 @api.get("/meta/functions/<name>/diff")
 def function_diff(name):
     """?from=1&to=3: a unified diff of the code and the settings that changed."""
-    a, b = (_int_arg(k) for k in ("from", "to"))
+    a, b = (int_arg(k) for k in ("from", "to"))
     return runtime().functions.diff(g.actor, name, a, b)
 
 
@@ -84,7 +84,7 @@ def function_runs():
         spec["sort"] = [s for s in args["sort"].split(",") if s]
     for key in ("page", "page_size"):
         if key in args:
-            spec[key] = _int_arg(key)
+            spec[key] = int_arg(key)
     if args.get("count", "").lower() in ("1", "true", "yes"):
         spec["count"] = True
     return runtime().function_runner.runs(g.actor, spec)
@@ -141,11 +141,3 @@ def _params(payload: dict, allowed: set = frozenset()) -> dict | None:
     if unknown:
         raise BadRequest("Send {\"params\": {...}}.", {k: "Unknown field." for k in unknown})
     return payload.get("params")
-
-
-def _int_arg(key: str) -> int:
-    raw = request.args.get(key)
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{key} must be a whole number.", {key: "Not a number."}) from None

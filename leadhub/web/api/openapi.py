@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import marshmallow as mm
 from flask import current_app, request
 
 import leadhub
@@ -81,7 +82,84 @@ def _function_paths() -> dict:
     }
 
 
-def build_document(reg: Registry, lang: str, server: str) -> dict:
+def json_schema(schema: mm.Schema | type[mm.Schema]) -> dict:
+    """A marshmallow schema as JSON Schema: types, required, enums, ranges, lengths."""
+    schema = schema() if isinstance(schema, type) else schema
+    props = {name: _field_schema(f) for name, f in schema.fields.items()}
+    required = [name for name, f in schema.fields.items() if f.required]
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+def _field_schema(f: mm.fields.Field) -> dict:
+    if isinstance(f, mm.fields.Nested):
+        out = json_schema(f.schema)
+    elif isinstance(f, mm.fields.List):
+        out = {"type": "array", "items": _field_schema(f.inner)}
+    elif isinstance(f, mm.fields.Dict):
+        out = {"type": "object", "additionalProperties": _field_schema(f.value_field) if f.value_field else True}
+    else:
+        kinds = ((mm.fields.Boolean, "boolean"), (mm.fields.Integer, "integer"), (mm.fields.Number, "number"),
+                 (mm.fields.String, "string"))
+        out = next(({"type": t} for cls, t in kinds if isinstance(f, cls)), {})
+    for v in f.validators:
+        if isinstance(v, mm.validate.OneOf):
+            out["enum"] = list(v.choices)
+        elif isinstance(v, mm.validate.Range):
+            out.update({k: b for k, b in (("minimum", v.min), ("maximum", v.max)) if b is not None})
+        elif isinstance(v, mm.validate.Length):
+            prefix = "Items" if out.get("type") == "array" else "Length"
+            out.update({k: b for k, b in ((f"min{prefix}", v.min), (f"max{prefix}", v.max)) if b is not None})
+        elif isinstance(v, mm.validate.Regexp):
+            out["pattern"] = v.regex.pattern
+    if f.allow_none and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _kind_paths(kinds, lang: str) -> tuple[dict, dict]:
+    """Each metadata kind's REST, with its item schema (web/api/kinds.py)."""
+    paths, schemas = {}, {}
+    for kd in kinds:
+        ref = {"$ref": f"#/components/schemas/{kd.name}_item"}
+        schemas[f"{kd.name}_item"] = {**json_schema(kd.schema), "title": kd.label(lang)}
+        body = {"required": True, "content": {"application/json": {"schema": ref}}}
+        tag, base, label = [kd.label(lang)], f"/meta/{kd.url}", kd.label(lang)
+        if kd.singleton:
+            paths[base] = {
+                "get": {"tags": tag, "summary": f"{label}", "responses": _responses("200", ref, "404")},
+                "put": {"tags": tag, "summary": f"Change {label} (admins)", "requestBody": body,
+                        "responses": _responses("200", ref, "400", "403")},
+                "patch": {"tags": tag, "summary": f"Change some of {label} (admins)",
+                          "responses": _responses("200", ref, "400", "403")}}
+            base, key = f"{base}/default", []
+        else:
+            paths[base] = {
+                "get": {"tags": tag, "summary": f"List {label}", "responses": _responses("200", None, "403")},
+                "post": {"tags": tag, "summary": f"Create one of {label} (admins)", "requestBody": body,
+                         "responses": _responses("201", ref, "400", "403", "409")}}
+            key = _params("key")
+            paths[f"{base}/{{key}}"] = {
+                "parameters": key,
+                "get": {"tags": tag, "summary": "Get one (by key or id)", "responses": _responses("200", ref, "404")},
+                "patch": {"tags": tag, "summary": "Change some properties (a new version)",
+                          "responses": _responses("200", ref, "400", "403", "404")},
+                "put": {"tags": tag, "summary": "Replace the definition (a new version)", "requestBody": body,
+                        "responses": _responses("200", ref, "400", "403", "404")},
+                "delete": {"tags": tag, "summary": "Delete (409 naming what uses it)",
+                           "responses": _responses("204", None, "403", "404", "409")}}
+            base = f"{base}/{{key}}"
+        paths[f"{base}/versions"] = {**({"parameters": key} if key else {}), "get": {
+            "tags": tag, "summary": "Every saved version, newest first", "responses": _responses("200", None, "403", "404")}}
+        paths[f"{base}/diff"] = {**({"parameters": key} if key else {}), "get": {
+            "tags": tag, "summary": "What changed between versions ?from=&to=",
+            "responses": _responses("200", None, "400", "403", "404")}}
+        paths[f"{base}/rollback"] = {**({"parameters": key} if key else {}), "post": {
+            "tags": tag, "summary": "Save an earlier version ({version}) as the newest",
+            "responses": _responses("200", ref, "400", "403", "404")}}
+    return paths, schemas
+
+
+def build_document(reg: Registry, lang: str, server: str, kinds=()) -> dict:
     paths: dict = {
         "/meta/objects": {
             "get": {"summary": "List objects", "responses": _responses("200", None)},
@@ -152,6 +230,8 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
                     "parameters": [{"name": "format", "in": "query", "schema": {"enum": ["csv", "xlsx"]}}],
                     "responses": _responses("200", None, "400", "403", "404")}}
     paths.update(layouts.openapi_paths(_params, _responses))
+    kind_paths, kind_schemas = _kind_paths(kinds, lang)
+    paths.update(kind_paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "leadhub API", "version": leadhub.__version__,
@@ -173,6 +253,7 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
                     "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
                     "count": {"type": "boolean"}, "deleted": {"type": "boolean"}}},
                 **_record_schemas(reg, lang),
+                **kind_schemas,
             },
         },
     }
@@ -180,7 +261,8 @@ def build_document(reg: Registry, lang: str, server: str) -> dict:
 
 @api.get("/openapi.json")
 def openapi_document():
-    doc = build_document(runtime().cache.current(), language(), request.host_url.rstrip("/") + "/api/v1")
+    doc = build_document(runtime().cache.current(), language(), request.host_url.rstrip("/") + "/api/v1",
+                         runtime().kinds.kinds())
     _add_routes(doc["paths"])
     return doc
 
@@ -198,7 +280,7 @@ def _add_routes(paths: dict) -> None:
             continue
         path = _CONVERTER.sub(r"{\1}", rule.rule[len("/api/v1"):])
         if re.sub(r"\{[a-z_]+\}", "{}", path) in described or path.startswith("/objects/{name}/records") \
-                or path in ("/objects/{name}/query", "/objects/{name}/export"):
+                or path in ("/objects/{name}/query", "/objects/{name}/export") or path.startswith("/meta/{kind}"):
             continue
         view = current_app.view_functions[rule.endpoint]
         summary = (view.__doc__ or rule.endpoint.rsplit(".", 1)[-1].replace("_", " ")).strip().splitlines()[0]
