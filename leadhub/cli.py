@@ -338,5 +338,134 @@ def _apply(names, runtime: Runtime | None = None):
         click.echo(f"{name}: {', '.join(added) if added else 'up to date'}")
 
 
+@main.group()
+def bundle():
+    """Industry templates: export metadata as one file, install, upgrade, uninstall."""
+
+
+@bundle.command("export")
+@click.option("--name", required=True, help="The bundle's name, e.g. edu_training.")
+@click.option("--version", "version", required=True, help="e.g. 1.0.0")
+@click.option("--label", default=None, help="What people call it.")
+@click.option("--publisher", default=None)
+@click.option("--description", default=None)
+@click.option("--object", "objects", multiple=True, help="An object with all its fields; repeatable.")
+@click.option("--field", "fields", multiple=True, help="object.field, e.g. a field added to the lead; repeatable.")
+@click.option("--item", "items", multiple=True, help="kind/key, e.g. duplicate_rule/by_mobile; repeatable.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, writable=True))
+def bundle_export(name, version, label, publisher, description, objects, fields, items, output):
+    """Write a bundle of the chosen metadata and what it depends on."""
+    from leadhub.metadata import bundles
+    runtime = _runtime().start()
+    try:
+        made, pulled = bundles.export(runtime, Actor.system(), bundles.Selection(list(objects), list(fields),
+                                                                                 list(items)),
+                                      name=name, version=version, label=label, publisher=publisher,
+                                      description=description)
+    except LeadhubError as exc:
+        _fail(exc, exc.fields)
+    with open(output, "wb") as fh:
+        fh.write(bundles.write(made))
+    click.echo(f"{output}: {len(made.entries)} entries" + (f", requires {made.requires}" if made.requires else ""))
+    for entry in pulled:
+        click.echo(f"  pulled in as a dependency: {entry}")
+    runtime.close()
+
+
+def _bundle_file(path: str):
+    from leadhub.metadata import bundles
+    with open(path, "rb") as fh:
+        return bundles.read(fh.read())
+
+
+def _print_plan(result: dict) -> None:
+    click.echo(f"{result['bundle']} {result.get('installed_version') or '(not installed)'} -> {result['version']}: "
+               + ", ".join(f"{n} {a}" for a, n in sorted(result["counts"].items())))
+    for step in result["steps"]:
+        click.echo(f"  {step['action']:<10} {step['entry']}" + (f"  ({step['reason']})" if step["reason"] else ""))
+        for prop, sides in step["conflicts"].items():
+            click.echo(f"      {prop}: here {sides['local']!r} / new {sides['new']!r} (was {sides['base']!r})")
+        for prop, sides in step["changes"].items():
+            click.echo(f"      {prop}: {sides['local']!r} -> {sides['new']!r}")
+
+
+@bundle.command("install")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+def bundle_install(path, dry_run):
+    """Install a bundle into this instance, all or nothing."""
+    _bundle_apply(path, dry_run, {}, None, upgrading=False)
+
+
+@bundle.command("upgrade")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+@click.option("--resolve", "resolutions", multiple=True, metavar="ENTRY=local|new",
+              help="How to settle one conflict; repeatable.")
+@click.option("--keep-local", "default", flag_value="local", help="Settle every other conflict keeping local.")
+@click.option("--take-new", "default", flag_value="new", help="Settle every other conflict taking the new version.")
+def bundle_upgrade(path, dry_run, resolutions, default):
+    """Upgrade an installed bundle: a three-way merge that keeps the customer's changes."""
+    resolve = {}
+    for text in resolutions:
+        entry, sep, how = text.rpartition("=")
+        if not sep:
+            raise click.BadParameter(f"{text!r}: use ENTRY=local or ENTRY=new", param_hint="--resolve")
+        resolve[entry] = how
+    _bundle_apply(path, dry_run, resolve, default, upgrading=True)
+
+
+def _bundle_apply(path, dry_run, resolve, default, *, upgrading: bool) -> None:
+    from leadhub.metadata import bundles
+    runtime = _runtime().start()
+    try:
+        made = _bundle_file(path)
+        installed = {b["name"] for b in bundles.installed_bundles(runtime)}
+        if upgrading and made.name not in installed:
+            raise click.ClickException(f"{made.name} is not installed here; use `leadhub bundle install`.")
+        if not upgrading and made.name in installed:
+            raise click.ClickException(f"{made.name} is installed already; use `leadhub bundle upgrade`.")
+        shown = bundles.install(runtime, Actor.system(), made, resolve=resolve, default=default, dry_run=True)
+        _print_plan(shown)
+        if not dry_run:
+            done = bundles.install(runtime, Actor.system(), made, resolve=resolve, default=default)
+            click.echo(f"{made.name} {made.version}: {done['applied']} changes applied.")
+    except LeadhubError as exc:
+        if exc.status == 409 and exc.fields:
+            _print_plan(bundles._report(bundles.plan(runtime, made)))
+        _fail(exc)
+    finally:
+        runtime.close()
+
+
+@bundle.command("uninstall")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True)
+def bundle_uninstall(name, dry_run):
+    """Remove what a bundle made (objects go to the recycle bin), nothing the customer added."""
+    from leadhub.metadata import bundles
+    runtime = _runtime().start()
+    try:
+        result = bundles.uninstall(runtime, Actor.system(), name, dry_run=dry_run)
+    except LeadhubError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+    if dry_run:
+        for step in result["steps"]:
+            click.echo(f"  delete {step['entry']}")
+    else:
+        click.echo(f"{name}: {result['removed']} entries removed.")
+
+
+@bundle.command("list")
+def bundle_list():
+    from leadhub.metadata import bundles
+    runtime = _runtime().start()
+    for b in bundles.installed_bundles(runtime):
+        click.echo(f"{b['name']:<24} {b['version']:<10} {b['entries']} entries")
+    runtime.close()
+
+
 if __name__ == "__main__":
     sys.exit(main())

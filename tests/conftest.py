@@ -4,6 +4,7 @@ one (each test in a schema of its own, commits not waiting for the disk);
 Redis when LEADHUB_REDIS_URL is set."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -41,11 +42,13 @@ def migrated_template(tmp_path_factory):
     yield None          # PostgreSQL: each test migrates a schema of its own (see database_url)
 
 
-@pytest.fixture
-def database_url(tmp_path, migrated_template):
+@contextlib.contextmanager
+def fresh_database(tmp_path, migrated_template, name: str = "leadhub.db"):
+    """The URL of a migrated database of its own (a copied SQLite file, or a
+    PostgreSQL schema dropped afterwards)."""
     if not ON_PG:
-        shutil.copyfile(migrated_template, tmp_path / "leadhub.db")
-        yield f"sqlite:///{tmp_path / 'leadhub.db'}"
+        shutil.copyfile(migrated_template, tmp_path / name)
+        yield f"sqlite:///{tmp_path / name}"
         return
     base = normalise_database_url(PG_URL)
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -53,11 +56,19 @@ def database_url(tmp_path, migrated_template):
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in base else "?"
-    # commits need not wait for the disk: a test database is thrown away
-    yield f"{base}{sep}options={quote(f'-csearch_path={schema} -csynchronous_commit=off')}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    try:
+        # commits need not wait for the disk: a test database is thrown away
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema} -csynchronous_commit=off')}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path, migrated_template):
+    with fresh_database(tmp_path, migrated_template) as url:
+        yield url
 
 
 @pytest.fixture
