@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from pathlib import Path
 
 import click
 import sqlalchemy as sa
@@ -352,7 +353,8 @@ def bundle():
 @click.option("--object", "objects", multiple=True, help="An object with all its fields; repeatable.")
 @click.option("--field", "fields", multiple=True, help="object.field, e.g. a field added to the lead; repeatable.")
 @click.option("--item", "items", multiple=True, help="kind/key, e.g. duplicate_rule/by_mobile; repeatable.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, writable=True))
+@click.option("--output", "-o", required=True, type=click.Path(writable=True),
+              help="A .zip file, or a folder (one YAML file an entry, for a repository).")
 def bundle_export(name, version, label, publisher, description, objects, fields, items, output):
     """Write a bundle of the chosen metadata and what it depends on."""
     from leadhub.metadata import bundles
@@ -364,8 +366,11 @@ def bundle_export(name, version, label, publisher, description, objects, fields,
                                       description=description)
     except LeadhubError as exc:
         _fail(exc, exc.fields)
-    with open(output, "wb") as fh:
-        fh.write(bundles.write(made))
+    if output.endswith(".zip"):
+        with open(output, "wb") as fh:
+            fh.write(bundles.write(made))
+    else:
+        bundles.write_dir(made, Path(output))
     click.echo(f"{output}: {len(made.entries)} entries" + (f", requires {made.requires}" if made.requires else ""))
     for entry in pulled:
         click.echo(f"  pulled in as a dependency: {entry}")
@@ -374,8 +379,7 @@ def bundle_export(name, version, label, publisher, description, objects, fields,
 
 def _bundle_file(path: str):
     from leadhub.metadata import bundles
-    with open(path, "rb") as fh:
-        return bundles.read(fh.read())
+    return bundles.read_path(Path(path))
 
 
 def _print_plan(result: dict) -> None:
@@ -390,7 +394,7 @@ def _print_plan(result: dict) -> None:
 
 
 @bundle.command("install")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
 def bundle_install(path, dry_run):
     """Install a bundle into this instance, all or nothing."""
@@ -398,7 +402,7 @@ def bundle_install(path, dry_run):
 
 
 @bundle.command("upgrade")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
 @click.option("--resolve", "resolutions", multiple=True, metavar="ENTRY=local|new",
               help="How to settle one conflict; repeatable.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -264,3 +265,62 @@ def test_only_admins_export_and_install(consultant, customer):
     with pytest.raises(Exception) as exc:
         bundles.install(customer, rep, bundles.read(raw))
     assert exc.value.status == 403 and bundles.installed_bundles(customer) == []
+
+
+# --- the example templates shipped in bundles/ ---------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "bundles"
+
+
+def test_the_shipped_examples_are_what_the_export_makes(tmp_path, monkeypatch):
+    """bundles/make_examples.py builds each template in a scratch instance and
+    exports it; the folders in the repository are exactly its output."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_examples", EXAMPLES / "make_examples.py")
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    for build, name, version in make.EXAMPLES:
+        made = make.scratch(build, version)
+        bundles.write_dir(made, tmp_path / name / version)
+        shipped = bundles.read_path(EXAMPLES / name / version)
+        assert bundles.read_path(tmp_path / name / version).entries == shipped.entries, f"{name} {version}"
+        assert shipped.manifest() == made.manifest()
+
+
+def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_changes(customer, monkeypatch):
+    edu_v1 = bundles.read_path(EXAMPLES / "edu_training" / "1.0.0")
+    bundles.install(customer, ADMIN, edu_v1)
+    bundles.install(customer, ADMIN, bundles.read_path(EXAMPLES / "b2b_manufacturing" / "1.0.0"))
+    reg = customer.cache.current()
+    assert {"course_intent", "trial_lesson", "product", "sample_request"} <= set(reg.objects)
+    assert {"grade_level", "annual_capacity", "purchase_cycle"} <= set(reg.objects["lead"].fields)
+    # the template's rules work on leads
+    lead = customer.records.create(ADMIN, "lead", {"name": "李雷", "mobile": "13800138000", "grade_level": "高三"})
+    assert lead["score"] >= 15
+    twin = customer.records.create(ADMIN, "lead", {"name": "李雷家长", "mobile": "13800138000", "grade_level": "高三"})
+    assert twin["is_duplicate"] and twin["duplicate_of"] == lead["id"]
+    # the school renames the course picklist, lowers the rule's points, drops the rating field
+    customer.metadata.update_field(ADMIN, "course_intent", "course", {"label": {"en": "Programme", "zh_CN": "报读项目"}})
+    customer.kinds.update(ADMIN, "scoring_rule", "edu_exam_years", {"points": 5})
+    customer.metadata.delete_field(ADMIN, "trial_lesson", "rating")
+    edu_v2 = bundles.read_path(EXAMPLES / "edu_training" / "1.1.0")
+    plan = {s["entry"]: s for s in bundles.install(customer, ADMIN, edu_v2, dry_run=True, default="local")["steps"]}
+    assert plan["field/course_intent.course"]["action"] == "update"          # the new 日语 option comes in
+    assert set(plan["field/course_intent.course"]["changes"]) == {"options"}
+    assert plan["scoring_rule/edu_exam_years"]["conflicts"] == {"points": {"base": 15, "local": 5, "new": 20}}
+    assert plan["field/trial_lesson.rating"]["action"] == "keep_local"       # deleted here, unchanged there
+    from leadhub.cli import main
+    monkeypatch.setenv("LEADHUB_DATABASE_URL", customer.config.database_url)
+    monkeypatch.setenv("LEADHUB_INSTANCE_PATH", str(customer.config.instance_path))
+    result = CliRunner().invoke(main, ["bundle", "upgrade", str(EXAMPLES / "edu_training" / "1.1.0")])
+    assert result.exit_code != 0 and "scoring_rule/edu_exam_years" in result.output and "points" in result.output
+    result = CliRunner().invoke(main, ["bundle", "upgrade", str(EXAMPLES / "edu_training" / "1.1.0"),
+                                       "--resolve", "scoring_rule/edu_exam_years=local"])
+    assert result.exit_code == 0, result.output
+    customer.cache.invalidate()
+    reg = customer.cache.current()
+    course = reg.objects["course_intent"].fields["course"]
+    assert course.labels["zh_CN"] == "报读项目" and "japanese" in [o["value"] for o in course.settings["options"]]
+    assert reg.items["scoring_rule"]["edu_exam_years"].data["points"] == 5
+    assert reg.items["duplicate_rule"]["edu_mobile_grade"].data["window_months"] == 12
+    assert "classroom" in reg.objects["trial_lesson"].fields and "rating" not in reg.objects["trial_lesson"].fields

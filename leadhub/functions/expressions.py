@@ -274,6 +274,17 @@ def compile_expression(source: str, fields: set[str] | frozenset[str]) -> Expres
     return Expression(source, frozenset(names), root)
 
 
+def names_in(source: str) -> frozenset[str]:
+    """The field names an expression reads (none where it does not parse):
+    what a rule holding it references."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except (SyntaxError, ValueError, AttributeError):
+        return frozenset()
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called)
+
+
 class _Compiler:
     def __init__(self, fields: set[str], names: set[str]):
         self.fields, self.names = fields, names

@@ -27,6 +27,7 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -80,6 +81,27 @@ def write(bundle: Bundle) -> bytes:
         for entry, data in bundle.entries.items():
             zf.writestr(_path(entry), _dump(data))
     return out.getvalue()
+
+
+def write_dir(bundle: Bundle, folder: Path) -> None:
+    """The same layout as a folder of YAML files (how bundles live in a
+    repository: each change is a readable diff)."""
+    files = {"manifest.yaml": _dump(bundle.manifest())} | {_path(e): _dump(d) for e, d in bundle.entries.items()}
+    for rel, text in files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
+def read_path(path: Path) -> Bundle:
+    """A bundle from a .zip file or a folder of the same layout."""
+    if path.is_dir():
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            for file in sorted(path.rglob("*.yaml")):
+                zf.write(file, file.relative_to(path).as_posix())
+        return read(out.getvalue())
+    return read(path.read_bytes())
 
 
 def _path(entry: str) -> str:

@@ -11,7 +11,7 @@ import re
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.functions.expressions import ExpressionError, compile_expression
+from leadhub.functions.expressions import ExpressionError, compile_expression, names_in
 from leadhub.metadata.kinds import Context, Kind, Ref
 from leadhub.metadata.labels import normalise_labels
 from leadhub.platform.errors import BadRequest, Conflict
@@ -131,7 +131,9 @@ def _rule_error(runtime, item) -> dict:
 
 
 def _rule_refs(data: dict) -> list[Ref]:
-    return [Ref("object", data["object"], "object")]
+    """The object, and each of its fields the condition reads."""
+    return [Ref("object", data["object"], "object")] + [
+        Ref("field", f"{data['object']}.{name}", "condition") for name in sorted(names_in(data["condition"]))]
 
 
 RULE_KIND = Kind(name="scoring_rule", url="scoring-rules", plugin="lead", schema=RuleSchema, key="name",
