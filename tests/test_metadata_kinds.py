@@ -2,6 +2,8 @@
 served the same way (issue 12). Driven over HTTP like an admin's client."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -193,3 +195,41 @@ def test_a_plugin_upgrade_keeps_admins_changes_and_deletions(lead, api, runtime)
 def auth_admin(runtime):
     from leadhub.platform.permissions import Actor
     return Actor(user_id=auth.user_id(runtime.db, "admin"), login="admin", is_admin=True)
+
+
+def test_the_migration_moves_existing_rules_into_items(tmp_path):
+    """An instance from before kinds keeps its rules, event types, settings and
+    follow-up rules, as items of their kinds with a first version."""
+    from leadhub.platform import migrate
+    from leadhub.platform.db import Database
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(db, "0008")
+    now = "2026-01-01 00:00:00"
+    with db.write() as conn:
+        for sql in (
+            f"INSERT INTO lh_plugins VALUES ('lead', '0.2.0', '{now}', '{now}')",
+            "INSERT INTO lh_duplicate_rules (name, label, active, object, match_objects, conditions, window_months,"
+            f" action, created_at, updated_at) VALUES ('by_mobile', '手机', 1, 'lead', '[\"lead\"]', "
+            f"'[{{\"field\": \"mobile\", \"normaliser\": \"e164\", \"threshold\": null}}]', 6, 'mark', '{now}', '{now}')",
+            f"UPDATE lh_score_settings SET mql_threshold = 77",
+            f"INSERT INTO lh_follow_up_rules (status, hours, remind_before_hours, active, created_at, updated_at)"
+            f" VALUES ('new', 48, 8, 1, '{now}', '{now}')"):
+            conn.exec_driver_sql(sql)
+    migrate.upgrade(db)
+    with db.read() as conn:
+        items = {(r.kind, r.key): r for r in conn.execute(sa.text("SELECT kind, key, data, plugin FROM lh_meta_items"))}
+        history = conn.execute(sa.text("SELECT count(*) FROM lh_meta_history WHERE version = 1")).scalar_one()
+        tables = set(sa.inspect(conn).get_table_names())
+    db.dispose()
+
+    def data(key):
+        value = items[key].data
+        return json.loads(value) if isinstance(value, str) else value
+    assert data(("duplicate_rule", "by_mobile"))["window_months"] == 6
+    assert data(("scoring_settings", "default"))["mql_threshold"] == 77
+    assert data(("follow_up_rule", "new")) == {"status": "new", "hours": 48, "remind_before_hours": 8, "active": True}
+    assert {k for k, _ in items} == {"duplicate_rule", "scoring_rule", "score_event_type", "scoring_settings",
+                                     "follow_up_rule"}
+    assert all(r.plugin == "lead" for r in items.values()) and history == len(items)
+    assert not tables & {"lh_duplicate_rules", "lh_scoring_rules", "lh_score_event_types", "lh_score_settings",
+                         "lh_follow_up_rules"}
