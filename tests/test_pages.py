@@ -208,8 +208,9 @@ def test_catalog_covers_every_marked_string():
     for path in list(root.glob("templates/**/*.html")) + list(root.glob("pages/*.py")):
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             marked.add(m.group(1) if m.group(1) is not None else m.group(2))
-    from leadhub.web.pages import admin, records
+    from leadhub.web.pages import admin, bundles, kinds, records
     marked |= set(records.OPERATOR_LABELS.values()) | set(admin.TYPE_LABELS.values()) | set(admin.SETTING_LABELS.values())
+    marked |= set(kinds.ACTION_LABELS.values()) | set(bundles.ACTION_LABELS.values())
     catalog = json.loads((root / "i18n" / "zh_CN.json").read_text(encoding="utf-8"))
     assert len(marked) > 200
     assert sorted(marked - set(catalog)) == []

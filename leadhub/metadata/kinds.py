@@ -93,7 +93,10 @@ class Kind:
     plugin: str | None = None                     # the plugin that declares it
     read_admin: bool = False                      # only admins read it (writes are always admins')
     order: Callable[[Item], Any] | None = None    # list order; default: creation order
-    help: dict = field(default_factory=dict)      # per-property help shown by the generic editor
+    properties: dict = field(default_factory=dict)   # property -> {"en", "zh_CN"}: what the editor calls it
+    widgets: dict = field(default_factory=dict)      # property -> a generic editor widget ("labels", "code", ...)
+    choices: dict = field(default_factory=dict)      # property -> {value: {"en", "zh_CN"}}: what a choice is called
+    editor: str | None = None                     # a page endpoint of the kind's own editor, if it has one
 
     def key_of(self, data: dict) -> str:
         if self.singleton:

@@ -172,7 +172,17 @@ def on_change(ctx: Context, old, new) -> None:
 
 KIND = Kind(name="duplicate_rule", url="duplicate-rules", plugin="lead", schema=RuleSchema, key="name",
             labels={"en": "Duplicate rules", "zh_CN": "查重规则"}, references=references, check=check,
-            on_change=on_change)
+            on_change=on_change, editor="lead_admin.duplicate_rules", properties={
+                "name": {"en": "Name", "zh_CN": "名称"}, "label": {"en": "Label", "zh_CN": "显示名称"},
+                "active": {"en": "Active", "zh_CN": "启用"}, "object": {"en": "Object", "zh_CN": "对象"},
+                "match_objects": {"en": "Objects to match against", "zh_CN": "查重范围"},
+                "conditions": {"en": "Conditions (all must match)", "zh_CN": "条件（全部满足）"},
+                "window_months": {"en": "Window (months)", "zh_CN": "时间窗口（月）"},
+                "action": {"en": "Action", "zh_CN": "处理方式"}},
+            choices={"action": {"mark": {"en": "Mark as duplicate", "zh_CN": "标记为重复"},
+                                "collect": {"en": "Collect into the existing record", "zh_CN": "归集到已有记录"},
+                                "route": {"en": "Route to the existing record's owner", "zh_CN": "分给已有记录的负责人"},
+                                "tag_only": {"en": "Tag only", "zh_CN": "仅打标签"}}})
 
 
 def _field_problem(obj, field: str, norm: str) -> str | None:

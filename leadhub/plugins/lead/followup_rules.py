@@ -72,7 +72,12 @@ def on_change(ctx: Context, old, new) -> None:
 
 KIND = Kind(name="follow_up_rule", url="follow-up-rules", plugin="lead", schema=RuleSchema, key="status",
             title="status", labels={"en": "Follow-up rules", "zh_CN": "跟进时限规则"},
-            references=lambda d: [Ref("field", "lead.status", "status")], check=check, on_change=on_change)
+            references=lambda d: [Ref("field", "lead.status", "status")], check=check, on_change=on_change,
+            editor="lead_admin.follow_up", properties={
+                "status": {"en": "Lead status", "zh_CN": "线索状态"},
+                "hours": {"en": "Follow up within (hours)", "zh_CN": "跟进时限（小时）"},
+                "remind_before_hours": {"en": "Remind before (hours)", "zh_CN": "提前提醒（小时）"},
+                "active": {"en": "Active", "zh_CN": "启用"}})
 CACHE = "leadhub_follow_up_rules"
 
 

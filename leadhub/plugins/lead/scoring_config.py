@@ -138,7 +138,12 @@ def _rule_refs(data: dict) -> list[Ref]:
 
 RULE_KIND = Kind(name="scoring_rule", url="scoring-rules", plugin="lead", schema=RuleSchema, key="name",
                  labels={"en": "Scoring rules", "zh_CN": "评分规则"}, references=_rule_refs, check=_rule_check,
-                 on_change=_rule_changed, present=_rule_error)
+                 on_change=_rule_changed, present=_rule_error, editor="lead_admin.scoring_page", properties={
+                     "name": {"en": "Name", "zh_CN": "名称"}, "label": {"en": "Label", "zh_CN": "显示名称"},
+                     "object": {"en": "Object", "zh_CN": "对象"},
+                     "condition": {"en": "Condition (a formula)", "zh_CN": "条件（公式）"},
+                     "points": {"en": "Points", "zh_CN": "分值"}, "active": {"en": "Active", "zh_CN": "启用"}},
+                 widgets={"condition": "code"})
 
 
 # --- behaviour event types -------------------------------------------------------------
@@ -159,7 +164,14 @@ def _event_type_delete(ctx: Context, item) -> None:
 EVENT_TYPE_KIND = Kind(name="score_event_type", url="score-events", plugin="lead", schema=EventTypeSchema,
                        key="key", labels={"en": "Score event types", "zh_CN": "行为事件类型"},
                        check=_event_type_check, check_delete=_event_type_delete,
-                       order=lambda item: item.key)
+                       order=lambda item: item.key, editor="lead_admin.scoring_page", widgets={"label": "labels"},
+                       properties={"key": {"en": "Key", "zh_CN": "标识"}, "label": {"en": "Label", "zh_CN": "显示名称"},
+                                   "points": {"en": "Points", "zh_CN": "分值"},
+                                   "strength": {"en": "Strength", "zh_CN": "强度"},
+                                   "active": {"en": "Active", "zh_CN": "启用"}},
+                       choices={"strength": {"strong": {"en": "Strong", "zh_CN": "强"},
+                                             "medium": {"en": "Medium", "zh_CN": "中"},
+                                             "weak": {"en": "Weak", "zh_CN": "弱"}}})
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -182,7 +194,11 @@ def _settings_changed(ctx: Context, old, new) -> None:
 
 SETTINGS_KIND = Kind(name="scoring_settings", url="scoring-settings", plugin="lead", schema=SettingsSchema,
                      singleton=True, title=None, labels={"en": "Scoring settings", "zh_CN": "评分设置"},
-                     check=_settings_check, on_change=_settings_changed)
+                     check=_settings_check, on_change=_settings_changed, editor="lead_admin.scoring_page",
+                     properties={"half_life_days": {"en": "Half-life of behaviour points (days)",
+                                                    "zh_CN": "行为分半衰期（天）"},
+                                 "grades": {"en": "Grade thresholds", "zh_CN": "等级分数线"},
+                                 "mql_threshold": {"en": "MQL threshold", "zh_CN": "MQL 分数线"}})
 
 KINDS = (RULE_KIND, EVENT_TYPE_KIND, SETTINGS_KIND)
 DEFAULT_SETTINGS = {"half_life_days": 30.0, "grades": {"A": 80, "B": 50, "C": 20}, "mql_threshold": 60}

@@ -44,6 +44,11 @@ SETTING_LABELS = {
 bp.before_request(require_admin)
 
 
+@bp.context_processor
+def _instance_time_zone():
+    return {"tz": runtime().config.timezone}     # times on designer pages are the instance's wall clock
+
+
 def _back(default: str):
     return redirect(request.form.get("back") or default)
 
