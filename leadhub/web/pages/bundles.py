@@ -58,9 +58,33 @@ def _plan_page(made: bundles.Bundle, token: str, errors: dict, status: int = 200
     for step in report["steps"]:
         kind, _sep, key = step["entry"].partition("/")
         kd = runtime().kinds.kind(kind) if runtime().kinds.known(kind) else None
-        steps.append({**step, "what": _entry_label(kind, kd), "key": key, "kd": kd})
+        steps.append({**step, "what": _entry_label(kind, kd), "key": key, "kd": kd,
+                      "title": _entry_title(made, step["entry"], kind, key)})
     return render_template("admin/bundle_plan.html", bundle=made, report=report, steps=steps, token=token,
                            errors=errors, action_labels=ACTION_LABELS, shown=shown, prop=property_label), status
+
+
+def _entry_title(made: bundles.Bundle, entry: str, kind: str, key: str) -> str:
+    """What people call an entry: its label (a field with its object's), else its key."""
+    from leadhub.web.pages.i18n import label
+    reg = runtime().cache.current()
+
+    def labelled(e: str, fallback: str) -> str:
+        data = made.entries.get(e) or {}
+        if isinstance(data.get("label"), (dict, str)) and data.get("label"):
+            return label(data["label"])
+        k, _sep, name = e.partition("/")
+        if k == "object" and name in reg.objects:
+            return reg.objects[name].label(_lang())
+        if k == "field":
+            obj, _dot, f = name.partition(".")
+            if obj in reg.objects and f in reg.objects[obj].fields:
+                return reg.objects[obj].fields[f].label(_lang())
+        return fallback
+    if kind == "field":
+        obj, _dot, name = key.partition(".")
+        return f"{labelled(f'object/{obj}', obj)} › {labelled(entry, name)}"
+    return labelled(entry, key)
 
 
 def _entry_label(kind: str, kd) -> str:

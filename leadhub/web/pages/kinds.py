@@ -23,7 +23,7 @@ from leadhub.web.pages.admin import bp
 from leadhub.web.pages.common import actor, runtime
 from leadhub.web.pages.i18n import current as language, gettext as _
 
-ACTION_LABELS = {"created": "Created", "updated": "Changed", "deleted": "Deleted", "restored": "Restored",
+ACTION_LABELS = {"created": "Created", "updated": "Edited", "deleted": "Deleted", "restored": "Restored",
                  "purged": "Purged"}
 
 
@@ -55,6 +55,8 @@ def form_fields(kind: Kind) -> list[dict]:
             continue
         choices = next((list(v.choices) for v in f.validators if isinstance(v, mm.validate.OneOf)), None)
         widget = kind.widgets.get(name) or _widget(f, choices)
+        if widget == "object":
+            widget, choices = "select", list(runtime().cache.current().objects)
         if choices:
             choices = [(c, choice_label(kind, name, c)) for c in choices]
         out.append({"name": name, "label": property_label(kind, name), "widget": widget, "choices": choices,
@@ -63,6 +65,8 @@ def form_fields(kind: Kind) -> list[dict]:
 
 
 def _widget(f: mm.fields.Field, choices) -> str:
+    if f.name == "object" and isinstance(f, mm.fields.String) and not choices:
+        return "object"            # a list of the objects by their labels
     if isinstance(f, mm.fields.Boolean):
         return "checkbox"
     if choices:

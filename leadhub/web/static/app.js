@@ -14,6 +14,14 @@
   }
   function json(id) { var n = document.getElementById(id); return n ? JSON.parse(n.textContent) : null; }
 
+  // file pickers show the chosen file's name (see the file_pick macro)
+  $$(".file-pick .file-input").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var name = input.parentNode.querySelector(".file-name");
+      name.textContent = input.files.length ? input.files[0].name : name.getAttribute("data-empty");
+    });
+  });
+
   // phone menu
   var toggle = $(".menu-toggle");
   if (toggle) toggle.addEventListener("click", function () {
