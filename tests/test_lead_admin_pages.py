@@ -62,7 +62,7 @@ def test_admins_only(site):
     assert rep.post("/admin/leads/duplicate-rules/new", COMBINED).status_code == 403
     assert rep.post("/admin/leads/blacklists", {"type": "keyword", "value": "spam"}).status_code == 403
     assert count_rows(site["runtime"], "lh_meta_items", "kind = 'duplicate_rule'") == 0
-    assert count_rows(site["runtime"], "lh_lead_blacklist") == 0
+    assert count_rows(site["runtime"], "lh_meta_items", "kind = 'blacklist'") == 0
     for url in PAGES:
         assert site["admin"].get(url).status_code == 200, url
     # the designer's nav links here once the plugin is installed
@@ -171,16 +171,16 @@ def test_blacklists_by_kind_add_delete_and_the_quarantine_link(site, api):
     r = admin.post("/admin/leads/blacklists", {"type": "phone", "value": "12"})
     assert r.status_code == 400 and "Not a valid phone number." in r.text and 'value="12"' in r.text
     r = admin.post("/admin/leads/blacklists", {"type": "phone", "value": "13800138000"})
-    assert r.status_code == 409 and "Already blacklisted." in r.text
-    assert count_rows(rt, "lh_lead_blacklist") == 2
+    assert r.status_code == 409 and "Already taken." in r.text
+    assert count_rows(rt, "lh_meta_items", "kind = 'blacklist'") == 2
     # the quarantine is the shared list view of invalid leads
     link = re.search(r'href="([^"]+)" id="quarantine-link"', everything).group(1).replace("&amp;", "&")
     quarantined = lead(api, name="李四", mobile="13800138000")
     assert quarantined["status"] == "invalid"
     assert f'/o/lead/{quarantined["id"]}' in admin.get(link).text
-    entry = api.get("/meta/blacklists?type=sensitive").get_json()["entries"][0]
+    entry = api.get("/meta/blacklists?type=sensitive").get_json()["items"][0]
     assert admin.post(f"/admin/leads/blacklists/{entry['id']}/delete").status_code == 302
-    assert count_rows(rt, "lh_lead_blacklist") == 1
+    assert count_rows(rt, "lh_meta_items", "kind = 'blacklist'") == 1
 
 
 def test_scoring_rules_events_settings_and_rescore(site, api):
@@ -301,7 +301,7 @@ def test_pages_in_chinese(site):
 
 def test_forms_need_the_csrf_token(site):
     admin, rt = site["admin"], site["runtime"]
-    tables = ("lh_meta_items", "lh_meta_history", "lh_lead_blacklist", "lh_web_forms", "lh_score_jobs")
+    tables = ("lh_meta_items", "lh_meta_history", "lh_web_forms", "lh_score_jobs")
     before = {table: count_rows(rt, table) for table in tables}
     for url, data in (("/admin/leads/duplicate-rules/new", COMBINED),
                       ("/admin/leads/blacklists", {"type": "keyword", "value": "spam"}),

@@ -134,7 +134,7 @@ def test_blacklist_api_validates_and_is_for_admins(lead, api, users):
     assert r.status_code == 200 and r.get_json()["note"] == "asked not to be called"
     assert rep.patch(f"/meta/blacklists/{entry['id']}", {"note": "x"}).status_code == 403
     assert rep.delete(f"/meta/blacklists/{entry['id']}").status_code == 403
-    assert api.get("/meta/blacklists?type=phone").get_json()["entries"][0]["id"] == entry["id"]
+    assert api.get("/meta/blacklists?type=phone").get_json()["items"][0]["id"] == entry["id"]
     assert api.get("/meta/blacklists?type=nope").status_code == 400
     assert api.delete(f"/meta/blacklists/{entry['id']}").status_code == 204
     assert api.get(f"/meta/blacklists/{entry['id']}").status_code == 404

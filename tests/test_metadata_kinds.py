@@ -213,7 +213,9 @@ def test_the_migration_moves_existing_rules_into_items(tmp_path):
             f"'[{{\"field\": \"mobile\", \"normaliser\": \"e164\", \"threshold\": null}}]', 6, 'mark', '{now}', '{now}')",
             f"UPDATE lh_score_settings SET mql_threshold = 77",
             f"INSERT INTO lh_follow_up_rules (status, hours, remind_before_hours, active, created_at, updated_at)"
-            f" VALUES ('new', 48, 8, 1, '{now}', '{now}')"):
+            f" VALUES ('new', 48, 8, 1, '{now}', '{now}')",
+            f"INSERT INTO lh_lead_blacklist (type, value, note, created_at, updated_at)"
+            f" VALUES ('phone', '+8613800138000', '骚扰', '{now}', '{now}')"):
             conn.exec_driver_sql(sql)
     migrate.upgrade(db)
     with db.read() as conn:
@@ -228,8 +230,9 @@ def test_the_migration_moves_existing_rules_into_items(tmp_path):
     assert data(("duplicate_rule", "by_mobile"))["window_months"] == 6
     assert data(("scoring_settings", "default"))["mql_threshold"] == 77
     assert data(("follow_up_rule", "new")) == {"status": "new", "hours": 48, "remind_before_hours": 8, "active": True}
+    assert data(("blacklist", "phone:+8613800138000")) == {"type": "phone", "value": "+8613800138000", "note": "骚扰"}
     assert {k for k, _ in items} == {"duplicate_rule", "scoring_rule", "score_event_type", "scoring_settings",
-                                     "follow_up_rule"}
+                                     "follow_up_rule", "blacklist"}
     assert all(r.plugin == "lead" for r in items.values()) and history == len(items)
     assert not tables & {"lh_duplicate_rules", "lh_scoring_rules", "lh_score_event_types", "lh_score_settings",
-                         "lh_follow_up_rules"}
+                         "lh_follow_up_rules", "lh_lead_blacklist"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
+import marshmallow as mm
 import sqlalchemy as sa
 
 from leadhub.metadata import kinds as k
@@ -112,11 +113,22 @@ class KindService:
             out.update(kd.present(self.runtime, item))
         return out
 
-    def list(self, actor: Actor, kind: str) -> list[dict]:
+    def list(self, actor: Actor, kind: str, where: dict[str, str] | None = None) -> list[dict]:
+        """Items of a kind, those whose top-level properties equal `where`'s
+        (text as in a query string) when given."""
         kd = self.kind(kind)
         if kd.read_admin:
             permissions.require_admin(actor)
         items = list(self.items(kd.name).values())
+        if where:
+            fields = kd.schema().fields
+            for prop, value in where.items():
+                if prop not in fields:
+                    raise BadRequest(f"{prop} is not a property of {kd.label('en').lower()}.", {prop: "Unknown property."})
+                choices = next((v.choices for v in fields[prop].validators if isinstance(v, mm.validate.OneOf)), None)
+                if choices is not None and value not in choices:
+                    raise BadRequest(f"{prop} is one of: {', '.join(choices)}.", {prop: "Not one of the choices."})
+            items = [i for i in items if all(_text(i.data.get(p)) == v for p, v in where.items())]
         if kd.order:
             items.sort(key=kd.order)
         return [self.view(i) for i in items]
@@ -302,11 +314,10 @@ class KindService:
         data = self._validate(ctx, kd, data, None)
         key = kd.key_of(data)
         if not key or len(key) > 200:
-            raise k.invalid(kd, {kd.key_property or "key": "A key of 1-200 characters is required."})
+            raise k.invalid(kd, {kd.key_field: "A key of 1-200 characters is required."})
         m = t.meta_items
         if ctx.conn.execute(sa.select(m.c.id).where(m.c.kind == kd.name, m.c.key == key)).first():
-            prop = kd.key_property or "key"
-            raise Conflict(f"{kd.label('en')}: '{key}' already exists.", {prop: "Already taken."})
+            raise Conflict(f"{kd.label('en')}: '{key}' already exists.", {kd.key_field: "Already taken."})
         now = utcnow()
         version = record_history(ctx.conn, kd.name, key, "created", data, ctx.actor, note)
         item_id = ctx.conn.execute(m.insert().values(
@@ -318,6 +329,9 @@ class KindService:
 
     def _save(self, ctx: Context, kd: Kind, old: Item, data: dict, note: str | None) -> Item:
         data = self._validate(ctx, kd, data, old)
+        if kd.key_of(data) != old.key:         # a key made from the definition (a blacklist's type:value)
+            raise BadRequest(f"This change makes a different {kd.label('en').lower().rstrip('s')}: delete this one "
+                             "and create the new one.", {kd.key_field: "Cannot change."})
         if data == old.data:
             return old                      # nothing changed: no version, no bump
         now = utcnow()
@@ -340,6 +354,10 @@ class KindService:
 
     def _history_kind(self, kind: str) -> str:
         return kind if kind in ("object", "field") else self.kind(kind).name
+
+
+def _text(value: Any) -> str:
+    return "true" if value is True else "false" if value is False else "" if value is None else str(value)
 
 
 def _paths(value: Any, prefix: str = "") -> dict[str, Any]:

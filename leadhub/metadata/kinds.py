@@ -83,6 +83,7 @@ class Kind:
     labels: dict                                  # {"en": ..., "zh_CN": ...}
     schema: type[mm.Schema]                       # loads a whole definition (unknown properties refused)
     key: str | Callable[[dict], str] = "name"     # the key property, or a function of the definition
+    key_fields: tuple[str, ...] = ()              # the properties a key function reads (named in refusals)
     title: str | None = "label"                   # the property people recognise an item by
     references: Callable[[dict], Iterable[Ref]] | None = None
     check: Callable[[Context, dict, Item | None], dict | None] | None = None   # extra checks; may return data
@@ -107,6 +108,11 @@ class Kind:
     @property
     def key_property(self) -> str | None:
         return None if callable(self.key) or self.singleton else self.key
+
+    @property
+    def key_field(self) -> str:
+        """The property a refusal about the key names."""
+        return self.key_property or (self.key_fields[-1] if self.key_fields else "key")
 
     def refs(self, data: dict) -> list[Ref]:
         return list(self.references(data)) if self.references else []

@@ -35,6 +35,7 @@ MAX_CONDITIONS = 5
 SCAN_GROUPS_SHOWN = 50
 DRAFT_FIELDS = ("name", "company", "mobile", "email", "wechat", "province", "city")
 NAV_LABEL = "Leads settings"
+BLACKLIST = "blacklist"
 
 bp = Blueprint("lead_admin", __name__, url_prefix="/admin/leads", template_folder="templates")
 bp.register_error_handler(LeadhubError, render_error)
@@ -108,9 +109,8 @@ def _lead():
 def index():
     rt = runtime()
     dup_rules = rules.load_rules(rt.cache.current(), OBJECT, active_only=False)
-    from leadhub.plugins.lead.intake_api import list_entries
     from leadhub.plugins.lead.webforms import WebForms
-    counts = {"duplicate_rules": len(dup_rules), "blacklists": len(list_entries(rt)),
+    counts = {"duplicate_rules": len(dup_rules), "blacklists": len(rt.kinds.items(BLACKLIST)),
               "scoring_rules": len(rt.kinds.items(scoring.RULE_KIND.name)), "web_forms": len(WebForms(rt).list(actor())),
               "follow_up_rules": len(rt.kinds.items("follow_up_rule"))}
     return render_template("lead_admin/index.html", counts=counts, quarantine_url=_quarantine_url())
@@ -264,11 +264,10 @@ def blacklists():
 
 @bp.post("/blacklists")
 def add_blacklist_entry():
-    from leadhub.plugins.lead.intake_api import add_entry
     payload = {"type": request.form.get("type", ""), "value": request.form.get("value", ""),
                "note": request.form.get("note", "").strip() or None}
     try:
-        add_entry(runtime(), actor(), payload)
+        runtime().kinds.create(actor(), BLACKLIST, payload)
     except LeadhubError as exc:
         return _blacklist_page(payload, _errors(exc)), exc.status
     flash(_("Entry added."), "ok")
@@ -277,18 +276,16 @@ def add_blacklist_entry():
 
 @bp.post("/blacklists/<int:entry_id>/delete")
 def delete_blacklist_entry(entry_id):
-    from leadhub.plugins.lead.intake_api import delete_entry
-    delete_entry(runtime(), actor(), entry_id)
+    runtime().kinds.delete(actor(), BLACKLIST, str(entry_id))
     flash(_("Entry deleted."), "ok")
     return redirect(url_for("lead_admin.blacklists", type=request.form.get("back_type") or None))
 
 
 def _blacklist_page(values: dict, errors: dict):
-    from leadhub.plugins.lead.intake_api import list_entries
     kind = request.args.get("type") or values.get("type") or ""
     if kind not in cleaning.BLACKLIST_TYPES:
         kind = ""
-    entries = list_entries(runtime(), kind or None)
+    entries = runtime().kinds.list(actor(), BLACKLIST, {"type": kind} if kind else None)
     return render_template("lead_admin/blacklists.html", entries=entries, kind=kind, kinds=cleaning.BLACKLIST_TYPES,
                            values=values, errors=errors, quarantine_url=_quarantine_url())
 

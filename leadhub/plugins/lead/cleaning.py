@@ -41,15 +41,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadhub.platform import permissions, tables as t
-from leadhub.platform.db import in_values, utcnow
+from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound
 from leadhub.platform.permissions import Actor
-from leadhub.plugins.lead import normalise as nz
-from leadhub.plugins.lead.intake_tables import blacklist
+from leadhub.plugins.lead import blacklists, normalise as nz
 
 OBJECT = "lead"
 SYSTEM = Actor.system()
-BLACKLIST_TYPES = ("phone", "email", "email_domain", "company", "keyword", "sensitive")
+BLACKLIST_TYPES = blacklists.TYPES
 PHONE_FIELDS = ("mobile", "phone")
 TEXT_FIELDS = ("name", "company", "title", "email", "wechat", "address", "description")
 CHECKED_FIELDS = ("name", "company", "title", "mobile", "phone", "email", "wechat", "address", "description")
@@ -92,27 +91,6 @@ def blacklist_value(kind: str, raw: Any) -> str:
     if len(value) > 100:
         raise BadRequest("A keyword has at most 100 characters.", {"value": "Too long."})
     return value
-
-
-def _blacklisted(conn, values_list: list[dict]) -> dict[str, set[str]]:
-    """The blacklist entries that can concern these leads: exact entries for
-    their phones, addresses, domains and companies, and every keyword and
-    sensitive word (a short list). One indexed query for a whole batch."""
-    wanted: dict[str, set[str]] = {"phone": set(), "email": set(), "email_domain": set(), "company": set()}
-    for values in values_list:
-        wanted["phone"].update(values[f] for f in PHONE_FIELDS if values.get(f))
-        if values.get("email"):
-            wanted["email"].add(values["email"])
-            wanted["email_domain"].update(nz.domains_of(values["email"]))
-        if k := nz.company_key(values.get("company")):
-            wanted["company"].add(k)
-    b = blacklist
-    cond = [b.c.type.in_(("keyword", "sensitive"))]
-    cond += [sa.and_(b.c.type == kind, in_values(b.c.value, sorted(vals))) for kind, vals in wanted.items() if vals]
-    found: dict[str, set[str]] = {k: set() for k in BLACKLIST_TYPES}
-    for kind, value in conn.execute(sa.select(b.c.type, b.c.value).where(sa.or_(*cond))):
-        found[kind].add(value)
-    return found
 
 
 # ---------------------------------------------------------------- checks
@@ -160,12 +138,12 @@ def normalise_values(values: dict, only: set[str] | None = None) -> dict[str, st
     return reasons
 
 
-def check(conn, values: dict, only: set[str] | None = None, lists: dict[str, set[str]] | None = None,
-          normalised: dict[str, str] | None = None) -> dict[str, str]:
+def check(reg, values: dict, only: set[str] | None = None, normalised: dict[str, str] | None = None
+          ) -> dict[str, str]:
     """Normalise `values` in place and answer {field: reasons} of everything
-    that fails, for the fields in `only` (all when None). A batch passes the
-    blacklist entries it looked up for all its rows (`lists`) and the
-    reasons normalising gave (`normalised`)."""
+    that fails, for the fields in `only` (all when None), against the
+    blacklists of the registry snapshot `reg`. A batch passes the reasons
+    normalising gave (`normalised`)."""
     def wanted(name):
         return only is None or name in only
     reasons: dict[str, list[str]] = {}
@@ -173,8 +151,7 @@ def check(conn, values: dict, only: set[str] | None = None, lists: dict[str, set
         normalised = normalise_values(values, only)
     for name, why in normalised.items():
         reasons.setdefault(name, []).append(why)
-    if lists is None:
-        lists = _blacklisted(conn, [values])
+    lists = blacklists.entries(reg)
     for name in PHONE_FIELDS:
         if wanted(name) and values.get(name) in lists["phone"]:
             reasons.setdefault(name, []).append("number is blacklisted")
@@ -223,9 +200,8 @@ def register(runtime) -> None:
     def before_insert(events):
         # normalised first: the blacklists hold E.164 numbers and folded addresses
         normalised = [normalise_values(ev.values) for ev in events]
-        lists = _blacklisted(events[0].conn, [ev.values for ev in events])
         for ev, found in zip(events, normalised):
-            reasons = check(ev.conn, ev.values, lists=lists, normalised=found)
+            reasons = check(ev.registry, ev.values, normalised=found)
             if reasons:
                 _quarantine(ev.values, reasons, ev.values.get("owner") or ev.actor.user_id)
 
@@ -241,7 +217,7 @@ def register(runtime) -> None:
             return
         quarantined = values.get("quarantined_at") is not None
         # in quarantine every reason is re-listed (one fixed field leaves the others named)
-        reasons = check(ev.conn, values, only=None if quarantined else changed)
+        reasons = check(ev.registry, values, only=None if quarantined else changed)
         if not reasons:
             return
         if quarantined:
@@ -265,7 +241,7 @@ def release(runtime, actor: Actor, lead_id: int, force: bool = False) -> dict:
             raise NotFound(f"No lead record {lead_id}.") from None
         if lead.get("status") != "invalid":
             raise Conflict("This lead is not in quarantine.", {"status": "Not invalid."})
-        reasons = check(conn, dict(lead))
+        reasons = check(runtime.cache.current(conn), dict(lead))
         if reasons and not force:
             raise Conflict("The lead still fails cleaning: " + reason_text(reasons)
                            + ". Fix the fields, or release with force.", reasons)

@@ -1,24 +1,12 @@
-"""The lead intake's platform tables (created by migration 0005):
-admin blacklists and the results of duplicate scans (duplicate rules are
-a metadata kind: duplicate_rules.py)."""
+"""The lead intake's platform table (created by migration 0005): the
+results of duplicate scans (blacklists and duplicate rules are metadata
+kinds: blacklists.py, duplicate_rules.py)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from leadhub.platform.db import UTCDateTime
 from leadhub.platform.tables import metadata
-
-blacklist = sa.Table(
-    "lh_lead_blacklist", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("type", sa.String(20), nullable=False),      # see cleaning.BLACKLIST_TYPES
-    sa.Column("value", sa.String(200), nullable=False),    # stored normalised
-    sa.Column("note", sa.String(500)),
-    sa.Column("created_by", sa.Integer),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("type", "value", name="uq_lh_lead_blacklist_type_value"),
-)
 
 duplicate_scans = sa.Table(
     "lh_duplicate_scans", metadata,

@@ -1,7 +1,7 @@
 """Metadata kinds over REST, the same for every kind (see metadata/kinds.py):
 
     GET    /meta/kinds                          the kinds, their keys and properties
-    GET    /meta/{kind}                         {"kind", "items": [...]}   (a singleton: the item)
+    GET    /meta/{kind}?prop=value              {"kind", "items": [...]}   (a singleton: the item)
     POST   /meta/{kind}                         create (201)
     GET    /meta/{kind}/{key}                   one item (a numeric id works too)
     PATCH  /meta/{kind}/{key}                   change some properties; PUT replaces the definition
@@ -15,7 +15,7 @@ A singleton kind (one item, e.g. scoring settings) also takes PUT/PATCH on
 share the history: /meta/history/object/{o}, /meta/history/field/{o}.{f}."""
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 
 from leadhub.platform.errors import BadRequest
 from leadhub.web.api import api, language, runtime
@@ -39,7 +39,7 @@ def list_items(kind):
     kd = _kinds().kind(kind)
     if kd.singleton:
         return _kinds().get(g.actor, kd.name, "default")
-    return {"kind": kd.name, "items": _kinds().list(g.actor, kd.name)}
+    return {"kind": kd.name, "items": _kinds().list(g.actor, kd.name, dict(request.args) or None)}
 
 
 @api.post("/meta/<kind>")
