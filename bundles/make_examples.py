@@ -35,8 +35,8 @@ def options(*pairs: tuple[str, str, str]) -> list[dict]:
 
 
 EDU = {"name": "edu_training", "label": L("Education and training", "教育培训行业模板"), "publisher": "leadhub examples",
-       "description": "Course-intent pipeline for training schools: intents, trial lessons, a duplicate rule "
-                      "and a scoring rule on the lead's grade."}
+       "description": "Course-intent pipeline for training schools: intents, trial lessons, a duplicate rule, "
+                      "a scoring rule on the lead's grade and a validation rule."}
 MFG = {"name": "b2b_manufacturing", "label": L("B2B manufacturing", "B2B 制造业模板"), "publisher": "leadhub examples",
        "description": "Products and sample requests for manufacturers selling to businesses, with a company "
                       "duplicate rule and capacity scoring."}
@@ -82,8 +82,13 @@ def build_edu(rt: Runtime, version: str) -> bundles.Bundle:
     kinds.create(ADMIN, "scoring_rule", {"name": "edu_exam_years", "label": "升学年级（初三、高三）",
                                          "condition": "grade_level in ['初三', '高三']",
                                          "points": 20 if version >= "1.1" else 15})
+    rt.functions.create(ADMIN, {"api_name": "edu_need_contact", "label": L("A way to reach the family", "需要联系方式"),
+                                "kind": "validation", "object": "course_intent", "error_field": "mobile",
+                                "condition": "mobile is None and parent_name is None",
+                                "message": "请填写学员手机或家长姓名"})
     made, _ = bundles.export(rt, ADMIN, bundles.Selection(objects=["course_intent", "trial_lesson"], items=[
-        "duplicate_rule/edu_mobile_grade", "scoring_rule/edu_exam_years"]), version=version, **EDU)
+        "duplicate_rule/edu_mobile_grade", "scoring_rule/edu_exam_years", "function/edu_need_contact"]),
+        version=version, **EDU)
     return made
 
 

@@ -294,6 +294,11 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     reg = customer.cache.current()
     assert {"course_intent", "trial_lesson", "product", "sample_request"} <= set(reg.objects)
     assert {"grade_level", "annual_capacity", "purchase_cycle"} <= set(reg.objects["lead"].fields)
+    # the template's validation rule refuses an intent nobody can be reached by, naming the field
+    with pytest.raises(Exception) as refused:
+        customer.records.create(ADMIN, "course_intent", {"student": "韩梅梅"})
+    assert refused.value.status == 422 and refused.value.fields == {"mobile": "请填写学员手机或家长姓名"}
+    assert customer.records.create(ADMIN, "course_intent", {"student": "韩梅梅", "parent_name": "韩爸爸"})["id"]
     # the template's rules work on leads
     lead = customer.records.create(ADMIN, "lead", {"name": "李雷", "mobile": "13800138000", "grade_level": "高三"})
     assert lead["score"] >= 15

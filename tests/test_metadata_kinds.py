@@ -215,12 +215,24 @@ def test_the_migration_moves_existing_rules_into_items(tmp_path):
             f"INSERT INTO lh_follow_up_rules (status, hours, remind_before_hours, active, created_at, updated_at)"
             f" VALUES ('new', 48, 8, 1, '{now}', '{now}')",
             f"INSERT INTO lh_lead_blacklist (type, value, note, created_at, updated_at)"
-            f" VALUES ('phone', '+8613800138000', '骚扰', '{now}', '{now}')"):
+            f" VALUES ('phone', '+8613800138000', '骚扰', '{now}', '{now}')",
+            "INSERT INTO lh_users (id, login, name, is_admin, active, language, created_at)"
+            f" VALUES (7, 'ops', 'Ops', 0, 1, 'zh_CN', '{now}')",
+            "INSERT INTO lh_functions (id, api_name, labels, kind, definition, active, run_as, owner, version,"
+            " next_run_at, created_at, updated_at) VALUES (1, 'nightly', '{\"en\": \"Nightly\", \"zh_CN\": \"夜间\"}',"
+            " 'scheduled', '{\"code\": \"return 2\", \"schedule\": \"0 2 * * *\"}', 1, 7, 7, 2,"
+            f" '2026-01-02 02:00:00', '{now}', '{now}')",
+            "INSERT INTO lh_function_versions (function_id, version, snapshot, saved_by, saved_at, note) VALUES"
+            f" (1, 1, '{{\"api_name\": \"nightly\", \"code\": \"return 1\", \"run_as\": 7}}', 7, '{now}', NULL),"
+            f" (1, 2, '{{\"api_name\": \"nightly\", \"code\": \"return 2\", \"run_as\": 7}}', 7, '{now}', 'fix')"):
             conn.exec_driver_sql(sql)
     migrate.upgrade(db)
     with db.read() as conn:
         items = {(r.kind, r.key): r for r in conn.execute(sa.text("SELECT kind, key, data, plugin FROM lh_meta_items"))}
         history = conn.execute(sa.text("SELECT count(*) FROM lh_meta_history WHERE version = 1")).scalar_one()
+        fn_history = conn.execute(sa.text("SELECT version, data, note FROM lh_meta_history WHERE kind = 'function'"
+                                          " ORDER BY version")).all()
+        schedule = conn.execute(sa.text("SELECT function, next_run_at FROM lh_function_schedules")).all()
         tables = set(sa.inspect(conn).get_table_names())
     db.dispose()
 
@@ -230,9 +242,14 @@ def test_the_migration_moves_existing_rules_into_items(tmp_path):
     assert data(("duplicate_rule", "by_mobile"))["window_months"] == 6
     assert data(("scoring_settings", "default"))["mql_threshold"] == 77
     assert data(("follow_up_rule", "new")) == {"status": "new", "hours": 48, "remind_before_hours": 8, "active": True}
+    fn = data(("function", "nightly"))
+    assert (fn["run_as"], fn["code"], fn["schedule"], fn["label"]["zh_CN"]) == ("ops", "return 2", "0 2 * * *", "夜间")
+    assert [(v, json.loads(d)["code"] if isinstance(d, str) else d["code"], n) for v, d, n in fn_history] == [
+        (1, "return 1", None), (2, "return 2", "fix")]
+    assert [name for name, _ in schedule] == ["nightly"]
     assert data(("blacklist", "phone:+8613800138000")) == {"type": "phone", "value": "+8613800138000", "note": "骚扰"}
     assert {k for k, _ in items} == {"duplicate_rule", "scoring_rule", "score_event_type", "scoring_settings",
-                                     "follow_up_rule", "blacklist"}
-    assert all(r.plugin == "lead" for r in items.values()) and history == len(items)
+                                     "follow_up_rule", "blacklist", "function"}
+    assert all(r.plugin == "lead" for k, r in items.items() if k[0] != "function") and history == len(items)
     assert not tables & {"lh_duplicate_rules", "lh_scoring_rules", "lh_score_event_types", "lh_score_settings",
-                         "lh_follow_up_rules", "lh_lead_blacklist"}
+                         "lh_follow_up_rules", "lh_lead_blacklist", "lh_functions", "lh_function_versions"}

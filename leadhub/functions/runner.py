@@ -22,7 +22,7 @@ from leadhub.functions.definitions import FunctionDef, next_run
 from leadhub.functions.expressions import EvaluationError, compile_expression
 from leadhub.functions.sandbox import Result, WorkerPool
 from leadhub.functions.sandbox.handlers import RecordServiceHandler
-from leadhub.functions.tables import function_runs, functions
+from leadhub.functions.tables import function_runs
 from leadhub.platform import auth, permissions
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, LeadhubError, NotFound, ValidationFailed
@@ -382,21 +382,20 @@ class FunctionRunner:
         job. Returns the names claimed."""
         now = now or utcnow()
         claimed = []
+        service = self.runtime.functions
         with self.runtime.db.read() as conn:
-            due = conn.execute(sa.select(functions.c.id, functions.c.api_name, functions.c.next_run_at,
-                                         functions.c.definition)
-                               .where(functions.c.kind == "scheduled", functions.c.active.is_(True),
-                                      functions.c.deleted_at.is_(None), functions.c.next_run_at <= now)).all()
-        for row in due:
-            tz = row.definition.get("timezone") or self.runtime.config.timezone
-            nxt = next_run(row.definition["schedule"], tz, max(now, row.next_run_at))
+            due = service.next_runs(conn, now)
+        fns = service.all()
+        for name, due_at in due:
+            fn = fns.get(name)
+            if fn is None or fn.kind != "scheduled" or not fn.active:
+                continue        # changed since; its save rewrote or dropped the schedule
+            nxt = next_run(fn.schedule, fn.timezone or self.runtime.config.timezone, max(now, due_at))
             with self.runtime.db.write() as conn:
-                moved = conn.execute(sa.update(functions).where(functions.c.id == row.id,
-                                                                functions.c.next_run_at == row.next_run_at)
-                                     .values(next_run_at=nxt)).rowcount
+                moved = service.claim(conn, name, due_at, nxt)
             if moved:
-                claimed.append(row.api_name)
-                self.runtime.jobs.enqueue(run_function_job, row.api_name, None, "scheduled", None, None)
+                claimed.append(name)
+                self.runtime.jobs.enqueue(run_function_job, name, None, "scheduled", None, None)
         return claimed
 
     def purge_runs(self, now: dt.datetime | None = None) -> int:

@@ -1,49 +1,109 @@
-"""FunctionService: functions as versioned metadata.
+"""FunctionService: functions as the metadata kind `function`.
 
-Every save compiles the code, bumps the metadata version (so every process
-reloads its view of the functions, as it does for objects and fields) and
-keeps the previous definition as a version one can diff and roll back to."""
+A function is an item of the kind (metadata/kinds.py): every save compiles
+its code (definitions.validate), keeps a version, writes an audit entry and
+bumps the metadata version through runtime.kinds, like every other kind, so
+it travels in bundles too. What only this instance knows stays out of the
+definition: when a scheduled function runs next (lh_function_schedules) and
+which user a run-as login is here (resolved per metadata version).
+
+The service keeps the function API's own shapes (/meta/functions, its
+versions with `function` snapshots, a unified diff of the code)."""
 from __future__ import annotations
 
 import difflib
 from typing import TYPE_CHECKING, Any
 
+import marshmallow as mm
 import sqlalchemy as sa
 
 from leadhub.functions import definitions as d
 from leadhub.functions.definitions import FunctionDef
-from leadhub.functions.tables import function_versions, functions
-from leadhub.metadata.kind_service import bump_version
-from leadhub.platform import audit, permissions, tables as t
+from leadhub.functions.tables import schedules
+from leadhub.metadata.kinds import Context, Kind, Ref
+from leadhub.platform import permissions, tables as t
 from leadhub.platform.db import utcnow
-from leadhub.platform.errors import BadRequest, Conflict, NotFound
+from leadhub.platform.errors import BadRequest, NotFound
 from leadhub.platform.permissions import Actor
 
 if TYPE_CHECKING:
     from leadhub.platform.runtime import Runtime
 
+KIND_NAME = "function"
 
-def _row_to_def(r) -> FunctionDef:
-    return FunctionDef(id=r.id, api_name=r.api_name, labels=r.labels, kind=r.kind, object=r.object,
-                       active=r.active, version=r.version, run_as=r.run_as, owner=r.owner,
-                       description=r.description, definition=r.definition)
+
+# The properties a function may have (anything else is refused);
+# definitions.validate checks their values.
+_FunctionSchema = mm.Schema.from_dict(
+    {name: mm.fields.Raw(allow_none=True, required=name == "api_name") for name in d.COLUMNS + d.DEFINITION},
+    name="FunctionSchema")
+
+
+def _references(data: dict) -> list[Ref]:
+    refs = [Ref("object", data["object"], "object")] if isinstance(data.get("object"), str) else []
+    if isinstance(data.get("run_as"), str):
+        refs.append(Ref("user", data["run_as"], "run_as"))
+    if isinstance(data.get("object"), str) and isinstance(data.get("error_field"), str):
+        refs.append(Ref("field", f"{data['object']}.{data['error_field']}", "error_field"))
+    return refs
+
+
+def _check(ctx: Context, data: dict, old) -> dict:
+    if old is not None and data.get("kind") != old.data.get("kind"):
+        raise BadRequest("The function is not valid.", {"kind": "Cannot be changed; create a new function instead."})
+    out = d.validate({k: v for k, v in data.items() if v is not None}, ctx.registry)
+    out["run_as"] = _run_as_login(ctx.conn, out["run_as"])
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _run_as_login(conn, run_as) -> str | None:
+    """A named user the function runs as (an explicit grant by an admin), kept
+    by login so the definition means the same in another instance."""
+    if run_as is None:
+        return None
+    col = t.users.c.id if isinstance(run_as, int) else t.users.c.login
+    login = conn.execute(sa.select(t.users.c.login).where(col == run_as, t.users.c.active.is_(True))).scalar()
+    if login is None:
+        raise BadRequest(f"No active user '{run_as}' to run as.", {"run_as": "Unknown or inactive user."})
+    return login
+
+
+def _on_change(ctx: Context, old, new) -> None:
+    """A scheduled function's next run, worked out again at every save."""
+    name = (new or old).key
+    ctx.conn.execute(sa.delete(schedules).where(schedules.c.function == name))
+    if new is not None and new.data["kind"] == "scheduled" and new.data["active"]:
+        tz = new.data.get("timezone") or ctx.runtime.config.timezone
+        ctx.conn.execute(schedules.insert().values(function=name, next_run_at=d.next_run(
+            new.data["schedule"], tz, utcnow())))
+
+
+KIND = Kind(name=KIND_NAME, url="functions", schema=_FunctionSchema, key="api_name",
+            labels={"en": "Functions", "zh_CN": "函数"}, references=_references, check=_check,
+            on_change=_on_change, read_admin=True, editor="admin.functions", widgets={"code": "code"})
 
 
 class FunctionService:
     def __init__(self, runtime: "Runtime"):
         self.runtime = runtime
         self.db = runtime.db
+        runtime.kinds.declare(KIND)
 
     # ------------------------------------------------------------ reading
     def all(self) -> dict[str, FunctionDef]:
-        """Live functions by api name, loaded once per metadata version."""
+        """Functions by api name, built once per metadata version."""
         reg = self.runtime.cache.current()
-        return reg.memo("functions", self._load)
+        return reg.memo("functions", lambda: self._load(reg))
 
-    def _load(self) -> dict[str, FunctionDef]:
-        with self.db.read() as conn:
-            rows = conn.execute(sa.select(functions).where(functions.c.deleted_at.is_(None))).all()
-        return {r.api_name: _row_to_def(r) for r in rows}
+    def _load(self, reg) -> dict[str, FunctionDef]:
+        items = reg.items.get(KIND_NAME, {})
+        logins = {i.data["run_as"] for i in items.values() if i.data.get("run_as")}
+        ids = {}
+        if logins:
+            with self.db.read() as conn:
+                ids = dict(conn.execute(sa.select(t.users.c.login, t.users.c.id)
+                                        .where(t.users.c.login.in_(logins))).all())
+        return {key: _definition(item, ids) for key, item in items.items()}
 
     def bound(self, registry, kind: str, obj: str, event: str | None = None) -> list[FunctionDef]:
         """Active functions of `kind` on `obj` (for `event`), in run order;
@@ -75,54 +135,27 @@ class FunctionService:
 
     # ------------------------------------------------------------ writing
     def create(self, actor: Actor, payload: Any) -> dict:
-        permissions.require_admin(actor)
-        with self.db.write() as conn:
-            reg = self.runtime.cache.current(conn)
-            data = d.validate(payload, reg)
-            if conn.execute(sa.select(functions.c.id).where(functions.c.api_name == data["api_name"],
-                                                            functions.c.deleted_at.is_(None))).first():
-                raise Conflict(f"A function '{data['api_name']}' exists.", {"api_name": "Already taken."})
-            run_as = self._run_as(conn, actor, data["run_as"])
-            now = utcnow()
-            values = self._columns(data, run_as, now, version=1)
-            values.update(owner=actor.user_id, created_at=now)
-            fid = conn.execute(sa.insert(functions).values(values)).inserted_primary_key[0]
-            self._keep_version(conn, fid, 1, data, actor, payload.get("note"), now)
-            bump_version(conn)
-            audit.record(conn, actor, "function_created", object="function", target=fid,
-                         details={"api_name": data["api_name"], "kind": data["kind"]})
-        return self.get(data["api_name"]).payload()
+        self.runtime.kinds.create(actor, KIND_NAME, _with_note(payload))
+        return self.get(payload["api_name"]).payload()
 
     def update(self, actor: Actor, name: str, payload: Any) -> dict:
-        permissions.require_admin(actor)
         if not isinstance(payload, dict):
             raise BadRequest("A function must be a JSON object.", {"function": "Must be an object."})
-        with self.db.write() as conn:
-            row = self._row(conn, name)
-            reg = self.runtime.cache.current(conn)
-            data = d.validate(payload, reg, current=self._stored(row))
-            self._save(conn, actor, row, data, payload.get("note"))
+        permissions.require_admin(actor)
+        if "api_name" in payload and payload["api_name"] != name:
+            raise BadRequest("The function is not valid.",
+                             {"api_name": "Cannot be changed; create a new function instead."})
+        self.runtime.kinds.update(actor, KIND_NAME, name, _with_note(payload))
         return self.get(name).payload()
 
     def delete(self, actor: Actor, name: str) -> None:
-        """Soft delete: the execution log and versions keep naming it."""
-        permissions.require_admin(actor)
-        with self.db.write() as conn:
-            row = self._row(conn, name)
-            conn.execute(sa.update(functions).where(functions.c.id == row.id)
-                         .values(deleted_at=utcnow(), active=False, next_run_at=None))
-            bump_version(conn)
-            audit.record(conn, actor, "function_deleted", object="function", target=row.id,
-                         details={"api_name": name})
+        """The execution log and the versions keep naming it."""
+        self.runtime.kinds.delete(actor, KIND_NAME, name)
 
     def versions(self, actor: Actor, name: str) -> list[dict]:
-        permissions.require_admin(actor)
-        with self.db.read() as conn:
-            row = self._row(conn, name)
-            rows = conn.execute(sa.select(function_versions).where(function_versions.c.function_id == row.id)
-                                .order_by(function_versions.c.version.desc())).all()
-        return [{"version": r.version, "saved_by": r.saved_by, "saved_at": r.saved_at, "note": r.note,
-                 "current": r.version == row.version, "function": r.snapshot} for r in rows]
+        return [{"version": v["version"], "saved_by": v["actor_id"], "saved_at": v["at"], "note": v["note"],
+                 "current": v["current"], "function": v["data"]}
+                for v in self.runtime.kinds.versions(actor, KIND_NAME, name) if v["data"] is not None]
 
     def diff(self, actor: Actor, name: str, a: int, b: int) -> dict:
         """A unified diff of the code (or condition) of versions a and b, and
@@ -141,69 +174,33 @@ class FunctionService:
     def rollback(self, actor: Actor, name: str, version: int) -> dict:
         """Save version `version`'s definition as a new version (history is
         never rewritten)."""
-        permissions.require_admin(actor)
-        with self.db.write() as conn:
-            row = self._row(conn, name)
-            snap = conn.execute(sa.select(function_versions.c.snapshot).where(
-                function_versions.c.function_id == row.id, function_versions.c.version == version)).scalar()
-            if snap is None:
-                raise NotFound(f"Function '{name}' has no version {version}.", {"version": "No such version."})
-            reg = self.runtime.cache.current(conn)
-            data = d.validate(snap, reg, current=self._stored(row))
-            self._save(conn, actor, row, data, f"rolled back to version {version}")
+        self.runtime.kinds.rollback(actor, KIND_NAME, name, version)
         return self.get(name).payload()
 
-    def set_next_run(self, conn, fn_id: int, when) -> None:
-        conn.execute(sa.update(functions).where(functions.c.id == fn_id).values(next_run_at=when))
+    def next_runs(self, conn, now) -> list[tuple[str, Any]]:
+        """Scheduled functions due at `now`: (name, the due time claimed against)."""
+        s = schedules
+        return [(r.function, r.next_run_at) for r in conn.execute(
+            sa.select(s.c.function, s.c.next_run_at).where(s.c.next_run_at <= now))]
 
-    # ------------------------------------------------------------ steps
-    def _row(self, conn, name: str):
-        row = conn.execute(sa.select(functions).where(functions.c.api_name == name,
-                                                      functions.c.deleted_at.is_(None))).first()
-        if row is None:
-            raise NotFound(f"No function '{name}'.")
-        return row
+    def claim(self, conn, name: str, due, nxt) -> bool:
+        """Move a due function to its next run, unless another process did."""
+        s = schedules
+        return conn.execute(sa.update(s).where(s.c.function == name, s.c.next_run_at == due)
+                            .values(next_run_at=nxt)).rowcount == 1
 
-    @staticmethod
-    def _stored(row) -> dict:
-        return {"api_name": row.api_name, "label": row.labels, "description": row.description, "kind": row.kind,
-                "object": row.object, "active": row.active, "run_as": row.run_as, **row.definition}
 
-    def _save(self, conn, actor: Actor, row, data: dict, note: str | None) -> None:
-        now = utcnow()
-        run_as = self._run_as(conn, actor, data["run_as"])
-        version = row.version + 1
-        conn.execute(sa.update(functions).where(functions.c.id == row.id)
-                     .values(self._columns(data, run_as, now, version)))
-        self._keep_version(conn, row.id, version, data, actor, note, now)
-        bump_version(conn)
-        audit.record(conn, actor, "function_updated", object="function", target=row.id,
-                     details={"api_name": row.api_name, "version": version})
+def _with_note(payload: Any) -> Any:
+    """The function API calls its version note `note`."""
+    if isinstance(payload, dict) and "note" in payload:
+        payload = {k: v for k, v in payload.items() if k != "note"} | {"version_note": payload["note"]}
+    return payload
 
-    def _columns(self, data: dict, run_as: int | None, now, version: int) -> dict:
-        next_run = None
-        if data["kind"] == "scheduled" and data["active"]:
-            next_run = d.next_run(data["schedule"], data["timezone"] or self.runtime.config.timezone, now)
-        return {"api_name": data["api_name"], "labels": data["label"], "description": data["description"],
-                "kind": data["kind"], "object": data["object"], "active": data["active"], "run_as": run_as,
-                "definition": {k: data[k] for k in d.DEFINITION if data.get(k) is not None},
-                "version": version, "next_run_at": next_run, "updated_at": now}
 
-    @staticmethod
-    def _keep_version(conn, fid: int, version: int, data: dict, actor: Actor, note, now) -> None:
-        if note is not None and (not isinstance(note, str) or len(note) > 200):
-            raise BadRequest("note must be text of at most 200 characters.", {"note": "Too long or not text."})
-        conn.execute(sa.insert(function_versions).values(
-            function_id=fid, version=version, snapshot=data, saved_by=actor.user_id, saved_at=now, note=note))
-
-    @staticmethod
-    def _run_as(conn, actor: Actor, run_as) -> int | None:
-        """A named user the function runs as: an explicit grant by an admin,
-        checked to exist and be active."""
-        if run_as is None:
-            return None
-        col = t.users.c.id if isinstance(run_as, int) else t.users.c.login
-        uid = conn.execute(sa.select(t.users.c.id).where(col == run_as, t.users.c.active.is_(True))).scalar()
-        if uid is None:
-            raise BadRequest(f"No active user '{run_as}' to run as.", {"run_as": "Unknown or inactive user."})
-        return uid
+def _definition(item, user_ids: dict[str, int]) -> FunctionDef:
+    data = item.data
+    return FunctionDef(id=item.id, api_name=item.key, labels=data["label"], kind=data["kind"],
+                       object=data.get("object"), active=data["active"], version=item.version,
+                       run_as=user_ids.get(data["run_as"]) if data.get("run_as") else None, owner=item.created_by,
+                       description=data.get("description"),
+                       definition={k: data[k] for k in d.DEFINITION if data.get(k) is not None})

@@ -1,5 +1,6 @@
-"""Tables of admin functions: the current definition, every saved version,
-and the execution log. Created by migration 0003."""
+"""Tables of admin functions: when scheduled ones run next (migration 0011)
+and the execution log (migration 0003). Definitions and their versions are
+metadata items (the kind `function`)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -9,39 +10,14 @@ from leadhub.platform.tables import metadata
 
 RUN_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
-functions = sa.Table(
-    "lh_functions", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("api_name", sa.String(40), nullable=False),
-    sa.Column("labels", sa.JSON, nullable=False),
-    sa.Column("description", sa.Text),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("object", sa.String(40)),
-    sa.Column("definition", sa.JSON, nullable=False),   # params, code, condition, schedule, limits, ...
-    sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("run_as", sa.Integer, sa.ForeignKey("lh_users.id")),
-    sa.Column("owner", sa.Integer, sa.ForeignKey("lh_users.id")),
-    sa.Column("version", sa.Integer, nullable=False),
-    # scheduled functions: when the scheduler should run it next (a database
-    # column, so a restart or a Redis flush loses nothing)
-    sa.Column("next_run_at", UTCDateTime),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Column("deleted_at", UTCDateTime),
-    sa.Index("ix_lh_functions_kind_object", "kind", "object"),
-    sa.Index("ix_lh_functions_next_run", "next_run_at"),
-)
-
-function_versions = sa.Table(
-    "lh_function_versions", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("function_id", sa.Integer, sa.ForeignKey("lh_functions.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("snapshot", sa.JSON, nullable=False),
-    sa.Column("saved_by", sa.Integer),
-    sa.Column("saved_at", UTCDateTime, nullable=False),
-    sa.Column("note", sa.String(200)),
-    sa.UniqueConstraint("function_id", "version", name="uq_lh_function_versions"),
+# When each active scheduled function runs next: a database column, so a
+# restart or a Redis flush loses nothing. The definitions themselves are
+# items of the metadata kind `function` (service.py).
+schedules = sa.Table(
+    "lh_function_schedules", metadata,
+    sa.Column("function", sa.String(40), primary_key=True),
+    sa.Column("next_run_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lh_function_schedules_next_run", "next_run_at"),
 )
 
 function_runs = sa.Table(

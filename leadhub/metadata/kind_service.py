@@ -323,7 +323,8 @@ class KindService:
         item_id = ctx.conn.execute(m.insert().values(
             kind=kd.name, key=key, data=data, version=version, plugin=plugin, created_by=ctx.actor.user_id,
             created_at=now, updated_by=ctx.actor.user_id, updated_at=now)).inserted_primary_key[0]
-        item = Item(kind=kd.name, key=key, data=data, id=item_id, version=version, plugin=plugin, updated_at=now)
+        item = Item(kind=kd.name, key=key, data=data, id=item_id, version=version, plugin=plugin, updated_at=now,
+                    created_by=ctx.actor.user_id)
         self._changed(ctx, kd, None, item, "meta_created")
         return item
 
@@ -339,7 +340,7 @@ class KindService:
         ctx.conn.execute(sa.update(t.meta_items).where(t.meta_items.c.id == old.id).values(
             data=data, version=version, updated_by=ctx.actor.user_id, updated_at=now))
         item = Item(kind=kd.name, key=old.key, data=data, id=old.id, version=version, plugin=old.plugin,
-                    updated_at=now)
+                    updated_at=now, created_by=old.created_by)
         self._changed(ctx, kd, old, item, "meta_updated")
         return item
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # Properties of an item's API view that are not part of its definition: a
 # client may send them back unchanged and they are ignored.
-OUTPUT_ONLY = ("id", "key", "version", "plugin", "created_at", "updated_at", "kind")
+OUTPUT_ONLY = ("id", "key", "version", "plugin", "created_at", "updated_at")
 NOTE = "version_note"       # the optional note a save keeps with its version
 MAX_NOTE = 200
 BUILTIN_TARGETS = ("object", "field", "user", "role")
@@ -63,6 +63,7 @@ class Item:
     version: int
     plugin: str | None = None
     updated_at: dt.datetime | None = None
+    created_by: int | None = None
 
 
 @dataclass
@@ -163,8 +164,8 @@ def plain(value: Any) -> Any:
 
 def definition_of(kind: Kind, payload: dict) -> dict:
     """A payload without the API view's extras (id, version, ...) and the version note."""
-    return {k: v for k, v in payload.items()
-            if k == kind.key_property or (k not in OUTPUT_ONLY and k != NOTE)}
+    own = kind.schema._declared_fields
+    return {k: v for k, v in payload.items() if k in own or (k not in OUTPUT_ONLY and k != NOTE)}
 
 
 def invalid(kind: Kind, fields: dict[str, str]) -> BadRequest:

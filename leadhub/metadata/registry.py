@@ -181,9 +181,10 @@ def load_items(conn: sa.Connection) -> dict[str, dict[str, Item]]:
     m = t.meta_items
     items: dict[str, dict[str, Item]] = {}
     for r in conn.execute(sa.select(m.c.kind, m.c.key, m.c.data, m.c.id, m.c.version, m.c.plugin,
-                                    m.c.updated_at).order_by(m.c.id)):
+                                    m.c.updated_at, m.c.created_by).order_by(m.c.id)):
         items.setdefault(r.kind, {})[r.key] = Item(kind=r.kind, key=r.key, data=r.data, id=r.id,
-                                                    version=r.version, plugin=r.plugin, updated_at=r.updated_at)
+                                                    version=r.version, plugin=r.plugin, updated_at=r.updated_at,
+                                                    created_by=r.created_by)
     return items
 
 
