@@ -80,7 +80,8 @@ def _on_change(ctx: Context, old, new) -> None:
 
 KIND = Kind(name=KIND_NAME, url="functions", schema=_FunctionSchema, key="api_name",
             labels={"en": "Functions", "zh_CN": "函数"}, references=_references, check=_check,
-            on_change=_on_change, read_admin=True, editor="admin.functions", widgets={"code": "code"})
+            on_change=_on_change, read_admin=True, editor="admin.functions", widgets={"code": "code"},
+            own_api=True)
 
 
 class FunctionService:

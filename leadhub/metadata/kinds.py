@@ -99,6 +99,7 @@ class Kind:
     widgets: dict = field(default_factory=dict)      # property -> a generic editor widget ("labels", "code", ...)
     choices: dict = field(default_factory=dict)      # property -> {value: {"en", "zh_CN"}}: what a choice is called
     editor: str | None = None                     # a page endpoint of the kind's own editor, if it has one
+    own_api: bool = False                         # its REST is its own (functions): not described generically
 
     def key_of(self, data: dict) -> str:
         if self.singleton:

@@ -119,7 +119,7 @@ def _field_schema(f: mm.fields.Field) -> dict:
 def _kind_paths(kinds, lang: str) -> tuple[dict, dict]:
     """Each metadata kind's REST, with its item schema (web/api/kinds.py)."""
     paths, schemas = {}, {}
-    for kd in kinds:
+    for kd in (k for k in kinds if not k.own_api):
         ref = {"$ref": f"#/components/schemas/{kd.name}_item"}
         schemas[f"{kd.name}_item"] = {**json_schema(kd.schema), "title": kd.label(lang)}
         body = {"required": True, "content": {"application/json": {"schema": ref}}}
