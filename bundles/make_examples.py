@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from leadhub.metadata import bundles  # noqa: E402
+from leadhub.platform import auth  # noqa: E402
 from leadhub.platform.config import Config  # noqa: E402
 from leadhub.platform.permissions import Actor  # noqa: E402
 from leadhub.platform.runtime import Runtime  # noqa: E402
@@ -35,8 +36,9 @@ def options(*pairs: tuple[str, str, str]) -> list[dict]:
 
 
 EDU = {"name": "edu_training", "label": L("Education and training", "教育培训行业模板"), "publisher": "leadhub examples",
-       "description": "Course-intent pipeline for training schools: intents, trial lessons, a duplicate rule, "
-                      "a scoring rule on the lead's grade and a validation rule."}
+       "description": "Course-intent pipeline for training schools: intents with their layout and a shared "
+                      "call-back view, trial lessons, a duplicate rule, a scoring rule on the lead's grade and a "
+                      "validation rule."}
 MFG = {"name": "b2b_manufacturing", "label": L("B2B manufacturing", "B2B 制造业模板"), "publisher": "leadhub examples",
        "description": "Products and sample requests for manufacturers selling to businesses, with a company "
                       "duplicate rule and capacity scoring."}
@@ -82,6 +84,20 @@ def build_edu(rt: Runtime, version: str) -> bundles.Bundle:
     kinds.create(ADMIN, "scoring_rule", {"name": "edu_exam_years", "label": "升学年级（初三、高三）",
                                          "condition": "grade_level in ['初三', '高三']",
                                          "points": 20 if version >= "1.1" else 15})
+    admin = _admin(rt)
+    rt.layouts.create_layout(ADMIN, "course_intent", {"name": "课程顾问布局", "default": True, "sections": [
+        {"key": "student", "title": L("Student", "学员信息"), "columns": 2,
+         "fields": ["student", "mobile", "parent_name", "grade"]},
+        {"key": "intent", "title": L("Intent", "意向"), "columns": 2,
+         "fields": ["course", "stage", "budget", "consultant", "next_visit", "source_lead"]}],
+        "related_lists": [{"object": "trial_lesson", "field": "intent", "title": L("Trial lessons", "试听课"),
+                           "columns": ["lesson_at", "teacher", "attended", "rating",
+                                       *(["classroom"] if version >= "1.1" else [])], "sort": ["-lesson_at"]}]})
+    rt.layouts.assign(ADMIN, "course_intent", {"sales_rep": rt.layouts.list_layouts("course_intent")[0]["id"]})
+    rt.layouts.create_list_view(admin, "course_intent", {
+        "name": L("To call back this week", "本周待回访"), "shared": True, "position": 1,
+        "columns": ["student", "mobile", "course", "stage", "next_visit", "consultant"],
+        "filter": {"field": "next_visit", "op": "this_week"}, "sort": ["next_visit"]})
     rt.functions.create(ADMIN, {"api_name": "edu_need_contact", "label": L("A way to reach the family", "需要联系方式"),
                                 "kind": "validation", "object": "course_intent", "error_field": "mobile",
                                 "condition": "mobile is None and parent_name is None",
@@ -131,6 +147,12 @@ def build_mfg(rt: Runtime, version: str) -> bundles.Bundle:
         "duplicate_rule/mfg_company_city", "scoring_rule/mfg_big_capacity"],
         fields=["lead.purchase_cycle"]), version=version, **MFG)
     return made
+
+
+def _admin(rt: Runtime) -> Actor:
+    """Shared list views belong to a user: the scratch instance's admin."""
+    uid = auth.create_user(rt.db, "consultant", "Consultant", is_admin=True)
+    return Actor(user_id=uid, login="consultant", is_admin=True)
 
 
 def scratch(build, version: str) -> bundles.Bundle:

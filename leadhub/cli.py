@@ -382,15 +382,20 @@ def _bundle_file(path: str):
     return bundles.read_path(Path(path))
 
 
+def _short(value, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _print_plan(result: dict) -> None:
     click.echo(f"{result['bundle']} {result.get('installed_version') or '(not installed)'} -> {result['version']}: "
                + ", ".join(f"{n} {a}" for a, n in sorted(result["counts"].items())))
     for step in result["steps"]:
         click.echo(f"  {step['action']:<10} {step['entry']}" + (f"  ({step['reason']})" if step["reason"] else ""))
         for prop, sides in step["conflicts"].items():
-            click.echo(f"      {prop}: here {sides['local']!r} / new {sides['new']!r} (was {sides['base']!r})")
+            click.echo(f"      {prop}: here {_short(sides['local'])} / new {_short(sides['new'])} (was {_short(sides['base'])})")
         for prop, sides in step["changes"].items():
-            click.echo(f"      {prop}: {sides['local']!r} -> {sides['new']!r}")
+            click.echo(f"      {prop}: {_short(sides['local'])} -> {_short(sides['new'])}")
 
 
 @bundle.command("install")

@@ -294,6 +294,10 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     reg = customer.cache.current()
     assert {"course_intent", "trial_lesson", "product", "sample_request"} <= set(reg.objects)
     assert {"grade_level", "annual_capacity", "purchase_cycle"} <= set(reg.objects["lead"].fields)
+    # its layout, given to sales reps, and its shared view came along
+    layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")
+    assert layout["roles"] == ["sales_rep"] and layout["sections"][0]["fields"][0]["field"] == "student"
+    assert "To call back this week" in customer.layouts.shared_views("course_intent")
     # the template's validation rule refuses an intent nobody can be reached by, naming the field
     with pytest.raises(Exception) as refused:
         customer.records.create(ADMIN, "course_intent", {"student": "韩梅梅"})
@@ -308,19 +312,30 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     customer.metadata.update_field(ADMIN, "course_intent", "course", {"label": {"en": "Programme", "zh_CN": "报读项目"}})
     customer.kinds.update(ADMIN, "scoring_rule", "edu_exam_years", {"points": 5})
     customer.metadata.delete_field(ADMIN, "trial_lesson", "rating")
+    layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")      # without the rating column now
+    customer.layouts.put_layout(ADMIN, "course_intent", {**layout, "roles": ["sales_rep", "sales_manager"]})
     edu_v2 = bundles.read_path(EXAMPLES / "edu_training" / "1.1.0")
     plan = {s["entry"]: s for s in bundles.install(customer, ADMIN, edu_v2, dry_run=True, default="local")["steps"]}
     assert plan["field/course_intent.course"]["action"] == "update"          # the new 日语 option comes in
     assert set(plan["field/course_intent.course"]["changes"]) == {"options"}
     assert plan["scoring_rule/edu_exam_years"]["conflicts"] == {"points": {"base": 15, "local": 5, "new": 20}}
     assert plan["field/trial_lesson.rating"]["action"] == "keep_local"       # deleted here, unchanged there
+    layout_step = plan["layout/course_intent.课程顾问布局"]    # their new column; here the rating column is gone
+    assert layout_step["action"] == "conflict" and set(layout_step["conflicts"]) == {"related_lists"}
+    assert set(layout_step["changes"]) == set()                             # the roles changed here only
+    # taking theirs would show the deleted rating field: refused, naming it, and nothing of the upgrade applied
+    with pytest.raises(Exception) as refused:
+        bundles.install(customer, ADMIN, edu_v2, default="new")
+    assert refused.value.status == 422 and "related_lists.0.columns.3" in refused.value.fields
+    assert customer.kinds.items("scoring_rule")["edu_exam_years"].data["points"] == 5
+    assert "classroom" not in customer.cache.current().objects["trial_lesson"].fields
     from leadhub.cli import main
     monkeypatch.setenv("LEADHUB_DATABASE_URL", customer.config.database_url)
     monkeypatch.setenv("LEADHUB_INSTANCE_PATH", str(customer.config.instance_path))
     result = CliRunner().invoke(main, ["bundle", "upgrade", str(EXAMPLES / "edu_training" / "1.1.0")])
     assert result.exit_code != 0 and "scoring_rule/edu_exam_years" in result.output and "points" in result.output
     result = CliRunner().invoke(main, ["bundle", "upgrade", str(EXAMPLES / "edu_training" / "1.1.0"),
-                                       "--resolve", "scoring_rule/edu_exam_years=local"])
+                                       "--resolve", "scoring_rule/edu_exam_years=local", "--keep-local"])
     assert result.exit_code == 0, result.output
     customer.cache.invalidate()
     reg = customer.cache.current()
@@ -329,3 +344,6 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     assert reg.items["scoring_rule"]["edu_exam_years"].data["points"] == 5
     assert reg.items["duplicate_rule"]["edu_mobile_grade"].data["window_months"] == 12
     assert "classroom" in reg.objects["trial_lesson"].fields and "rating" not in reg.objects["trial_lesson"].fields
+    layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")
+    assert layout["roles"] == ["sales_manager", "sales_rep"]                  # the school's layout kept
+    assert "classroom" not in layout["related_lists"][0]["columns"]

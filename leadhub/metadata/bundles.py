@@ -10,6 +10,7 @@ The file is a zip of YAML, so two versions diff line by line:
     objects/<object>.yaml            an object's own properties
     fields/<object>.<field>.yaml     one field (also fields added to a plugin's object)
     items/<kind>/<key>.yaml          one item of a metadata kind
+    layouts/, list_views/            an object's layouts and shared views (bundle_views.py)
 
 An entry is "<type>/<key>": "object/visit", "field/visit.subject",
 "duplicate_rule/by_mobile". The installed entries are kept (lh_bundles.baseline)
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import yaml
 
+from leadhub.metadata import bundle_views
 from leadhub.metadata.kinds import Context
 from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import utcnow
@@ -106,6 +108,8 @@ def read_path(path: Path) -> Bundle:
 
 def _path(entry: str) -> str:
     kind, _, key = entry.partition("/")
+    if kind in bundle_views.TYPES:
+        return bundle_views.path(kind, key)
     if kind == "object":
         return f"objects/{key}.yaml"
     if kind == "field":
@@ -165,7 +169,7 @@ def _manifest(m: Any) -> Bundle:
         errors["manifest.requires"] = 'Plugins with versions, e.g. {lead: ">=0.2.0"}.'
     contents = m.get("contents")
     if not isinstance(contents, list) or len(contents) > MAX_ENTRIES or \
-            any(not isinstance(c, str) or c.count("/") != 1 or ".." in c for c in contents):
+            any(not isinstance(c, str) or "/" not in c or ".." in c for c in contents):
         errors["manifest.contents"] = f"A list of at most {MAX_ENTRIES} entries such as object/visit."
     if errors:
         raise BadRequest("The bundle's manifest is invalid: " + "; ".join(f"{k}: {v}" for k, v in errors.items()),
@@ -192,6 +196,8 @@ def satisfies(installed: str, requirement: str) -> bool:
 def entry_state(runtime, reg: "Registry", entry: str) -> dict | None:
     """The instance's current definition of an entry, or None."""
     kind, _, key = entry.partition("/")
+    if kind in bundle_views.TYPES:
+        return bundle_views.state(runtime, reg, kind, key)
     if kind == "object":
         obj = reg.objects.get(key)
         return obj.spec() if obj else None
@@ -257,6 +263,11 @@ def export(runtime, actor: Actor, selection: Selection, *, name: str, version: s
 def _definition(runtime, reg, kind: str, key: str, explicit: bool) -> dict | None:
     """An entry's definition, or None where a plugin provides it (objects and
     fields a plugin made; items a plugin made, unless chosen by name)."""
+    if kind in bundle_views.TYPES:
+        data = bundle_views.state(runtime, reg, kind, key)
+        if data is None:
+            raise NotFound(f"No {kind.replace('_', ' ')} '{key}'.", {"items": f"No {kind} '{key}'."})
+        return data
     if kind == "object":
         obj = reg.objects.get(key)
         if obj is None:
@@ -293,6 +304,7 @@ def _needs(runtime, reg, kind: str, key: str) -> list[tuple[str, str, str | None
         if obj.plugin:
             return [("object", key, obj.plugin)]
         out += [("field", f"{key}.{fd.api_name}", None) for fd in obj.custom_fields()]
+        out += [(k, view, None) for k, view in bundle_views.of_object(runtime, key)]   # how it is shown
     elif kind == "field":
         obj_name, _, name = key.partition(".")
         obj = reg.objects.get(obj_name)
@@ -305,13 +317,17 @@ def _needs(runtime, reg, kind: str, key: str) -> list[tuple[str, str, str | None
             if target and target != "user":
                 need_object(target)
     else:
-        kd = runtime.kinds.kind(kind)
-        item = reg.items.get(kd.name, {}).get(key)
-        if item is None:
-            raise NotFound(f"No {kind} '{key}'.", {"items": f"No {kind} '{key}'."})
-        if kd.plugin:
-            out.append(("plugin", kd.plugin, kd.plugin))
-        for ref in kd.refs(item.data):
+        if kind in bundle_views.TYPES:
+            references = bundle_views.refs(kind, key, _definition(runtime, reg, kind, key, explicit=True))
+        else:
+            kd = runtime.kinds.kind(kind)
+            item = reg.items.get(kd.name, {}).get(key)
+            if item is None:
+                raise NotFound(f"No {kind} '{key}'.", {"items": f"No {kind} '{key}'."})
+            if kd.plugin:
+                out.append(("plugin", kd.plugin, kd.plugin))
+            references = kd.refs(item.data)
+        for ref in references:
             if ref.target == "object":
                 need_object(ref.key)
             elif ref.target == "field":
@@ -320,7 +336,7 @@ def _needs(runtime, reg, kind: str, key: str) -> list[tuple[str, str, str | None
                 fd = reg.objects[obj_name].fields.get(name) if obj_name in reg.objects else None
                 if fd is not None and not fd.system:
                     out.append(("field", ref.key, fd.plugin))
-            elif runtime.kinds.known(ref.target):
+            elif ref.target != "role" and runtime.kinds.known(ref.target):
                 dep = reg.items.get(ref.target, {}).get(ref.key)
                 out.append((ref.target, ref.key, dep.plugin if dep is not None else None))
     return out
@@ -336,9 +352,12 @@ def _install_order(runtime, reg, entries: dict[str, dict]) -> list[str]:
         if kind == "field":
             type_name = entries[entry].get("type")
             return (1 + (type_name in RELATIONAL) + 2 * (type_name in COMPUTED), entry)
+        if kind in bundle_views.TYPES:
+            return (5, entry)           # shown after everything they name exists
         return (4, "")
     ordered = sorted((e for e in entries if rank(e)[0] < 4), key=rank)
     items = [e for e in entries if rank(e)[0] == 4]
+    views = sorted(e for e in entries if rank(e)[0] == 5)
     done: set[str] = set()
 
     def visit(entry: str, path: tuple = ()) -> None:
@@ -355,7 +374,7 @@ def _install_order(runtime, reg, entries: dict[str, dict]) -> list[str]:
 
     for entry in sorted(items):
         visit(entry)
-    return ordered
+    return ordered + views
 
 
 # ------------------------------------------------------------------ the plan
@@ -452,7 +471,7 @@ def _problems(runtime, reg, bundle: Bundle, installed: dict | None) -> dict[str,
         return problems         # the entries are checked once the plugins they need are in
     for entry in bundle.entries:
         kind = entry.partition("/")[0]
-        if kind not in ("object", "field") and not runtime.kinds.known(kind):
+        if kind not in ("object", "field", *bundle_views.TYPES) and not runtime.kinds.known(kind):
             problems[entry] = f"Unknown metadata kind '{kind}' (a plugin this leadhub does not have?)."
         if kind == "field":
             obj = entry.partition("/")[2].partition(".")[0]
@@ -550,7 +569,7 @@ def _resolved(step: Step, how: str, bundle: Bundle) -> Step:
 
 def _apply_order(steps: list[Step]) -> list[Step]:
     """Deletes first (items, then fields, then objects), then the rest in bundle order."""
-    rank = {"field": 1, "object": 2}
+    rank = {"layout": -1, "list_view": -1, "field": 1, "object": 2}
     deletes = [s for s in steps if s.action == "delete"]
     deletes.sort(key=lambda s: rank.get(s.entry.partition("/")[0], 0))
     return deletes + [s for s in steps if s.action != "delete"]
@@ -559,6 +578,9 @@ def _apply_order(steps: list[Step]) -> list[Step]:
 def _apply(runtime, conn, actor: Actor, step: Step) -> None:
     kind, _, key = step.entry.partition("/")
     md = runtime.metadata
+    if kind in bundle_views.TYPES:
+        bundle_views.apply(runtime, actor, kind, key, step.action, step.values)
+        return
     if kind == "object":
         if step.action == "create":
             md.create_object(actor, {k: v for k, v in step.values.items() if k != "name_field"})
@@ -654,10 +676,10 @@ def uninstall(runtime, actor: Actor, name: str, *, dry_run: bool = False) -> dic
     if dry_run:
         return {"bundle": name, "steps": [s.to_dict() for s in steps]}
     with runtime.db.write() as conn:
-        order = {"field": 1, "object": 2}
+        order = {"layout": -1, "list_view": -1, "field": 1, "object": 2}
         for step in sorted(reversed(steps), key=lambda s: order.get(s.entry.partition("/")[0], 0)):
             kind, _, key = step.entry.partition("/")
-            if kind == "field" and f"object/{key.partition('.')[0]}" in ours:
+            if kind in ("field", *bundle_views.TYPES) and f"object/{key.partition('.')[0]}" in ours:
                 continue           # goes with its object
             _apply(runtime, conn, actor, step)
         conn.execute(sa.delete(t.bundles).where(t.bundles.c.name == name))

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadhub.metadata.apinames import check_api_name
-from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.definitions import ObjectDef
 from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.registry import MetadataCache, Registry
 from leadhub.platform import permissions, tables as t
@@ -766,6 +766,77 @@ class LayoutService:
             if row["shared"]:
                 permissions.require_admin(actor)
             conn.execute(sa.delete(list_views).where(list_views.c.id == view_id))
+
+    # --- by name, for bundles ----------------------------------------------------
+    def layout_spec(self, object_name: str, name: str) -> dict | None:
+        """A layout as a portable definition (its roles by api name), or None."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(layouts).where(layouts.c.object == object_name, layouts.c.name == name)
+                               ).mappings().first()
+            if row is None:
+                return None
+            reg = self.cache.current(conn)
+            roles = self._roles_by_layout(conn, object_name).get(row["id"], [])
+        shown = self._layout_dict(reg, reg.get(object_name), row, roles)     # as the designer saves it back
+        return {k: shown[k] for k in ("name", "default", "sections", "related_lists", "buttons", "roles")}
+
+    def layout_names(self, object_name: str) -> list[str]:
+        with self.db.read() as conn:
+            return list(conn.execute(sa.select(layouts.c.name).where(layouts.c.object == object_name)
+                                     .order_by(layouts.c.id)).scalars())
+
+    def put_layout(self, actor: Actor, object_name: str, spec: dict) -> dict:
+        """Create or replace the layout named spec["name"], and give it spec["roles"]."""
+        spec = dict(spec)
+        roles = spec.pop("roles", None) or []
+        with self.db.read() as conn:
+            lid = conn.execute(sa.select(layouts.c.id).where(layouts.c.object == object_name,
+                                                             layouts.c.name == spec["name"])).scalar()
+        saved = self.update_layout(actor, object_name, lid, spec) if lid else self.create_layout(actor, object_name, spec)
+        mapping = {role: saved["id"] for role in roles}
+        mapping |= {role: None for role, layout in self.assignments(object_name).items()
+                    if layout == saved["id"] and role not in roles}
+        if mapping:
+            self.assign(actor, object_name, mapping)
+        return saved
+
+    def delete_layout_named(self, actor: Actor, object_name: str, name: str) -> None:
+        with self.db.read() as conn:
+            lid = conn.execute(sa.select(layouts.c.id).where(layouts.c.object == object_name,
+                                                             layouts.c.name == name)).scalar()
+        if lid is not None:
+            self.delete_layout(actor, object_name, lid)
+
+    def shared_views(self, object_name: str) -> dict[str, dict]:
+        """Shared list views as portable definitions, by their English name."""
+        v = list_views
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(v).where(v.c.object == object_name, v.c.shared.is_(True))
+                                .order_by(v.c.position, v.c.id)).mappings().all()
+        return {r["labels"].get("en") or r["labels"].get("zh_CN"): {
+            "name": r["labels"], "columns": r["columns"], "filter": r["filter"], "sort": r["sort"],
+            "position": r["position"]} for r in rows}
+
+    def put_shared_view(self, actor: Actor, object_name: str, spec: dict) -> dict:
+        """Create or replace the shared view of this (English) name."""
+        key = spec["name"].get("en") or spec["name"].get("zh_CN") if isinstance(spec.get("name"), dict) else None
+        existing = self._shared_view_id(object_name, key)
+        payload = {**spec, "shared": True}
+        if existing is None:
+            return self.create_list_view(actor, object_name, payload)
+        return self.update_list_view(actor, object_name, existing, payload)
+
+    def delete_shared_view(self, actor: Actor, object_name: str, name: str) -> None:
+        existing = self._shared_view_id(object_name, name)
+        if existing is not None:
+            self.delete_list_view(actor, object_name, existing)
+
+    def _shared_view_id(self, object_name: str, name: str | None) -> int | None:
+        v = list_views
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(v.c.id, v.c.labels).where(v.c.object == object_name,
+                                                                    v.c.shared.is_(True))).all()
+        return next((r.id for r in rows if (r.labels.get("en") or r.labels.get("zh_CN")) == name), None)
 
     # --- menu ---------------------------------------------------------------
     def menu_order(self) -> list[str]:
