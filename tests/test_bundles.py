@@ -347,3 +347,17 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")
     assert layout["roles"] == ["sales_manager", "sales_rep"]                  # the school's layout kept
     assert "classroom" not in layout["related_lists"][0]["columns"]
+
+
+def test_picklist_options_merge_option_by_option():
+    def opt(value, zh):
+        return {"value": value, "label": {"en": value, "zh_CN": zh}, "active": True}
+    base = {"options": [opt("ielts", "雅思"), opt("toefl", "托福")]}
+    local = {"options": [opt("ielts", "雅思"), opt("toefl", "托福"), opt("sat", "SAT")]}          # the school adds SAT
+    new = {"options": [opt("ielts", "雅思考试"), opt("toefl", "托福"), opt("japanese", "日语")]}  # theirs: a label, 日语
+    step = bundles.merge(base, local, new, "field/course_intent.course")
+    assert step.action == "update"
+    assert [(o["value"], o["label"]["zh_CN"]) for o in step.values["options"]] == [
+        ("ielts", "雅思考试"), ("toefl", "托福"), ("sat", "SAT"), ("japanese", "日语")]
+    clash = {"options": [opt("ielts", "雅思（本校）"), opt("toefl", "托福")]}                  # both relabel ielts
+    assert bundles.merge(base, clash, new, "field/course_intent.course").action == "conflict"

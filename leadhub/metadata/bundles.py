@@ -416,6 +416,8 @@ def merge(base: dict | None, local: dict | None, new: dict | None, entry: str) -
         b, lo, n = base.get(prop), local.get(prop), new.get(prop)
         if lo == n or b == n:
             continue                 # the same on both sides, or only the customer changed it
+        if b != lo and (keyed := merge_options(b, lo, n)) is not None:
+            b, n = lo, keyed             # both added or changed different options: one list holds both
         if b == lo:
             changes[prop] = {"local": lo, "new": n}
             if n is None:
@@ -430,6 +432,31 @@ def merge(base: dict | None, local: dict | None, new: dict | None, entry: str) -
     if changes:
         return Step(entry, "update", values=merged, changes=changes)
     return Step(entry, "unchanged")
+
+
+def merge_options(base, local, new) -> list | None:
+    """Picklist options merged option by option (by value): the customer's
+    new option and the template's both stay. None when the lists are not
+    options, or when both sides changed the same option differently."""
+    def keyed(value):
+        if not isinstance(value, list) or not all(isinstance(o, dict) and "value" in o for o in value):
+            return None
+        return {o["value"]: o for o in value}
+    b, lo, n = keyed(base), keyed(local), keyed(new)
+    if b is None or lo is None or n is None:
+        return None
+    out: dict = {}
+    for value in dict.fromkeys([*lo, *n]):
+        bo, loc, nw = b.get(value), lo.get(value), n.get(value)
+        if loc == nw or bo == nw:
+            chosen = loc
+        elif bo == loc:
+            chosen = nw
+        else:
+            return None
+        if chosen is not None:
+            out[value] = chosen
+    return list(out.values())
 
 
 def plan(runtime, bundle: Bundle) -> dict:
