@@ -253,3 +253,25 @@ def test_the_migration_moves_existing_rules_into_items(tmp_path):
     assert all(r.plugin == "lead" for k, r in items.items() if k[0] != "function") and history == len(items)
     assert not tables & {"lh_duplicate_rules", "lh_scoring_rules", "lh_score_event_types", "lh_score_settings",
                          "lh_follow_up_rules", "lh_lead_blacklist", "lh_functions", "lh_function_versions"}
+
+
+def test_a_plugin_upgrade_merges_its_items_with_the_admins(lead, api, runtime, tmp_path):
+    """The lead plugin's next version changes two event types' points; the
+    admin had changed one of them: his stays, the other takes the new points."""
+    import dataclasses
+    import shutil
+    from leadhub.plugins.lead import plugin
+    assert api.patch("/meta/score-events/website_enquiry", {"points": 45}).status_code == 200
+    shutil.copytree(plugin.metadata_dir, tmp_path / "lead")
+    scoring_file = tmp_path / "lead" / "4_scoring.yaml"
+    text = scoring_file.read_text(encoding="utf-8")
+    text = text.replace("points: 30, strength: strong", "points: 35, strength: strong")     # website_enquiry
+    text = text.replace("points: 10, strength: weak", "points: 12, strength: weak")         # replied_email
+    scoring_file.write_text(text, encoding="utf-8")
+    runtime.plugins.add(dataclasses.replace(plugin, version="0.3.0", metadata_dir=tmp_path / "lead"))
+    report = runtime.plugins.upgrade("lead")
+    assert report.updated == ["score_event_type/replied_email"] and report.kept == ["score_event_type/website_enquiry"]
+    assert api.get("/meta/score-events/replied_email").get_json()["points"] == 12
+    assert api.get("/meta/score-events/website_enquiry").get_json()["points"] == 45
+    versions = api.get("/meta/score-events/replied_email/versions").get_json()["versions"]
+    assert versions[0]["note"] == "lead 0.3.0"

@@ -111,3 +111,21 @@ def test_cli_init_demo_token_and_plugins(cli_env, database_url):
 def test_cli_worker_needs_redis(cli_env):
     r = CliRunner().invoke(main, ["worker", "--burst"])
     assert r.exit_code != 0 and "LEADHUB_REDIS_URL" in r.output
+
+
+V3 = V2.replace("{api_name: title, type: text, label: Title, required: true}",
+                "{api_name: title, type: text, label: Store name, required: true}") \
+       .replace("{api_name: phone, type: phone, label: Phone}", "{api_name: phone, type: phone, label: Telephone}")
+
+
+def test_an_upgrade_applies_what_the_admin_left_alone_and_keeps_what_he_changed(runtime, admin, shop_plugin):
+    runtime.plugins.add(shop_plugin("2.0", V2))
+    runtime.plugins.install("shop")
+    runtime.metadata.update_field(admin, "store", "title", {"label": "店名"})
+    runtime.plugins.add(shop_plugin("3.0", V3))
+    report = runtime.plugins.upgrade("shop")
+    store = runtime.cache.current().get("store")
+    assert store.fields["phone"].labels == {"en": "Telephone", "zh_CN": "Telephone"}   # theirs: nobody touched it
+    assert store.fields["title"].labels["en"] == "店名"                                 # his stays
+    assert report.updated == ["field/store.phone"] and report.kept == ["field/store.title"]
+    assert not runtime.plugins.upgrade("shop").changed                                  # again: nothing to do

@@ -515,9 +515,13 @@ def _installed(runtime, name: str) -> dict | None:
     return dict(row) if row else None
 
 
+PLUGIN_BASELINE = "plugin:"     # lh_bundles rows of plugins' own metadata (a bundle's name cannot hold ":")
+
+
 def installed_bundles(runtime) -> list[dict]:
     with runtime.db.read() as conn:
-        rows = conn.execute(sa.select(t.bundles).order_by(t.bundles.c.name)).mappings().all()
+        rows = conn.execute(sa.select(t.bundles).where(~t.bundles.c.name.startswith(PLUGIN_BASELINE))
+                            .order_by(t.bundles.c.name)).mappings().all()
     return [{"name": r["name"], "version": r["version"], "label": r["manifest"].get("label"),
              "publisher": r["manifest"].get("publisher"), "entries": len(r["baseline"]),
              "installed_at": r["installed_at"], "upgraded_at": r["upgraded_at"]} for r in rows]

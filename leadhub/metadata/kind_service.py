@@ -195,6 +195,12 @@ class KindService:
             return self._insert(ctx, kd, data, note, plugin)
         return self._save(ctx, kd, old, data, note)
 
+    def definition(self, ctx: Context, kind: str, data: dict) -> dict:
+        """What a definition becomes once validated (the form it is stored in),
+        saving nothing: plugins compare what they ship with what is stored."""
+        kd = self.kind(kind)
+        return self._validate(ctx, kd, k.load(kd, data), None)
+
     def remove(self, ctx: Context, kind: str, key: str) -> None:
         """Delete inside the caller's write, references checked (bundle uninstall)."""
         kd = self.kind(kind)

@@ -335,6 +335,15 @@ class MetadataService:
             audit.record(conn, actor, "meta_purged", object="field", target=f"{obj_name}.{field_name}")
             _bump(conn)
 
+    # ----------------------------------------------------------------- definitions
+    def field_definition(self, obj_name: str, payload: dict) -> dict:
+        """What a field payload means here, as FieldDef.spec() writes it (the
+        type's settings normalised), without saving anything: plugins compare
+        what they ship with what is stored. Position is where it lands, not
+        what it is, and derived settings are leadhub's: both left out."""
+        obj = self.cache.current().get(obj_name)
+        return plain_definition(self._build_field(self.cache.current(), obj, payload, None))
+
     # ----------------------------------------------------------------- helpers
     def _history(self, conn, actor: Actor, action: str, obj_name: str, field_name: str | None = None,
                  fields: list[str] = ()) -> None:
@@ -454,6 +463,11 @@ class MetadataService:
                      .values({fd.column: sa.bindparam("num")}),
                      [{"rid": rid, "num": format_number(fd.settings["pattern"], now, i + 1)}
                       for i, (rid, _c) in enumerate(rows)])
+
+
+def plain_definition(fd: FieldDef) -> dict:
+    """A field's definition without where it sits and what leadhub derives."""
+    return {k: v for k, v in fd.spec().items() if k != "position" and k not in fd.type.derived_settings}
 
 
 def _dependents(reg: Registry, obj: ObjectDef, fd: FieldDef) -> list[str]:

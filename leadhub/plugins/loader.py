@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Callable
 import sqlalchemy as sa
 import yaml
 
+from leadhub.metadata import bundles
 from leadhub.metadata.kinds import Context
+from leadhub.metadata.service import plain_definition
 from leadhub.platform import ddl, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, NotFound
@@ -62,11 +64,13 @@ class ApplyReport:
     added_options: list[str] = field(default_factory=list)
     created_views: list[str] = field(default_factory=list)      # layouts and shared list views
     created_items: list[str] = field(default_factory=list)      # items of metadata kinds: "kind/key"
+    updated: list[str] = field(default_factory=list)    # entries the new version changed and the admin had not
+    kept: list[str] = field(default_factory=list)       # entries both changed: the admin's version stays
 
     @property
     def changed(self) -> bool:
         return bool(self.created_objects or self.added_fields or self.added_options or self.created_views
-                    or self.created_items)
+                    or self.created_items or self.updated)
 
 
 class PluginManager:
@@ -136,8 +140,15 @@ class PluginManager:
                 self.activate(available[name])
 
     def apply_metadata(self, plugin: Plugin) -> ApplyReport:
+        """Install or upgrade what the plugin's files define, by a three-way
+        merge against what its last version shipped (kept in lh_bundles as
+        "plugin:<name>", like a bundle's baseline): what the new version
+        changed and the admin did not is applied; what the admin changed
+        stays; what the admin deleted is not brought back."""
         report = ApplyReport()
         self.declare_kinds(plugin)      # its metadata files may hold items of its kinds
+        baseline = self._baseline(plugin.name)
+        shipped: dict[str, dict] = {}
         actor = Actor.system()
         md = self.runtime.metadata
         for doc in plugin.metadata_documents():
@@ -152,28 +163,58 @@ class PluginManager:
                     md.create_object(actor, spec, plugin=plugin.name)
                     report.created_objects.append(name)
                 else:
-                    self._upgrade_object(plugin, registry.objects[name], spec, report)
+                    self._upgrade_object(plugin, registry.objects[name], spec, report, baseline)
+                for fspec in spec.get("fields", []):
+                    shipped[f"field/{name}.{fspec['api_name']}"] = md.field_definition(name, fspec)
                 self._apply_indexes(name, indexes)
         self._apply_views(plugin, report)
-        self._apply_items(plugin, report)
+        self._apply_items(plugin, report, baseline, shipped)
+        self._save_baseline(plugin, shipped)
         return report
 
-    def _apply_items(self, plugin: Plugin, report: ApplyReport) -> None:
+    def _baseline(self, name: str) -> dict[str, dict]:
+        with self.runtime.db.read() as conn:
+            row = conn.execute(sa.select(t.bundles.c.baseline).where(
+                t.bundles.c.name == bundles.PLUGIN_BASELINE + name)).first()
+        return row.baseline if row else {}
+
+    def _save_baseline(self, plugin: Plugin, shipped: dict[str, dict]) -> None:
+        name, now = bundles.PLUGIN_BASELINE + plugin.name, utcnow()
+        values = dict(version=plugin.version, manifest={"plugin": plugin.name, "version": plugin.version},
+                      baseline=shipped, upgraded_at=now)
+        with self.runtime.db.write() as conn:
+            if not conn.execute(sa.update(t.bundles).where(t.bundles.c.name == name).values(**values)).rowcount:
+                conn.execute(t.bundles.insert().values(name=name, installed_at=now, **values))
+
+    def _apply_items(self, plugin: Plugin, report: ApplyReport, baseline: dict, shipped: dict) -> None:
         """Items of metadata kinds (`items: {kind: [definition, ...]}` in a
-        metadata file): made when missing; one an admin changed keeps the
-        admin's version, one an admin deleted is not brought back."""
+        metadata file), merged like fields."""
         kinds = self.runtime.kinds
         for doc in plugin.metadata_documents():
             for kind_name, definitions in (doc.get("items") or {}).items():
                 kd = kinds.kind(kind_name)
                 for data in definitions:
-                    key = kd.key_of(data)
-                    if key in kinds.items(kd.name) or self._ever_existed(kd.name, key):
-                        continue
                     with self.runtime.db.write() as conn:
                         ctx = Context(self.runtime, conn, self.runtime.cache.current(conn), Actor.system())
-                        kinds.put(ctx, kd.name, data, plugin=plugin.name)
-                    report.created_items.append(f"{kd.name}/{key}")
+                        new = kinds.definition(ctx, kd.name, data)
+                        key = kd.key_of(new)
+                        entry = f"{kd.name}/{key}"
+                        shipped[entry] = new
+                        local = ctx.registry.items.get(kd.name, {}).get(key)
+                        if local is None:
+                            if not self._ever_existed(kd.name, key):
+                                kinds.put(ctx, kd.name, new, plugin=plugin.name)
+                                report.created_items.append(entry)
+                            continue
+                        if entry not in baseline:
+                            continue    # shipped before baselines were kept: the admin's version stays
+                        step = bundles.merge(baseline[entry], local.data, new, entry)
+                        if step.changes:
+                            values = {**local.data, **{p: step.values.get(p) for p in step.changes}}
+                            kinds.put(ctx, kd.name, values, note=f"{plugin.name} {plugin.version}")
+                            report.updated.append(entry)
+                        if step.conflicts:
+                            report.kept.append(entry)
 
     def _ever_existed(self, kind: str, key: str) -> bool:
         h = t.meta_history
@@ -223,11 +264,12 @@ class PluginManager:
                 t.users.c.is_admin.is_(True), t.users.c.active.is_(True)).order_by(t.users.c.id)).first()
         return None if row is None else Actor(user_id=row.id, login=row.login, is_admin=True)
 
-    def _upgrade_object(self, plugin: Plugin, obj, spec: dict, report: ApplyReport) -> None:
+    def _upgrade_object(self, plugin: Plugin, obj, spec: dict, report: ApplyReport, baseline: dict) -> None:
         actor = Actor.system()
         md = self.runtime.metadata
         for fspec in spec.get("fields", []):
             fname = fspec["api_name"]
+            entry = f"field/{obj.api_name}.{fname}"
             if fname in obj.deleted_fields:
                 continue
             existing = obj.fields.get(fname)
@@ -235,6 +277,20 @@ class PluginManager:
                 md.add_field(actor, obj.api_name, fspec, plugin=plugin.name)
                 report.added_fields.append(f"{obj.api_name}.{fname}")
                 continue
+            if entry in baseline:
+                step = bundles.merge(baseline[entry], plain_definition(existing),
+                                     md.field_definition(obj.api_name, fspec), entry)
+                if "options" in step.changes:
+                    have = {o["value"] for o in existing.settings.get("options", [])}
+                    report.added_options += [f"{obj.api_name}.{fname}:{o['value']}"
+                                             for o in step.values["options"] if o["value"] not in have]
+                if step.changes:
+                    md.update_field(actor, obj.api_name, fname, {p: step.values.get(p) for p in step.changes})
+                    report.updated.append(entry)
+                if step.conflicts:
+                    report.kept.append(entry)
+                continue
+            # shipped before baselines were kept: only new picklist options come in
             if "options" in fspec and "options" in existing.settings:
                 have = {o["value"] for o in existing.settings["options"]}
                 new = [o for o in fspec["options"]
