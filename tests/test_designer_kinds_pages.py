@@ -144,3 +144,14 @@ def test_install_then_upgrade_a_template_settling_a_conflict_in_the_page(site):
     assert r.status_code == 302
     assert rt.kinds.items("scoring_rule")["edu_exam_years"].data["points"] == 5
     assert rt.kinds.items("duplicate_rule")["edu_mobile_grade"].data["window_months"] == 12
+
+
+def test_two_admins_editing_one_rule_the_later_save_is_refused(site, api):
+    admin = site["admin"]
+    admin.post("/admin/meta/duplicate-rules/new", RULE_FORM)
+    form = admin.get("/admin/meta/duplicate-rules/by_wechat").text
+    shown = re.search(r'name="version" value="(\d+)"', form).group(1)
+    assert api.patch("/meta/duplicate-rules/by_wechat", {"window_months": 3}).status_code == 200   # someone else
+    r = admin.post("/admin/meta/duplicate-rules/by_wechat", {**RULE_FORM, "version": shown, "window_months": "9"})
+    assert r.status_code == 409 and "changed meanwhile" in r.text
+    assert api.get("/meta/duplicate-rules/by_wechat").get_json()["window_months"] == 3

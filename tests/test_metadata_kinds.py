@@ -275,3 +275,15 @@ def test_a_plugin_upgrade_merges_its_items_with_the_admins(lead, api, runtime, t
     assert api.get("/meta/score-events/website_enquiry").get_json()["points"] == 45
     versions = api.get("/meta/score-events/replied_email/versions").get_json()["versions"]
     assert versions[0]["note"] == "lead 0.3.0"
+
+
+def test_a_save_from_a_stale_read_is_refused(lead, api):
+    """Two admins open the same rule; the second to save gets a 409 instead of
+    silently undoing the first one's change."""
+    first = api.post("/meta/duplicate-rules", {"name": "x1", "conditions": MOBILE}).get_json()
+    a, b = dict(first), dict(first)
+    assert api.patch("/meta/duplicate-rules/x1", {**a, "window_months": 6}).status_code == 200
+    r = api.patch("/meta/duplicate-rules/x1", {**b, "action": "tag_only"})
+    assert r.status_code == 409 and r.get_json()["error"]["fields"] == {"version": "Stale: the current version is 2."}
+    assert api.get("/meta/duplicate-rules/x1").get_json()["window_months"] == 6
+    assert api.patch("/meta/duplicate-rules/x1", {"action": "tag_only"}).status_code == 200   # no version: last wins

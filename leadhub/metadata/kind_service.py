@@ -150,7 +150,9 @@ class KindService:
 
     def update(self, actor: Actor, kind: str, key: str, payload: Any, *, replace: bool = False) -> dict:
         """A partial payload laid over the current definition (or, with
-        replace, the whole new definition), validated whole."""
+        replace, the whole new definition), validated whole. A payload that
+        carries the `version` it was read at is refused (409) when someone
+        saved since."""
         permissions.require_admin(actor)
         kd = self.kind(kind)
         if not isinstance(payload, dict):
@@ -158,6 +160,11 @@ class KindService:
         with self.db.write() as conn:
             ctx = self._context(conn, actor)
             old = self.find(kd.name, key, ctx.registry)
+            seen = payload.get("version")
+            if "version" not in kd.schema._declared_fields and seen is not None and seen != old.version:
+                # the client read an older version: saving would undo someone else's change
+                raise Conflict(f"{kd.label('en')} '{old.key}' was changed meanwhile (now version {old.version}); "
+                               "reload it.", {"version": f"Stale: the current version is {old.version}."})
             given = k.definition_of(kd, payload)
             kp = kd.key_property
             if kp and kp in given and str(given[kp]) != old.key:

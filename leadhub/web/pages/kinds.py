@@ -127,7 +127,9 @@ def _payload(fields: list[dict]) -> tuple[dict, dict]:
     note = form.get("version_note", "").strip()
     if note:
         payload["version_note"] = note
-    return {k: v for k, v in payload.items() if v is not None or k in request.form}, errors
+    if form.get("version", "").isdigit():
+        payload["version"] = int(form["version"])      # the version the form showed: a later save is a 409
+    return {k: v for k, v in payload.items() if v is not None or k in request.form or k == "version"}, errors
 
 
 # ------------------------------------------------------------------ pages
@@ -167,15 +169,16 @@ def create_kind_item(kind):
     kd = _kinds().kind(kind)
     fields = form_fields(kd)
     payload, errors = _payload(fields)
+    status = 400
     if not errors:
         try:
             item = _kinds().create(actor(), kd.name, payload)
         except LeadhubError as exc:
-            errors = {**exc.fields, "_": exc.message}
+            errors, status = {**exc.fields, "_": exc.message}, exc.status
         else:
             flash(_("Saved."), "ok")
             return redirect(url_for("admin.kind_item", kind=kd.url, key=item["key"]))
-    return _editor(kd, None, payload, errors), 400
+    return _editor(kd, None, payload, errors), status
 
 
 @bp.get("/meta/<kind>/<key>")
@@ -191,15 +194,16 @@ def update_kind_item(kind, key):
     item = _kinds().get(actor(), kd.name, key)
     fields = [f for f in form_fields(kd) if not f["key"]]
     payload, errors = _payload(fields)
+    status = 400
     if not errors:
         try:
             _kinds().update(actor(), kd.name, item["key"], payload)
         except LeadhubError as exc:
-            errors = {**exc.fields, "_": exc.message}
+            errors, status = {**exc.fields, "_": exc.message}, exc.status
         else:
             flash(_("Saved."), "ok")
             return redirect(url_for("admin.kind_item", kind=kd.url, key=item["key"]))
-    return _editor(kd, item, {**item, **payload}, errors), 400
+    return _editor(kd, item, {**item, **payload}, errors), status
 
 
 @bp.post("/meta/<kind>/<key>/delete")
