@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from leadhub.platform import auth
 from leadhub.platform.config import Config, normalise_database_url
 from leadhub.platform.permissions import Actor
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 
 PG_ADMIN_URL = os.environ.get("LEADHUB_BENCH_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

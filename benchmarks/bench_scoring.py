@@ -23,8 +23,8 @@ import random
 import _common as c
 
 import leadhub.plugins.lead as lead_plugin
-from leadhub.functions.expressions import compile_expression
-from leadhub.platform.runtime import Runtime
+from leadhub.expressions import compile_expression
+from leadhub.runtime import Runtime
 from leadhub.plugins.lead import scoring, scoring_config, scoring_jobs
 
 RULES = [

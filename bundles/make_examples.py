@@ -22,7 +22,7 @@ from leadhub.metadata import bundles  # noqa: E402
 from leadhub.platform import auth  # noqa: E402
 from leadhub.platform.config import Config  # noqa: E402
 from leadhub.platform.permissions import Actor  # noqa: E402
-from leadhub.platform.runtime import Runtime  # noqa: E402
+from leadhub.runtime import Runtime  # noqa: E402
 
 ADMIN = Actor.system()
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from leadhub.platform import auth, tables as t
 from leadhub.platform.errors import LeadhubError
 from leadhub.platform.permissions import Actor
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 
 ADMIN = "admin"
 DEMO_RECORDS = 200

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from leadhub.platform import auth
 from leadhub.platform.config import Config, normalise_database_url
 from leadhub.platform.permissions import Actor
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 
 PG_URL = os.environ.get("LEADHUB_DATABASE_URL", "")
 REDIS_URL = os.environ.get("LEADHUB_REDIS_URL", "")

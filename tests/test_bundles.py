@@ -15,7 +15,7 @@ from leadhub.metadata import bundles
 from leadhub.platform import auth
 from leadhub.platform.config import Config
 from leadhub.platform.permissions import Actor
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 from tests.conftest import count_rows, fresh_database
 
 ADMIN = Actor.system()

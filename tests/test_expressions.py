@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from leadhub.functions.expressions import EvaluationError, ExpressionError, compile_expression
+from leadhub.expressions import EvaluationError, ExpressionError, compile_expression
 
 FIELDS = {"a", "b", "s", "d", "d2", "n"}
 

@@ -327,7 +327,7 @@ def test_cli_and_api_build_an_org_and_each_gets_exactly_their_records(tmp_path, 
     from click.testing import CliRunner
     from leadhub.cli import main
     from leadhub.platform.config import Config
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
     from leadhub.web.app import create_app
 
     monkeypatch.setenv("LEADHUB_INSTANCE_PATH", str(tmp_path / "inst"))

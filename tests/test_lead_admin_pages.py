@@ -321,12 +321,12 @@ def test_forms_need_the_csrf_token(site):
 def test_catalog_covers_the_lead_pages():
     root = Path(__file__).resolve().parent.parent / "leadhub"
     pattern = re.compile(r'''_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')''')
-    lead_dir = root / "plugins" / "lead"
+    lead_dir = root / "plugins" / "lead" / "web"
     marked = set()
     for path in list((lead_dir / "templates").glob("**/*.html")) + [lead_dir / "admin_pages.py"]:
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             marked.add(m.group(1) if m.group(1) is not None else m.group(2))
-    from leadhub.plugins.lead import admin_pages as ap
+    from leadhub.plugins.lead.web import admin_pages as ap
     for labels in (ap.ACTION_LABELS, ap.NORMALISER_LABELS, ap.BLACKLIST_LABELS, ap.STRENGTH_LABELS,
                    ap.JOB_STATUS_LABELS):
         marked |= set(labels.values())

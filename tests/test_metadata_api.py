@@ -2,7 +2,7 @@
 restore, purge, versions seen by other processes, OpenAPI that follows."""
 import sqlalchemy as sa
 
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 from tests.conftest import count_rows
 from tests.specs import DEAL_FIELDS, make_crm
 

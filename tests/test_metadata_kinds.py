@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadhub.platform import auth
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 from tests.conftest import Api, count_rows
 
 MOBILE = [{"field": "mobile", "normaliser": "e164", "threshold": None}]

@@ -12,7 +12,6 @@ from urllib.parse import quote
 import pytest
 
 from leadhub.platform import auth
-from leadhub.web.pages import timeline
 
 PW = "pages-pass-1"
 XSS = "<script>alert(1)</script>"
@@ -352,8 +351,8 @@ def test_detail_shows_related_lists_history_and_plugin_timeline(crm, api, runtim
     def broken(rt, actor, obj, rid):
         raise RuntimeError("plugin bug")
 
-    timeline.provide(runtime, follow_ups, object="deal")
-    timeline.provide(runtime, broken)
+    runtime.slots.add("timeline", follow_ups, object="deal")
+    runtime.slots.add("timeline", broken)
     html = admin.get(f"/o/deal/{deal}").text
     assert "Called &lt;b&gt;back&lt;/b&gt;" in html and "said yes" in html and calls == ["admin"]
     assert "2026-11-01 08:00" in html                          # shown in the instance's time zone

@@ -4,7 +4,7 @@ import datetime as dt
 
 from click.testing import CliRunner
 
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 
 
 def test_a_task_runs_once_per_interval_across_processes(runtime, config):

@@ -14,7 +14,7 @@ from typing import Any
 
 from croniter import croniter
 
-from leadhub.functions.expressions import ExpressionError, compile_expression
+from leadhub.expressions import ExpressionError, compile_expression
 from leadhub.functions.sandbox import CompileError, compile_function
 from leadhub.functions.sandbox.limits import MAXIMA, resolve
 from leadhub.metadata.apinames import check_api_name

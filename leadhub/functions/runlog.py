@@ -13,7 +13,7 @@ from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.platform.query import QueryCompiler, load_spec
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 NAME = "function_run"
 _TYPES = {"id": "integer", "function": "text", "version": "integer", "kind": "text", "trigger": "text",

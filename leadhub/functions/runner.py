@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from leadhub.functions.definitions import FunctionDef, next_run
-from leadhub.functions.expressions import EvaluationError, compile_expression
+from leadhub.expressions import EvaluationError, compile_expression
 from leadhub.functions.sandbox import Result, WorkerPool
 from leadhub.functions.sandbox.handlers import RecordServiceHandler
 from leadhub.functions.tables import function_runs
@@ -32,7 +32,7 @@ from leadhub.platform.permissions import Actor
 from leadhub.platform.records import json_value
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 MAX_CALL_DEPTH = 3          # a function calling a function calling a function

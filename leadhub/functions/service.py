@@ -27,7 +27,7 @@ from leadhub.platform.errors import BadRequest, NotFound
 from leadhub.platform.permissions import Actor
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 KIND_NAME = "function"
 

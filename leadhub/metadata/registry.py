@@ -11,7 +11,7 @@ from functools import cached_property
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.functions.expressions import Expression
+from leadhub.expressions import Expression
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kinds import Item
 from leadhub.platform import tables as t

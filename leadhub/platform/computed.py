@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from leadhub.functions.expressions import EvaluationError
+from leadhub.expressions import EvaluationError
 from leadhub.metadata.definitions import ObjectDef
 from leadhub.metadata.registry import Registry
 from leadhub.platform.permissions import Actor

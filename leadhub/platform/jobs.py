@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 QUEUE = "leadhub"
 _current: ContextVar["Runtime | None"] = ContextVar("leadhub_runtime", default=None)

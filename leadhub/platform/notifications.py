@@ -24,7 +24,7 @@ from leadhub.platform.tables import metadata
 
 if TYPE_CHECKING:
     from leadhub.platform.permissions import Actor
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from leadhub.platform.tables import schedules
 from leadhub.platform.jobs import current_runtime
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 15

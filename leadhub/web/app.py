@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from leadhub.platform.config import Config
 from leadhub.platform.errors import LeadhubError
-from leadhub.platform.runtime import Runtime
+from leadhub.runtime import Runtime
 from leadhub.web.converters import RecordIdConverter
 from leadhub.web.jsonio import JSONProvider
 

@@ -9,7 +9,7 @@ import re
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.functions.expressions import ExpressionError, compile_expression
+from leadhub.expressions import ExpressionError, compile_expression
 from leadhub.metadata.types.base import EQUALITY, ORDERED, TEXT, FieldType, get_type, register
 from leadhub.metadata.types.text import CleanString
 
@@ -134,7 +134,7 @@ class FormulaType(FieldType):
         rt = field.settings["return_type"]
         try:
             if rt == "text":
-                from leadhub.functions.expressions import _text
+                from leadhub.expressions import _text
                 return _text(value)[:4000]
             if rt == "boolean":
                 return bool(value)

@@ -29,8 +29,8 @@ def _kinds() -> list:
 
 
 def _blueprints() -> list:
-    from leadhub.plugins.lead.admin_pages import bp as admin_pages   # the admin's settings pages
-    return [bp for part in _parts() for bp in part.blueprints()] + [admin_pages]
+    from leadhub.plugins.lead.web import blueprints     # the plugin's REST and pages live in web/
+    return blueprints()
 
 
 plugin = Plugin(

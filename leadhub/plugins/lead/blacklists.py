@@ -5,9 +5,13 @@ addresses and domains, company keys, folded words), so the cleaning of a
 whole write is set lookups in the registry snapshot: no query."""
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as mm
 
 from leadhub.metadata.kinds import Context, Kind
+from leadhub.platform.errors import BadRequest
+from leadhub.plugins.lead import normalise as nz
 
 TYPES = ("phone", "email", "email_domain", "company", "keyword", "sensitive")
 
@@ -20,8 +24,37 @@ class EntrySchema(mm.Schema):
     note = mm.fields.String(allow_none=True, load_default=None, validate=mm.validate.Length(max=500))
 
 
+def blacklist_value(kind: str, raw: Any) -> str:
+    """The normalised form a blacklist entry is stored (and compared) in."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadRequest("value must be non-empty text.", {"value": "Must be non-empty text."})
+    value = nz.fold(raw)
+    if kind == "phone":
+        number = nz.e164(raw)
+        if number is None:
+            raise BadRequest("value is not a valid phone number.", {"value": "Not a valid phone number."})
+        return number
+    if kind == "email":
+        if "@" not in value or value.startswith("@"):
+            raise BadRequest("value is not an e-mail address.", {"value": "Not an e-mail address."})
+        return value
+    if kind == "email_domain":
+        value = value.lstrip("@")
+        problem = nz.email_domain_problem("x@" + value)
+        if problem and "reserved" not in problem:
+            raise BadRequest(f"value: {problem}.", {"value": problem})
+        return value
+    if kind == "company":
+        key = nz.company_key(raw)
+        if not key:
+            raise BadRequest("value has no company name left once normalised.", {"value": "Empty company name."})
+        return key
+    if len(value) > 100:
+        raise BadRequest("A keyword has at most 100 characters.", {"value": "Too long."})
+    return value
+
+
 def _check(ctx: Context, data: dict, old) -> dict:
-    from leadhub.plugins.lead.cleaning import blacklist_value    # cleaning reads the entries back
     return {**data, "value": blacklist_value(data["type"], data["value"])}
 
 

@@ -36,13 +36,12 @@ re-quarantines a released lead."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import sqlalchemy as sa
 
 from leadhub.platform import permissions, tables as t
 from leadhub.platform.db import utcnow
-from leadhub.platform.errors import BadRequest, Conflict, NotFound
+from leadhub.platform.errors import Conflict, NotFound
 from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead import blacklists, normalise as nz
 
@@ -60,37 +59,6 @@ TEST_NAMES = {"test", "testing", "tester", "demo", "sample", "测试", "测试�
               "某某", "客户", "先生", "女士"}
 KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _NON_NAME = re.compile(r"[\d\W_]+", re.UNICODE)
-
-
-# ---------------------------------------------------------------- blacklist values
-def blacklist_value(kind: str, raw: Any) -> str:
-    """The normalised form a blacklist entry is stored (and compared) in."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise BadRequest("value must be non-empty text.", {"value": "Must be non-empty text."})
-    value = nz.fold(raw)
-    if kind == "phone":
-        number = nz.e164(raw)
-        if number is None:
-            raise BadRequest("value is not a valid phone number.", {"value": "Not a valid phone number."})
-        return number
-    if kind == "email":
-        if "@" not in value or value.startswith("@"):
-            raise BadRequest("value is not an e-mail address.", {"value": "Not an e-mail address."})
-        return value
-    if kind == "email_domain":
-        value = value.lstrip("@")
-        problem = nz.email_domain_problem("x@" + value)
-        if problem and "reserved" not in problem:
-            raise BadRequest(f"value: {problem}.", {"value": problem})
-        return value
-    if kind == "company":
-        key = nz.company_key(raw)
-        if not key:
-            raise BadRequest("value has no company name left once normalised.", {"value": "Empty company name."})
-        return key
-    if len(value) > 100:
-        raise BadRequest("A keyword has at most 100 characters.", {"value": "Too long."})
-    return value
 
 
 # ---------------------------------------------------------------- checks
@@ -276,7 +244,3 @@ def rescue(runtime, data: dict) -> dict:
     return out
 
 
-def blueprints() -> list:
-    """Flask blueprints this part serves (the intake API serves both parts)."""
-    from leadhub.plugins.lead.intake_api import bp
-    return [bp]

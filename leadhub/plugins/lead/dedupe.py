@@ -552,6 +552,3 @@ def _readable(runtime, actor: Actor, matches: list[Match]) -> dict[tuple[str, in
     return out
 
 
-def blueprints() -> list:
-    """Flask blueprints this part serves (the intake API is served by cleaning)."""
-    return []

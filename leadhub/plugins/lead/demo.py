@@ -12,7 +12,7 @@ from leadhub.platform import tables as t
 from leadhub.platform.permissions import Actor
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 SOURCES = ["website", "baidu_ads", "douyin_ads", "exhibition", "referral", "cold_call"]
 INDUSTRIES = ["it", "manufacturing", "finance", "education", "healthcare", "retail"]

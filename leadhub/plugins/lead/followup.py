@@ -40,7 +40,7 @@ from leadhub.plugins.lead import followup_rules
 from leadhub.plugins.lead.followup_rules import Rule
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 300          # seconds
@@ -176,8 +176,7 @@ def register(runtime: "Runtime") -> None:
     runtime.events.subscribe("after_insert", svc.after_follow_up, object="follow_up")
     runtime.events.subscribe("before_insert", _refuse_manual_violations, object="violation")
     runtime.events.subscribe("before_update", _violation_edit, object="violation")
-    from leadhub.web.pages.timeline import provide
-    provide(runtime, timeline, object="lead")
+    runtime.slots.add("timeline", timeline, object="lead")
     if hasattr(runtime, "scheduler"):
         runtime.scheduler.every("lead.follow_up_sweep", seconds=SWEEP_EVERY, fn=sweep)
 
@@ -199,11 +198,6 @@ def timeline(runtime: "Runtime", actor: Actor, _obj: str, lead_id: int) -> list[
                 items.append({"at": r.get(at), "kind": "violation", "url": f"/o/violation/{r['id']}",
                               "title": r.get("title") or "", "body": r.get("rule")})
     return items
-
-
-def blueprints() -> list:
-    from leadhub.plugins.lead.followup_api import bp
-    return [bp]
 
 
 # ---------------------------------------------------------------- the sweep
@@ -244,19 +238,6 @@ def _leads(runtime: "Runtime", now: dt.datetime):
         after = [{"or": [{"field": "follow_up_alert_at", "op": "gt", "value": at},
                          {"and": [{"field": "follow_up_alert_at", "op": "eq", "value": at},
                                   {"field": "id", "op": "gt", "value": last["id"]}]}]}]
-
-
-def _all_leads(runtime: "Runtime", conditions: list[dict]):
-    """Matching leads in pages by id (the rule-change recomputation)."""
-    last = 0
-    while True:
-        page = runtime.records.query(SYSTEM, "lead", QuerySpec(
-            filter=conditions + [{"field": "id", "op": "gt", "value": last}], sort=["id"], page_size=BATCH,
-            fields=["id"]))
-        yield from page["records"]
-        if not page["has_more"]:
-            return
-        last = page["records"][-1]["id"]
 
 
 def _managers(runtime: "Runtime", user_ids: list[int]) -> dict[int, int | None]:
@@ -374,22 +355,6 @@ def _jsonable(value: Any) -> Any:
 def run_sweep() -> dict:
     """Job entry point (RQ or inline): the sweep on the job's runtime."""
     return sweep(current_runtime())
-
-
-def recompute_deadlines(statuses: list[str]) -> int:
-    """Job: after a rule changed, work out the deadline of every lead in
-    these statuses still waiting for its first follow-up since T."""
-    runtime = current_runtime()
-    done = 0
-    conditions = [{"field": "status", "op": "in", "value": statuses},
-                  {"field": "owner_changed_at", "op": "is_null", "value": False},
-                  {"field": "first_follow_up_at", "op": "is_null", "value": True}]
-    ids = [lead["id"] for lead in _all_leads(runtime, conditions)]
-    for start in range(0, len(ids), BATCH):
-        # an update without changes: the before-handler settles the deadline
-        runtime.records.bulk_update(SYSTEM, "lead", [{"id": i} for i in ids[start:start + BATCH]])
-        done += len(ids[start:start + BATCH])
-    return done
 
 
 def seed_demo(runtime: "Runtime", leads: int = 6) -> dict:

@@ -12,12 +12,17 @@ import marshmallow as mm
 
 from leadhub.metadata.kinds import Context, Kind, Ref
 from leadhub.platform.errors import BadRequest
+from leadhub.platform.jobs import current_runtime
+from leadhub.platform.permissions import Actor
+from leadhub.platform.query import QuerySpec
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 MAX_HOURS = 24 * 365
+BATCH = 200                # leads per page of the recomputation
+SYSTEM = Actor.system()
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,6 @@ def check(ctx: Context, data: dict, old) -> dict:
 
 def on_change(ctx: Context, old, new) -> None:
     """Leads in the rule's status get their deadlines worked out again, after the commit."""
-    from leadhub.plugins.lead.followup import recompute_deadlines  # the handlers live there
     runtime, statuses = ctx.runtime, [(new or old).key]
 
     def enqueue() -> None:
@@ -79,6 +83,28 @@ KIND = Kind(name="follow_up_rule", url="follow-up-rules", plugin="lead", schema=
                 "remind_before_hours": {"en": "Remind before (hours)", "zh_CN": "提前提醒（小时）"},
                 "active": {"en": "Active", "zh_CN": "启用"}})
 CACHE = "leadhub_follow_up_rules"
+
+
+def recompute_deadlines(statuses: list[str]) -> int:
+    """Job: after a rule changed, work out the deadline of every lead in
+    these statuses still waiting for its first follow-up since T (an update
+    without changes: the lead's before-handler settles the deadline)."""
+    runtime = current_runtime()
+    conditions = [{"field": "status", "op": "in", "value": statuses},
+                  {"field": "owner_changed_at", "op": "is_null", "value": False},
+                  {"field": "first_follow_up_at", "op": "is_null", "value": True}]
+    ids, last = [], 0
+    while True:
+        page = runtime.records.query(SYSTEM, "lead", QuerySpec(
+            filter=conditions + [{"field": "id", "op": "gt", "value": last}], sort=["id"], page_size=BATCH,
+            fields=["id"]))
+        ids += [lead["id"] for lead in page["records"]]
+        if not page["has_more"]:
+            break
+        last = page["records"][-1]["id"]
+    for start in range(0, len(ids), BATCH):
+        runtime.records.bulk_update(SYSTEM, "lead", [{"id": i} for i in ids[start:start + BATCH]])
+    return len(ids)
 
 
 def active(reg) -> dict[str, Rule]:

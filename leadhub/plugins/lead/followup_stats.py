@@ -15,7 +15,7 @@ from leadhub.platform.permissions import Actor
 from leadhub.platform.query import QueryCompiler
 
 if TYPE_CHECKING:
-    from leadhub.platform.runtime import Runtime
+    from leadhub.runtime import Runtime
 
 
 def _hours(later, earlier, dialect: str):

@@ -4,7 +4,7 @@ points decay with a half-life; total, grade band and the MQL milestone.
 Every lead write is scored in before_insert/before_update (after cleaning and
 dedupe, which subscribe first), so the API, pages, imports and functions all
 score alike; an update rescores only when a field some rule reads changed,
-or when `rescoring(...)` asks for it (events, rescoring jobs). Crossing the
+or when `scoring_jobs.rescoring(...)` asks for it (events, rescoring jobs). Crossing the
 MQL threshold sets mql/mql_at once and publishes the custom record event
 "mql" on the lead (subscribe: runtime.events.subscribe("mql", fn, object="lead"))."""
 from __future__ import annotations
@@ -15,20 +15,19 @@ import decimal
 import json
 import threading
 import weakref
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from leadhub.functions.expressions import EvaluationError, Expression, ExpressionError, compile_expression
+from leadhub.expressions import EvaluationError, Expression, ExpressionError, compile_expression
 from leadhub.metadata.labels import pick
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.events import RecordEvent
 from leadhub.platform import permissions
 from leadhub.platform.permissions import Actor
+from leadhub.plugins.lead import scoring_jobs
 from leadhub.plugins.lead.scoring_config import GRADES, MEMO, RULE_KIND, event_types, settings as settings_of
 from leadhub.plugins.lead.scoring_tables import score_events
 
@@ -203,41 +202,11 @@ def _events_of(conn, lead_ids: list[int]) -> dict[int, list[dict]]:
     return out
 
 
-# --- forcing a rescore ------------------------------------------------------------------------
-
-@dataclass
-class _Forced:
-    ids: frozenset[int]
-    now: dt.datetime | None
-    batch: bool                                # read the events of all ids at once
-    events: dict[int, list[dict]] | None = None
-    changed: set[int] = field(default_factory=set)
-
-
-_forced: ContextVar[_Forced | None] = ContextVar("leadhub_scoring_forced", default=None)
-
-
-@contextmanager
-def rescoring(ids: Iterable[int], now: dt.datetime | None = None, batch: bool = False):
-    """Updates of these leads inside the block rescore even though no rule
-    field changed (events were added, rules changed, time passed). Yields
-    the set of ids whose score, grade or MQL flag actually moved. With
-    batch, the first lead's handler reads every id's events in one query:
-    the record service has locked the whole batch by then, so an event
-    recorded concurrently is either seen here or rescores after us."""
-    state = _Forced(frozenset(ids), now, batch)
-    token = _forced.set(state)
-    try:
-        yield state.changed
-    finally:
-        _forced.reset(token)
-
-
 # --- the handlers ------------------------------------------------------------------------------
 
 def _score_write(runtime, event: RecordEvent) -> None:
     snap = engine(runtime).snapshot(event.conn)
-    forced = _forced.get()
+    forced = scoring_jobs.forced()
     if forced is not None and event.record_id not in forced.ids:
         forced = None
     if event.name == "before_update" and forced is None and event.values.get("score") is not None \
@@ -285,8 +254,7 @@ def register(runtime) -> None:
     if hasattr(runtime, "scheduler"):
         from leadhub.plugins.lead.scoring_jobs import decay_sweep
         runtime.scheduler.every("lead.score_decay", seconds=86400, fn=decay_sweep)
-    from leadhub.web.pages.timeline import provide
-    provide(runtime, timeline, object=OBJECT)
+    runtime.slots.add("timeline", timeline, object=OBJECT)
 
 
 def timeline(runtime, actor: Actor, _obj: str, lead_id: int) -> list[dict]:
@@ -306,11 +274,6 @@ def timeline(runtime, actor: Actor, _obj: str, lead_id: int) -> list[dict]:
         items.append({"at": ev["occurred_at"], "kind": "score_event", "url": None,
                       "title": f"{ev['label']} {ev['points']:+d}", "body": ev.get("note")})
     return items
-
-
-def blueprints() -> list:
-    from leadhub.plugins.lead.scoring_api import bp
-    return [bp]
 
 
 # --- behaviour events and explanations ------------------------------------------------------
@@ -352,7 +315,7 @@ def record_event(runtime, actor: Actor, lead_id: int, type: str, occurred_at: An
         event_id = conn.execute(score_events.insert().values(
             lead_id=lead_id, type=type, points=kind["points"], occurred_at=when, note=note, data=data,
             created_by=actor.user_id, created_at=now)).inserted_primary_key[0]
-        with rescoring([lead_id]):
+        with scoring_jobs.rescoring([lead_id]):
             lead = runtime.records.update(actor, OBJECT, lead_id, {})   # rights, scope and the rescore
     return {"event": {"id": event_id, "lead": lead_id, "type": type, "points": kind["points"],
                       "occurred_at": when, "note": note, "data": data},

@@ -11,7 +11,7 @@ import re
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.functions.expressions import ExpressionError, compile_expression, names_in
+from leadhub.expressions import ExpressionError, compile_expression, names_in
 from leadhub.metadata.kinds import Context, Kind, Ref
 from leadhub.metadata.labels import normalise_labels
 from leadhub.platform.errors import BadRequest, Conflict

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import sqlalchemy as sa
 
@@ -22,6 +26,43 @@ from leadhub.plugins.lead.scoring_tables import score_events, score_jobs
 log = logging.getLogger(__name__)
 BATCH = 500
 KINDS = ("rescore", "decay")
+
+
+# --- forcing a rescore ------------------------------------------------------------------------
+# Here rather than in the engine (scoring.py), which reads it: the jobs below
+# force rescoring without importing the engine.
+
+@dataclass
+class Forced:
+    ids: frozenset[int]
+    now: dt.datetime | None
+    batch: bool                                # read the events of all ids at once
+    events: dict[int, list[dict]] | None = None
+    changed: set[int] = field(default_factory=set)
+
+
+_forced: ContextVar[Forced | None] = ContextVar("leadhub_scoring_forced", default=None)
+
+
+def forced() -> Forced | None:
+    """The rescoring the current block asked for, if any."""
+    return _forced.get()
+
+
+@contextmanager
+def rescoring(ids: Iterable[int], now: dt.datetime | None = None, batch: bool = False):
+    """Updates of these leads inside the block rescore even though no rule
+    field changed (events were added, rules changed, time passed). Yields
+    the set of ids whose score, grade or MQL flag actually moved. With
+    batch, the first lead's handler reads every id's events in one query:
+    the record service has locked the whole batch by then, so an event
+    recorded concurrently is either seen here or rescores after us."""
+    state = Forced(frozenset(ids), now, batch)
+    token = _forced.set(state)
+    try:
+        yield state.changed
+    finally:
+        _forced.reset(token)
 
 
 def job_out(row) -> dict:
@@ -121,11 +162,9 @@ def _next_batch(runtime, system: Actor, after: int, decay: bool) -> list[int]:
 
 
 def _rescore_batch(runtime, system: Actor, ids: list[int], now) -> int:
-    # imported here: the engine reads scoring_config, which requests these jobs
-    from leadhub.plugins.lead import scoring as engine_mod
     for attempt in range(3):
         try:
-            with engine_mod.rescoring(ids, now=now, batch=True) as changed:
+            with rescoring(ids, now=now, batch=True) as changed:
                 runtime.records.bulk_update(system, "lead", [{"id": i} for i in ids])
             return len(changed)
         except NotFound:
@@ -141,8 +180,8 @@ def decay_sweep(runtime, now: dt.datetime | None = None) -> dict | None:
     """Periodic: rescore leads with behaviour events so their decay shows in
     stored scores and grades. Nothing to do without a half-life."""
     with runtime.db.write() as conn:
-        from leadhub.plugins.lead.scoring_config import settings   # which requests these jobs
-        half_life = settings(runtime.cache.current(conn))["half_life_days"]
+        item = runtime.cache.current(conn).items.get("scoring_settings", {}).get("default")
+        half_life = item.data["half_life_days"] if item else None
         if not half_life:
             return None
         job_id = conn.execute(score_jobs.insert().values(

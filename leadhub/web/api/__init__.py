@@ -2,44 +2,8 @@
 says ({"error": {"code", "message", "fields"}}), and the area blueprints."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, request, session
-
-from leadhub.platform import auth
-from leadhub.platform.errors import Forbidden, LeadhubError, Unauthorized
-from leadhub.web.session import SAFE_METHODS, csrf_valid
-
-api = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-def runtime():
-    return current_app.extensions["leadhub"]
-
-
-@api.before_request
-def authenticate():
-    """A bearer token, or a browser session whose unsafe calls carry the CSRF
-    token in X-CSRF-Token."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        g.actor = auth.authenticate(runtime().db, runtime().cache, token.strip())
-        return
-    if session.get("uid"):
-        if request.method not in SAFE_METHODS and not csrf_valid(request.headers.get("X-CSRF-Token")):
-            raise Forbidden("Send the page's CSRF token in X-CSRF-Token.", {"csrf": "Missing or wrong."})
-        g.actor = auth.actor_for(runtime().db, runtime().cache, session["uid"])
-        return
-    raise Unauthorized("Send 'Authorization: Bearer <token>' or sign in. Create a token with `leadhub token create --user NAME`.")
-
-
-def language() -> str:
-    """The caller's language: Accept-Language when it names one we ship, else the user's."""
-    best = request.accept_languages.best_match(["zh-CN", "zh", "en"])
-    if best:
-        return "en" if best == "en" else "zh_CN"
-    return getattr(g, "actor", None).language if getattr(g, "actor", None) else "zh_CN"
-
-
+from leadhub.platform.errors import LeadhubError
+from leadhub.web.api.base import api, authenticate, language, runtime
 from leadhub.web.api import meta, records, openapi, org, notifications, layouts, imports, functions, kinds  # noqa: E402,F401  (routes register on import)
 
-__all__ = ["api", "runtime", "language", "LeadhubError"]
+__all__ = ["api", "authenticate", "runtime", "language", "LeadhubError"]

@@ -7,7 +7,7 @@ import json
 from flask import g, request
 
 from leadhub.platform.errors import BadRequest
-from leadhub.web.api import api, runtime
+from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body, int_arg
 
 MAX_SELECTION = 200

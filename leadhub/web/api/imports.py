@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.imports import Importer, TooLarge
-from leadhub.web.api import api, runtime
+from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
 
 REPORT_COLUMNS = ["row", "outcome", "record_id", "reason"]

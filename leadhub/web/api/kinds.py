@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import g, request
 
 from leadhub.platform.errors import BadRequest
-from leadhub.web.api import api, language, runtime
+from leadhub.web.api.base import api, language, runtime
 from leadhub.web.jsonio import body, int_arg
 
 

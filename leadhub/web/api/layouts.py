@@ -6,7 +6,7 @@ from flask import g
 
 from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import require_admin
-from leadhub.web.api import api, runtime
+from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
 
 

@@ -5,7 +5,7 @@ from flask import g, request
 
 from leadhub.metadata.types import get_type, type_names
 from leadhub.platform.errors import NotFound
-from leadhub.web.api import api, language, runtime
+from leadhub.web.api.base import api, language, runtime
 from leadhub.web.jsonio import body
 
 

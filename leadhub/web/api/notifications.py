@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, request
 
 from leadhub.platform.errors import BadRequest
-from leadhub.web.api import api, runtime
+from leadhub.web.api.base import api, runtime
 
 
 def _int_arg(name: str, default: int) -> int:

@@ -9,7 +9,8 @@ from flask import current_app, request
 
 import leadhub
 from leadhub.metadata.registry import Registry
-from leadhub.web.api import api, language, layouts, runtime
+from leadhub.web.api import layouts
+from leadhub.web.api.base import api, language, runtime
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -8,7 +8,7 @@ from flask import g, request
 
 from leadhub.platform import audit, auth, permissions
 from leadhub.platform.errors import BadRequest, ValidationFailed
-from leadhub.web.api import api, runtime
+from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
 
 

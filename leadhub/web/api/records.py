@@ -15,7 +15,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.query import load_spec
-from leadhub.web.api import api, runtime
+from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
 
 

@@ -1,8 +1,7 @@
-"""The detail page's timeline slot. A plugin fills it by registering a
-source in its register(runtime):
+"""The detail page's timeline slot. A plugin fills it by adding a source
+to the runtime's "timeline" slot in its register(runtime):
 
-    from leadhub.web.pages.timeline import provide
-    provide(runtime, my_items, object="lead")   # object=None: every object
+    runtime.slots.add("timeline", my_items, object="lead")   # no object: every object
 
 A source is called as source(runtime, actor, object_name, record_id) and
 returns items {"at": datetime, "title": str, "body": str | None,
@@ -13,22 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import weakref
-from typing import Callable
 
 log = logging.getLogger(__name__)
-Source = Callable[..., list[dict]]
-_sources: "weakref.WeakKeyDictionary[object, list[tuple[str | None, Source]]]" = weakref.WeakKeyDictionary()
-
-
-def provide(runtime, source: Source, *, object: str | None = None) -> None:
-    _sources.setdefault(runtime, []).append((object, source))
 
 
 def items(runtime, actor, obj_name: str, record_id: int, limit: int = 50) -> list[dict]:
     out = []
-    for wanted, source in _sources.get(runtime, ()):
-        if wanted not in (None, obj_name):
+    for source, options in runtime.slots.entries("timeline"):
+        if options.get("object") not in (None, obj_name):
             continue
         try:
             out.extend(source(runtime, actor, obj_name, record_id) or [])

@@ -17,6 +17,7 @@ from leadhub.platform.notifications import Notifications
 from leadhub.platform.ownership import Ownership
 from leadhub.platform.records import RecordService
 from leadhub.platform.scheduler import Scheduler
+from leadhub.platform.slots import Slots
 
 
 class Runtime:
@@ -27,6 +28,7 @@ class Runtime:
         self.db = Database(self.config.database_url)
         self.cache = MetadataCache(self.db)
         self.events = EventBus()
+        self.slots = Slots()            # where plugins extend the pages (timeline, ...)
         self.jobs = Jobs(self, self.config.redis_url)
         self.kinds = KindService(self)                  # rules, views, settings: every metadata kind
         self.metadata = MetadataService(self.db, self.cache, self.kinds)

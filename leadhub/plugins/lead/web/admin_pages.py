@@ -625,7 +625,7 @@ def _follow_up_page(failed_status: str | None, values: dict, errors: dict, statu
 def follow_up_stats():
     import datetime as dt
     from leadhub.plugins.lead.followup import service
-    from leadhub.plugins.lead.followup_api import DEFAULT_DAYS, _when
+    from leadhub.plugins.lead.web.followup_api import DEFAULT_DAYS, _when
     from leadhub.plugins.lead.followup_stats import timeliness
     now = service(runtime()).clock()
     errors, reps = {}, []
