@@ -441,7 +441,7 @@ def _bundle_apply(path, dry_run, resolve, default, *, upgrading: bool) -> None:
             click.echo(f"{made.name} {made.version}: {done['applied']} changes applied.")
     except LeadhubError as exc:
         if exc.status == 409 and exc.fields:
-            _print_plan(bundles._report(bundles.plan(runtime, made)))
+            _print_plan(bundles.report(bundles.plan(runtime, made)))
         _fail(exc)
     finally:
         runtime.close()

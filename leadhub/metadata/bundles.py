@@ -560,7 +560,7 @@ def install(runtime, actor: Actor, bundle: Bundle, *, resolve: dict[str, str] | 
                        "Resolve each with local or new (see the plan).",
                        {f"conflicts.{e}": "Unresolved." for e in unresolved})
     if dry_run:
-        return _report(result)
+        return report(result)
     with runtime.db.write() as conn:
         applied = []
         steps = [_resolved(s, resolve.get(s.entry) or default, bundle) if s.action == "conflict" else s
@@ -580,7 +580,7 @@ def install(runtime, actor: Actor, bundle: Bundle, *, resolve: dict[str, str] | 
         _save_installed(conn, bundle, installing)
         audit.record(conn, actor, "bundle_installed" if installing else "bundle_upgraded", object="bundle",
                      target=bundle.name, details={"version": bundle.version, "steps": len(applied)})
-    return _report(result, applied=applied)
+    return report(result, applied=applied)
 
 
 def _resolved(step: Step, how: str, bundle: Bundle) -> Step:
@@ -694,7 +694,8 @@ def _save_installed(conn, bundle: Bundle, installing: bool) -> None:
         conn.execute(sa.update(t.bundles).where(t.bundles.c.name == bundle.name).values(**values))
 
 
-def _report(result: dict, applied: list[Step] | None = None) -> dict:
+def report(result: dict, applied: list[Step] | None = None) -> dict:
+    """A plan (or what was applied) as counts and the steps that change something."""
     steps = result["steps"]
     counts: dict[str, int] = {}
     for s in steps:
@@ -744,5 +745,5 @@ def uninstall(runtime, actor: Actor, name: str, *, dry_run: bool = False) -> dic
     return {"bundle": name, "removed": len(steps)}
 
 
-__all__ = ["Bundle", "Selection", "read", "write", "export", "plan", "install", "uninstall", "merge",
+__all__ = ["Bundle", "Selection", "read", "write", "export", "plan", "report", "install", "uninstall", "merge",
            "installed_bundles", "satisfies"]

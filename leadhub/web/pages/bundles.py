@@ -53,7 +53,7 @@ def bundle_plan():
 
 def _plan_page(made: bundles.Bundle, token: str, errors: dict, status: int = 200):
     result = bundles.plan(runtime(), made)
-    report = bundles._report(result)
+    report = bundles.report(result)
     steps = []
     for step in report["steps"]:
         kind, _sep, key = step["entry"].partition("/")
