@@ -37,7 +37,7 @@ class Runtime:
         self.org = Organisation(self.db, self.cache)
         self.ownership = Ownership(self)
         self.notifications = Notifications(self)
-        self.layouts = LayoutService(self.db, self.cache, timezone=self.config.timezone)
+        self.layouts = LayoutService(self)
         self.scheduler = Scheduler(self)
         self._start_functions()
         self.plugins = PluginManager(self)

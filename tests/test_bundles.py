@@ -295,9 +295,10 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     assert {"course_intent", "trial_lesson", "product", "sample_request"} <= set(reg.objects)
     assert {"grade_level", "annual_capacity", "purchase_cycle"} <= set(reg.objects["lead"].fields)
     # its layout, given to sales reps, and its shared view came along
-    layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")
+    layout = customer.kinds.items("layout")["course_intent.课程顾问布局"].data
     assert layout["roles"] == ["sales_rep"] and layout["sections"][0]["fields"][0]["field"] == "student"
-    assert "To call back this week" in customer.layouts.shared_views("course_intent")
+    assert customer.kinds.items("list_view")["course_intent.to_call_back_this_week"].data["name"]["en"] == \
+        "To call back this week"
     # the template's validation rule refuses an intent nobody can be reached by, naming the field
     with pytest.raises(Exception) as refused:
         customer.records.create(ADMIN, "course_intent", {"student": "韩梅梅"})
@@ -312,8 +313,9 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     customer.metadata.update_field(ADMIN, "course_intent", "course", {"label": {"en": "Programme", "zh_CN": "报读项目"}})
     customer.kinds.update(ADMIN, "scoring_rule", "edu_exam_years", {"points": 5})
     customer.metadata.delete_field(ADMIN, "trial_lesson", "rating")
-    layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")      # without the rating column now
-    customer.layouts.put_layout(ADMIN, "course_intent", {**layout, "roles": ["sales_rep", "sales_manager"]})
+    # the layout still shows the rating column's place; saving it drops the deleted column
+    customer.kinds.update(ADMIN, "layout", "course_intent.课程顾问布局", {"roles": ["sales_rep", "sales_manager"]})
+    assert "rating" not in customer.kinds.items("layout")["course_intent.课程顾问布局"].data["related_lists"][0]["columns"]
     edu_v2 = bundles.read_path(EXAMPLES / "edu_training" / "1.1.0")
     plan = {s["entry"]: s for s in bundles.install(customer, ADMIN, edu_v2, dry_run=True, default="local")["steps"]}
     assert plan["field/course_intent.course"]["action"] == "update"          # the new 日语 option comes in
@@ -344,7 +346,7 @@ def test_the_examples_install_beside_each_other_and_upgrade_over_a_customers_cha
     assert reg.items["scoring_rule"]["edu_exam_years"].data["points"] == 5
     assert reg.items["duplicate_rule"]["edu_mobile_grade"].data["window_months"] == 12
     assert "classroom" in reg.objects["trial_lesson"].fields and "rating" not in reg.objects["trial_lesson"].fields
-    layout = customer.layouts.layout_spec("course_intent", "课程顾问布局")
+    layout = customer.kinds.items("layout")["course_intent.课程顾问布局"].data
     assert layout["roles"] == ["sales_manager", "sales_rep"]                  # the school's layout kept
     assert "classroom" not in layout["related_lists"][0]["columns"]
 

@@ -129,7 +129,8 @@ def test_layout_crud_keeps_every_version(api, crm, runtime):
     assert api.delete(f"/meta/objects/account/layouts/{lid}").status_code == 204
     assert api.get(f"/meta/objects/account/layouts/{lid}").status_code == 404
     assert api.get(f"/meta/objects/account/layouts/{lid}/versions").status_code == 404
-    assert count_rows(runtime, "lh_layout_versions") == 0
+    # its history stays, ending in the deletion (GET /meta/layouts/account.Sales v2/versions shows it)
+    assert count_rows(runtime, "lh_meta_history", "kind = 'layout' AND action = 'deleted'") == 1
 
 
 def test_stale_version_is_a_conflict_and_changes_nothing(api, crm):
@@ -174,11 +175,12 @@ def test_stale_version_is_a_conflict_and_changes_nothing(api, crm):
 def test_bad_layouts_name_the_path_and_save_nothing(api, crm, runtime, change, status, path):
     r = api.post("/meta/objects/account/layouts", {**SALES_LAYOUT, **change})
     refused(r, status, path)
-    assert count_rows(runtime, "lh_layouts") == 0 and count_rows(runtime, "lh_layout_versions") == 0
+    assert count_rows(runtime, "lh_meta_items", "kind = 'layout'") == 0
+    assert count_rows(runtime, "lh_meta_history", "kind = 'layout'") == 0
     lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
     refused(api.patch(f"/meta/objects/account/layouts/{lid}", change), status, path)
     assert ok(api.get(f"/meta/objects/account/layouts/{lid}"))["version"] == 1
-    assert count_rows(runtime, "lh_layout_versions") == 1
+    assert count_rows(runtime, "lh_meta_history", "kind = 'layout'") == 1
 
 
 def test_layout_requests_that_are_not_layouts(api, crm):
@@ -201,7 +203,8 @@ def test_only_admins_design_layouts(api, crm, runtime):
                  rep.get(f"/meta/objects/account/layouts/{lid}/versions"),
                  rep.put("/meta/objects/account/layout-assignments", {"account_rep": lid})):
         assert call.status_code == 403
-    assert count_rows(runtime, "lh_layout_versions") == 1 and count_rows(runtime, "lh_layout_assignments") == 0
+    assert count_rows(runtime, "lh_meta_history", "kind = 'layout'") == 1
+    assert runtime.layouts.assignments("account") == {}
 
 
 # ------------------------------------------------------------------ effective layouts
@@ -570,7 +573,7 @@ def test_openapi_lists_layout_view_menu_export_and_bulk_delete_paths(api, crm):
 
 def test_generated_layout_saves_as_a_starting_point(api, runtime, admin, crm):
     """The designer starts a new layout from the generated one: it validates as it is."""
-    from leadhub.metadata.layouts import default_definition
+    from leadhub.metadata.layout_rules import default_definition
     reg = runtime.cache.current()
     start = default_definition(reg, reg.get("account"))
     saved = runtime.layouts.create_layout(admin, "account", {"name": "From default", **start})
@@ -612,7 +615,8 @@ def test_text_that_cannot_be_stored_is_refused(api, crm, runtime, raw, path):
     r = api.client.post("/api/v1/objects/account/views", data=raw.replace('"sections"', '"columns": ["name"], "x"'),
                         headers={**api.headers, "Content-Type": "application/json"})
     assert r.status_code in (400, 422) and r.get_json()["error"]["fields"]
-    assert count_rows(runtime, "lh_layouts") == 0 and count_rows(runtime, "lh_list_views") == 0
+    assert count_rows(runtime, "lh_meta_items", "kind IN ('layout', 'list_view')") == 0
+    assert count_rows(runtime, "lh_list_views") == 0
 
 
 def test_unstorable_text_in_assignments_and_menu(api, crm):
@@ -639,7 +643,8 @@ def test_concurrent_creates_of_one_name_let_exactly_one_win(runtime, admin, crm)
     for th in threads:
         th.join()
     assert sorted(outcomes) == ["Conflict"] * 3 + ["saved"]
-    assert count_rows(runtime, "lh_layouts") == 1 and count_rows(runtime, "lh_layout_versions") == 1
+    assert count_rows(runtime, "lh_meta_items", "kind = 'layout'") == 1
+    assert count_rows(runtime, "lh_meta_history", "kind = 'layout'") == 1
 
 
 def test_one_shared_my_records_view_serves_every_reader(api, crm):

@@ -6,8 +6,9 @@ from tests.conftest import Api
 
 def test_lead_views_install_once_and_serve_each_reader(api, app, runtime):
     report = runtime.plugins.install("lead")
-    assert "lead layout Standard lead layout" in report.created_views
-    assert not runtime.plugins.upgrade("lead").created_views          # idempotent by name
+    assert "layout/lead.Standard lead layout" in report.created_items
+    assert "list_view/lead.my_leads" in report.created_items
+    assert not runtime.plugins.upgrade("lead").created_items          # nothing twice
     r = api.post("/users", {"login": "rep", "name": "Rep", "password": "s3cret-pass", "roles": ["sales_rep"]})
     rep_id = r.get_json()["id"]
     rep = Api(app.test_client(), auth.create_token(runtime.db, "rep"))

@@ -9,8 +9,8 @@ The file is a zip of YAML, so two versions diff line by line:
                                      contents (every entry, in install order)
     objects/<object>.yaml            an object's own properties
     fields/<object>.<field>.yaml     one field (also fields added to a plugin's object)
-    items/<kind>/<key>.yaml          one item of a metadata kind
-    layouts/, list_views/            an object's layouts and shared views (bundle_views.py)
+    items/<kind>/<key>.yaml          one item of a metadata kind (layouts and shared
+                                     list views too: an object brings its own along)
 
 An entry is "<type>/<key>": "object/visit", "field/visit.subject",
 "duplicate_rule/by_mobile". The installed entries are kept (lh_bundles.baseline)
@@ -24,6 +24,7 @@ as the base of the next upgrade's merge, property by property:
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import zipfile
@@ -34,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import yaml
 
-from leadhub.metadata import bundle_views
 from leadhub.metadata.kinds import Context
 from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import utcnow
@@ -53,6 +53,7 @@ REQUIREMENT = re.compile(r"^\s*(>=|==|>)?\s*(\d+(\.\d+){0,3})\s*$")
 RELATIONAL = ("lookup", "master_detail")
 COMPUTED = ("formula", "rollup")
 RESOLUTIONS = ("local", "new")
+SAFE_KEY = re.compile(r"^[\w.:\-]{1,120}$", re.ASCII)
 
 
 # ------------------------------------------------------------------ the file
@@ -108,12 +109,13 @@ def read_path(path: Path) -> Bundle:
 
 def _path(entry: str) -> str:
     kind, _, key = entry.partition("/")
-    if kind in bundle_views.TYPES:
-        return bundle_views.path(kind, key)
     if kind == "object":
         return f"objects/{key}.yaml"
     if kind == "field":
         return f"fields/{key}.yaml"
+    if not SAFE_KEY.match(key):     # a layout named in Chinese, with spaces: a readable, unique file name
+        slug = re.sub(r"[^\w\-.]+", "_", key, flags=re.ASCII).strip("_.")[:40] or kind
+        key = f"{slug}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]}"
     return f"items/{kind}/{key}.yaml"
 
 
@@ -196,8 +198,6 @@ def satisfies(installed: str, requirement: str) -> bool:
 def entry_state(runtime, reg: "Registry", entry: str) -> dict | None:
     """The instance's current definition of an entry, or None."""
     kind, _, key = entry.partition("/")
-    if kind in bundle_views.TYPES:
-        return bundle_views.state(runtime, reg, kind, key)
     if kind == "object":
         obj = reg.objects.get(key)
         return obj.spec() if obj else None
@@ -263,11 +263,6 @@ def export(runtime, actor: Actor, selection: Selection, *, name: str, version: s
 def _definition(runtime, reg, kind: str, key: str, explicit: bool) -> dict | None:
     """An entry's definition, or None where a plugin provides it (objects and
     fields a plugin made; items a plugin made, unless chosen by name)."""
-    if kind in bundle_views.TYPES:
-        data = bundle_views.state(runtime, reg, kind, key)
-        if data is None:
-            raise NotFound(f"No {kind.replace('_', ' ')} '{key}'.", {"items": f"No {kind} '{key}'."})
-        return data
     if kind == "object":
         obj = reg.objects.get(key)
         if obj is None:
@@ -304,7 +299,7 @@ def _needs(runtime, reg, kind: str, key: str) -> list[tuple[str, str, str | None
         if obj.plugin:
             return [("object", key, obj.plugin)]
         out += [("field", f"{key}.{fd.api_name}", None) for fd in obj.custom_fields()]
-        out += [(k, view, None) for k, view in bundle_views.of_object(runtime, key)]   # how it is shown
+        out += [(i.kind, i.key, None) for i in runtime.kinds.belonging_to(reg, key)]   # how it is shown
     elif kind == "field":
         obj_name, _, name = key.partition(".")
         obj = reg.objects.get(obj_name)
@@ -317,17 +312,13 @@ def _needs(runtime, reg, kind: str, key: str) -> list[tuple[str, str, str | None
             if target and target != "user":
                 need_object(target)
     else:
-        if kind in bundle_views.TYPES:
-            references = bundle_views.refs(kind, key, _definition(runtime, reg, kind, key, explicit=True))
-        else:
-            kd = runtime.kinds.kind(kind)
-            item = reg.items.get(kd.name, {}).get(key)
-            if item is None:
-                raise NotFound(f"No {kind} '{key}'.", {"items": f"No {kind} '{key}'."})
-            if kd.plugin:
-                out.append(("plugin", kd.plugin, kd.plugin))
-            references = kd.refs(item.data)
-        for ref in references:
+        kd = runtime.kinds.kind(kind)
+        item = reg.items.get(kd.name, {}).get(key)
+        if item is None:
+            raise NotFound(f"No {kind} '{key}'.", {"items": f"No {kind} '{key}'."})
+        if kd.plugin:
+            out.append(("plugin", kd.plugin, kd.plugin))
+        for ref in kd.refs(item.data):
             if ref.target == "object":
                 need_object(ref.key)
             elif ref.target == "field":
@@ -352,12 +343,9 @@ def _install_order(runtime, reg, entries: dict[str, dict]) -> list[str]:
         if kind == "field":
             type_name = entries[entry].get("type")
             return (1 + (type_name in RELATIONAL) + 2 * (type_name in COMPUTED), entry)
-        if kind in bundle_views.TYPES:
-            return (5, entry)           # shown after everything they name exists
         return (4, "")
     ordered = sorted((e for e in entries if rank(e)[0] < 4), key=rank)
     items = [e for e in entries if rank(e)[0] == 4]
-    views = sorted(e for e in entries if rank(e)[0] == 5)
     done: set[str] = set()
 
     def visit(entry: str, path: tuple = ()) -> None:
@@ -374,7 +362,7 @@ def _install_order(runtime, reg, entries: dict[str, dict]) -> list[str]:
 
     for entry in sorted(items):
         visit(entry)
-    return ordered + views
+    return ordered
 
 
 # ------------------------------------------------------------------ the plan
@@ -498,7 +486,7 @@ def _problems(runtime, reg, bundle: Bundle, installed: dict | None) -> dict[str,
         return problems         # the entries are checked once the plugins they need are in
     for entry in bundle.entries:
         kind = entry.partition("/")[0]
-        if kind not in ("object", "field", *bundle_views.TYPES) and not runtime.kinds.known(kind):
+        if kind not in ("object", "field") and not runtime.kinds.known(kind):
             problems[entry] = f"Unknown metadata kind '{kind}' (a plugin this leadhub does not have?)."
         if kind == "field":
             obj = entry.partition("/")[2].partition(".")[0]
@@ -631,9 +619,6 @@ def _apply_order(steps: list[Step]) -> list[Step]:
 def _apply(runtime, conn, actor: Actor, step: Step) -> None:
     kind, _, key = step.entry.partition("/")
     md = runtime.metadata
-    if kind in bundle_views.TYPES:
-        bundle_views.apply(runtime, actor, kind, key, step.action, step.values)
-        return
     if kind == "object":
         if step.action == "create":
             made_with = {f["api_name"] for f in step.values.get("fields", [])}
@@ -736,7 +721,7 @@ def uninstall(runtime, actor: Actor, name: str, *, dry_run: bool = False) -> dic
         order = {"layout": -1, "list_view": -1, "field": 1, "object": 2}
         for step in sorted(reversed(steps), key=lambda s: order.get(s.entry.partition("/")[0], 0)):
             kind, _, key = step.entry.partition("/")
-            if kind in ("field", *bundle_views.TYPES) and f"object/{key.partition('.')[0]}" in ours:
+            if kind == "field" and f"object/{key.partition('.')[0]}" in ours:
                 continue           # goes with its object
             _apply(runtime, conn, actor, step)
         conn.execute(sa.delete(t.bundles).where(t.bundles.c.name == name))

@@ -11,7 +11,8 @@ whose references no longer resolve is a 400 naming the reference."""
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import marshmallow as mm
 import sqlalchemy as sa
@@ -192,6 +193,13 @@ class KindService:
             self._changed(ctx, kd, old, None, "meta_deleted")
             return ctx.extras
 
+    @contextmanager
+    def writing(self, actor: Actor) -> Iterator[Context]:
+        """One admin's write in which several items change together (put, remove)."""
+        permissions.require_admin(actor)
+        with self.db.write() as conn:
+            yield self._context(conn, actor)
+
     def put(self, ctx: Context, kind: str, data: dict, *, plugin: str | None = None, note: str | None = None) -> Item:
         """Create or replace an item inside the caller's write (plugins and
         bundles install through this)."""
@@ -296,11 +304,18 @@ class KindService:
                 continue            # a plugin that is not active here: its items are inert
             for item in items.values():
                 for ref in kd.refs(item.data):
+                    if ref.soft:
+                        continue        # does not stop its target being deleted
                     index.setdefault((ref.target, ref.key), []).append((kind_name, item.key, ref.path))
                     if ref.target == "field":      # a field's object is needed too
                         index.setdefault(("object", ref.key.partition(".")[0]), []).append(
                             (kind_name, item.key, ref.path))
         return index
+
+    def belonging_to(self, reg: "Registry", object_name: str) -> list[Item]:
+        """Items that belong to an object (its layouts, its shared views)."""
+        return [item for kd in self._kinds.values() if kd.belongs_to
+                for item in reg.items.get(kd.name, {}).values() if item.data.get(kd.belongs_to) == object_name]
 
     def _exists(self, conn) -> Any:
         def exists(target: str, key: str) -> bool:
@@ -344,18 +359,46 @@ class KindService:
     def _save(self, ctx: Context, kd: Kind, old: Item, data: dict, note: str | None) -> Item:
         data = self._validate(ctx, kd, data, old)
         if kd.key_of(data) != old.key:         # a key made from the definition (a blacklist's type:value)
-            raise BadRequest(f"This change makes a different {kd.label('en').lower().rstrip('s')}: delete this one "
-                             "and create the new one.", {kd.key_field: "Cannot change."})
+            if not kd.renamable:
+                raise BadRequest(f"This change makes a different {kd.label('en').lower().rstrip('s')}: delete this "
+                                 "one and create the new one.", {kd.key_field: "Cannot change."})
+            old = self._rename(ctx, kd, old, kd.key_of(data))
         if data == old.data:
             return old                      # nothing changed: no version, no bump
         now = utcnow()
-        version = record_history(ctx.conn, kd.name, old.key, "updated", data, ctx.actor, note)
-        ctx.conn.execute(sa.update(t.meta_items).where(t.meta_items.c.id == old.id).values(
+        h = t.meta_history
+        version = (ctx.conn.execute(sa.select(sa.func.max(h.c.version)).where(
+            h.c.kind == kd.name, h.c.key == old.key)).scalar() or 0) + 1
+        # only over the version this write read: a save committed meanwhile wins, this one is refused
+        saved = ctx.conn.execute(sa.update(t.meta_items).where(
+            t.meta_items.c.id == old.id, t.meta_items.c.version == old.version).values(
             data=data, version=version, updated_by=ctx.actor.user_id, updated_at=now))
+        if saved.rowcount != 1:
+            raise Conflict(f"{kd.label('en')} '{old.key}' was changed meanwhile; reload it.",
+                           {"version": "Stale: saved by someone else meanwhile."})
+        record_history(ctx.conn, kd.name, old.key, "updated", data, ctx.actor, note)
         item = Item(kind=kd.name, key=old.key, data=data, id=old.id, version=version, plugin=old.plugin,
                     updated_at=now, created_by=old.created_by)
         self._changed(ctx, kd, old, item, "meta_updated")
         return item
+
+    def _rename(self, ctx: Context, kd: Kind, old: Item, key: str) -> Item:
+        """Give an item a new key; its history moves with it. Refused while
+        other items name the old key, or when the new one is taken."""
+        if not key or len(key) > 200:
+            raise k.invalid(kd, {kd.key_field: "A key of 1-200 characters is required."})
+        users = self.referrers(ctx.registry, kd.name, old.key)
+        if users:
+            raise Conflict(f"{kd.label('en')} '{old.key}' is used by {', '.join(users)}; it cannot be renamed.",
+                           {kd.key_field: "In use."})
+        m, h = t.meta_items, t.meta_history
+        if ctx.conn.execute(sa.select(m.c.id).where(m.c.kind == kd.name, m.c.key == key)).first() \
+                or ctx.conn.execute(sa.select(h.c.id).where(h.c.kind == kd.name, h.c.key == key).limit(1)).first():
+            raise Conflict(f"{kd.label('en')}: '{key}' already exists or existed.", {kd.key_field: "Already taken."})
+        ctx.conn.execute(sa.update(m).where(m.c.id == old.id).values(key=key))
+        ctx.conn.execute(sa.update(h).where(h.c.kind == kd.name, h.c.key == old.key).values(key=key))
+        return Item(kind=old.kind, key=key, data=old.data, id=old.id, version=old.version, plugin=old.plugin,
+                    updated_at=old.updated_at, created_by=old.created_by)
 
     def _changed(self, ctx: Context, kd: Kind, old: Item | None, new: Item | None, action: str) -> None:
         item = new or old

@@ -48,10 +48,14 @@ BUILTIN_TARGETS = ("object", "field", "user", "role")
 class Ref:
     """One reference from an item to other metadata: `target` is "object",
     "field" (key "object.field"), "user" (a login), "role" (an api name) or
-    another kind's name; `path` says where in the item it sits."""
+    another kind's name; `path` says where in the item it sits. A soft
+    reference is a dependency (a bundle brings its target along) that does
+    not stop the target being deleted: the item copes without it (a layout
+    skips a deleted field), and the kind's own check decides what a save may name."""
     target: str
     key: str
     path: str
+    soft: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class Kind:
     choices: dict = field(default_factory=dict)      # property -> {value: {"en", "zh_CN"}}: what a choice is called
     editor: str | None = None                     # a page endpoint of the kind's own editor, if it has one
     own_api: bool = False                         # its REST is its own (functions): not described generically
+    belongs_to: str | None = None                 # the property naming the object an item belongs to (layouts):
+                                                  # exported with it, removed when it is purged
+    renamable: bool = False                       # a key made from the definition may change (history follows)
 
     def key_of(self, data: dict) -> str:
         if self.singleton:
@@ -179,6 +186,8 @@ def check_references(kind: Kind, data: dict, reg: "Registry", exists: Callable[[
     `exists(target, key)` answers users and roles (the registry knows the rest)."""
     errors: dict[str, str] = {}
     for ref in kind.refs(data):
+        if ref.soft:
+            continue
         problem = dangling(ref, reg, exists)
         if problem:
             errors.setdefault(ref.path, problem)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from leadhub.metadata.apinames import check_api_name
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kind_service import bump_version, record_history
+from leadhub.metadata.kinds import Context
 from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.registry import MetadataCache, Registry, formula_order, load_registry
 from leadhub.metadata.types import get_type, type_names
@@ -159,6 +160,9 @@ class MetadataService:
             if obj is None:
                 raise Conflict(f"Only a deleted object can be purged; delete '{name}' first.",
                                {"api_name": "Not deleted."})
+            ctx = Context(self.kinds.runtime, conn, reg, actor)
+            for item in self.kinds.belonging_to(reg, name):      # its layouts and shared views go with it
+                self.kinds.remove(ctx, item.kind, item.key)
             ddl.drop_object_table(conn, obj)
             conn.execute(sa.delete(t.fields).where(t.fields.c.object_id == obj.id))
             conn.execute(sa.delete(t.objects).where(t.objects.c.id == obj.id))

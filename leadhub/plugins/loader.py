@@ -62,14 +62,13 @@ class ApplyReport:
     created_objects: list[str] = field(default_factory=list)
     added_fields: list[str] = field(default_factory=list)
     added_options: list[str] = field(default_factory=list)
-    created_views: list[str] = field(default_factory=list)      # layouts and shared list views
     created_items: list[str] = field(default_factory=list)      # items of metadata kinds: "kind/key"
     updated: list[str] = field(default_factory=list)    # entries the new version changed and the admin had not
     kept: list[str] = field(default_factory=list)       # entries both changed: the admin's version stays
 
     @property
     def changed(self) -> bool:
-        return bool(self.created_objects or self.added_fields or self.added_options or self.created_views
+        return bool(self.created_objects or self.added_fields or self.added_options
                     or self.created_items or self.updated)
 
 
@@ -167,7 +166,6 @@ class PluginManager:
                 for fspec in spec.get("fields", []):
                     shipped[f"field/{name}.{fspec['api_name']}"] = md.field_definition(name, fspec)
                 self._apply_indexes(name, indexes)
-        self._apply_views(plugin, report)
         self._apply_items(plugin, report, baseline, shipped)
         self._save_baseline(plugin, shipped)
         return report
@@ -221,33 +219,6 @@ class PluginManager:
         with self.runtime.db.read() as conn:
             return conn.execute(sa.select(h.c.id).where(h.c.kind == kind, h.c.key == key).limit(1)).first() is not None
 
-    def _apply_views(self, plugin: Plugin, report: ApplyReport) -> None:
-        """Layouts and shared list views a plugin ships (after every object
-        exists, so related lists may name any of them). Matched by name: one
-        an admin renamed or deleted is not brought back under the old name,
-        and an admin's edits are never overwritten."""
-        layouts = self.runtime.layouts
-        owner = self._admin_actor()
-        for doc in plugin.metadata_documents():
-            for spec in doc.get("layouts", []):
-                obj, payload = spec["object"], {k: v for k, v in spec.items() if k != "object"}
-                if obj not in self.runtime.cache.current().objects:
-                    continue
-                if any(lay["name"] == payload["name"] for lay in layouts.list_layouts(obj)):
-                    continue
-                layouts.create_layout(Actor.system(), obj, payload)
-                report.created_views.append(f"{obj} layout {payload['name']}")
-            for spec in doc.get("list_views", []):
-                obj, payload = spec["object"], {k: v for k, v in spec.items() if k != "object"}
-                if owner is None or obj not in self.runtime.cache.current().objects:
-                    continue      # shared views need an admin to own them; the next upgrade adds them
-                names = [v["name"] for v in layouts.list_views(owner, obj) if v["shared"]]
-                if any(n == payload["name"] or (isinstance(n, dict) and isinstance(payload["name"], dict)
-                                                and n.get("en") == payload["name"].get("en")) for n in names):
-                    continue
-                layouts.create_list_view(owner, obj, {**payload, "shared": True})
-                report.created_views.append(f"{obj} view {payload['name']}")
-
     def _apply_indexes(self, obj_name: str, indexes: list[dict]) -> None:
         """Composite indexes the plugin's lookups need (`indexes:` on an object
         in its YAML: name, fields, optional include), made if missing."""
@@ -257,12 +228,6 @@ class PluginManager:
         with self.runtime.db.write() as conn:
             for spec in indexes:
                 ddl.ensure_index(conn, obj, spec["name"], spec["fields"], spec.get("include", []))
-
-    def _admin_actor(self) -> Actor | None:
-        with self.runtime.db.read() as conn:
-            row = conn.execute(sa.select(t.users.c.id, t.users.c.login).where(
-                t.users.c.is_admin.is_(True), t.users.c.active.is_(True)).order_by(t.users.c.id)).first()
-        return None if row is None else Actor(user_id=row.id, login=row.login, is_admin=True)
 
     def _upgrade_object(self, plugin: Plugin, obj, spec: dict, report: ApplyReport, baseline: dict) -> None:
         actor = Actor.system()

@@ -77,17 +77,17 @@ def create_view(name):
     return _layouts().create_list_view(g.actor, name, body()), 201
 
 
-@api.get("/objects/<name>/views/<id:view_id>")
+@api.get("/objects/<name>/views/<view_id>")
 def get_view(name, view_id):
     return _layouts().get_list_view(g.actor, name, view_id)
 
 
-@api.patch("/objects/<name>/views/<id:view_id>")
+@api.patch("/objects/<name>/views/<view_id>")
 def update_view(name, view_id):
     return _layouts().update_list_view(g.actor, name, view_id, body())
 
 
-@api.delete("/objects/<name>/views/<id:view_id>")
+@api.delete("/objects/<name>/views/<view_id>")
 def delete_view(name, view_id):
     _layouts().delete_list_view(g.actor, name, view_id)
     return "", 204

@@ -325,7 +325,7 @@ def create_layout(name):
     svc = _layouts()
     reg = runtime().cache.current()
     obj = reg.get(name)
-    from leadhub.metadata.layouts import default_definition
+    from leadhub.metadata.layout_rules import default_definition
     start = default_definition(reg, obj)
     try:
         lay = svc.create_layout(actor(), name, {"name": request.form.get("layout_name", "").strip(), **start})
@@ -418,8 +418,8 @@ def views(name):
                        "filter": json.loads(tree) if tree else None,
                        "sort": [s for s in request.form.get("sort", "").split(",") if s.strip()],
                        "shared": request.form.get("shared") == "on"}
-            if view_id.isdigit():
-                svc.update_list_view(a, name, int(view_id), payload)
+            if view_id:
+                svc.update_list_view(a, name, view_id, payload)
             else:
                 svc.create_list_view(a, name, payload)
             flash(_("View saved."), "ok")
@@ -435,7 +435,7 @@ def views(name):
                            catalog=field_catalog(a, obj)), status
 
 
-@bp.post("/objects/<name>/views/<int:view_id>/delete")
+@bp.post("/objects/<name>/views/<view_id>/delete")
 def delete_view(name, view_id):
     try:
         _layouts().delete_list_view(actor(), name, view_id)

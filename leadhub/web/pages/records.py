@@ -216,7 +216,7 @@ def save_view(name):
     return redirect(url_for("pages.list_records", name=name, view=view["id"]))
 
 
-@bp.post("/o/<name>/views/<int:view_id>/delete")
+@bp.post("/o/<name>/views/<view_id>/delete")
 def delete_view(name, view_id):
     """His own personal view (or, for an admin, a shared one)."""
     _obj(name)
