@@ -12,6 +12,7 @@ from leadhub.platform.config import Config
 from leadhub.platform.db import Database
 from leadhub.platform.events import EventBus
 from leadhub.platform.identity import Organisation
+from leadhub.platform.imports import MAPPING_KIND
 from leadhub.platform.jobs import Jobs
 from leadhub.platform.notifications import Notifications
 from leadhub.platform.ownership import Ownership
@@ -38,6 +39,7 @@ class Runtime:
         self.ownership = Ownership(self)
         self.notifications = Notifications(self)
         self.layouts = LayoutService(self)
+        self.kinds.declare(MAPPING_KIND)                # saved import mappings
         self.scheduler = Scheduler(self)
         self._start_functions()
         self.plugins = PluginManager(self)

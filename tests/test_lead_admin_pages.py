@@ -259,7 +259,7 @@ def test_web_form_with_its_snippet_escaped_and_a_live_preview(site, api, app):
     assert api.get(f"/meta/web-forms/{form_id}").get_json()["name"] == "官网咨询"
     assert "官网咨询" in admin.get("/admin/leads/web-forms").text
     assert admin.post(f"/admin/leads/web-forms/{form_id}/delete").status_code == 302
-    assert count_rows(rt, "lh_web_forms") == 0
+    assert count_rows(rt, "lh_meta_items", "kind = 'web_form'") == 0 and count_rows(rt, "lh_web_form_keys") == 0
 
 
 def test_follow_up_rules_per_status_and_the_timeliness_table(site, api, runtime):
@@ -301,7 +301,7 @@ def test_pages_in_chinese(site):
 
 def test_forms_need_the_csrf_token(site):
     admin, rt = site["admin"], site["runtime"]
-    tables = ("lh_meta_items", "lh_meta_history", "lh_web_forms", "lh_score_jobs")
+    tables = ("lh_meta_items", "lh_meta_history", "lh_web_form_keys", "lh_score_jobs")
     before = {table: count_rows(rt, table) for table in tables}
     for url, data in (("/admin/leads/duplicate-rules/new", COMBINED),
                       ("/admin/leads/blacklists", {"type": "keyword", "value": "spam"}),

@@ -66,7 +66,7 @@ def test_form_definition_and_snippet(api, form, public, admin):
     assert '<option value="it">IT/软件</option>' in snippet
     got = api.get(f"/meta/web-forms/{form['id']}").get_json()
     assert got["snippet"] == snippet
-    assert [f["name"] for f in api.get("/meta/web-forms").get_json()["web_forms"]] == ["官网咨询"]
+    assert [f["name"] for f in api.get("/meta/web-forms").get_json()["items"]] == ["官网咨询"]
     # the hosted page carries the same form
     page = public.get(f"/forms/{form['public_key']}")
     assert page.status_code == 200 and page.mimetype == "text/html"
@@ -102,7 +102,7 @@ def test_bad_definitions_name_the_property(api, lead, payload, field):
     r = api.post("/meta/web-forms", payload)
     assert r.status_code == 400, r.get_json()
     assert field in r.get_json()["error"]["fields"]
-    assert api.get("/meta/web-forms").get_json()["web_forms"] == []
+    assert api.get("/meta/web-forms").get_json()["items"] == []
 
 
 def test_only_admins_write_forms(app, api, lead, runtime, form):

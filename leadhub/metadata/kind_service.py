@@ -109,7 +109,7 @@ class KindService:
         """The API's view of an item: its definition plus id, key, version."""
         kd = self.kind(item.kind)
         out = {**item.data, "key": item.key, "id": item.id, "version": item.version, "plugin": item.plugin,
-               "updated_at": item.updated_at}
+               "created_by": item.created_by, "updated_at": item.updated_at}
         if kd.present:
             out.update(kd.present(self.runtime, item))
         return out
@@ -121,6 +121,8 @@ class KindService:
         if kd.read_admin:
             permissions.require_admin(actor)
         items = list(self.items(kd.name).values())
+        if kd.may_read:
+            items = [i for i in items if kd.may_read(actor, i)]
         if where:
             fields = kd.schema().fields
             for prop, value in where.items():
@@ -135,18 +137,27 @@ class KindService:
         return [self.view(i) for i in items]
 
     def get(self, actor: Actor, kind: str, key: str) -> dict:
+        return self.view(self.readable(actor, kind, key))
+
+    def readable(self, actor: Actor, kind: str, key: str) -> Item:
+        """An item the actor may read, or a 404 (403 for kinds only admins read)."""
         kd = self.kind(kind)
         if kd.read_admin:
             permissions.require_admin(actor)
-        return self.view(self.find(kd.name, key))
+        item = self.find(kd.name, key)
+        if kd.may_read and not kd.may_read(actor, item):
+            raise NotFound(f"No {kd.label('en').lower().rstrip('s')} '{key}'.", {"key": "No such item."})
+        return item
 
     # ------------------------------------------------------------ writing
     def create(self, actor: Actor, kind: str, payload: Any, *, plugin: str | None = None) -> dict:
-        permissions.require_admin(actor)
         kd = self.kind(kind)
+        self._may_write(actor, kd, None, None)
+        data = k.load(kd, payload)
+        self._may_write(actor, kd, data, None)
         with self.db.write() as conn:
             ctx = self._context(conn, actor)
-            item = self._insert(ctx, kd, k.load(kd, payload), _note(payload), plugin)
+            item = self._insert(ctx, kd, data, _note(payload), plugin)
             return {**self.view(item), **ctx.extras}
 
     def update(self, actor: Actor, kind: str, key: str, payload: Any, *, replace: bool = False) -> dict:
@@ -154,13 +165,14 @@ class KindService:
         replace, the whole new definition), validated whole. A payload that
         carries the `version` it was read at is refused (409) when someone
         saved since."""
-        permissions.require_admin(actor)
         kd = self.kind(kind)
+        self._may_write(actor, kd, None, None)
         if not isinstance(payload, dict):
             raise BadRequest("The body must be a JSON object.", {"body": "Must be an object."})
         with self.db.write() as conn:
             ctx = self._context(conn, actor)
             old = self.find(kd.name, key, ctx.registry)
+            self._may_write(actor, kd, None, old)
             seen = payload.get("version")
             if "version" not in kd.schema._declared_fields and seen is not None and seen != old.version:
                 # the client read an older version: saving would undo someone else's change
@@ -171,17 +183,19 @@ class KindService:
             if kp and kp in given and str(given[kp]) != old.key:
                 raise BadRequest(f"{kp} cannot change; create a new item instead.", {kp: "Cannot change."})
             data = k.load(kd, given if replace else {**old.data, **given})
+            self._may_write(actor, kd, data, old)
             item = self._save(ctx, kd, old, data, _note(payload))
             return {**self.view(item), **ctx.extras}
 
     def delete(self, actor: Actor, kind: str, key: str) -> dict:
-        permissions.require_admin(actor)
         kd = self.kind(kind)
+        self._may_write(actor, kd, None, None)
         if kd.singleton:
             raise Conflict(f"{kd.label('en')} cannot be deleted; change it instead.", {"key": "Singleton."})
         with self.db.write() as conn:
             ctx = self._context(conn, actor)
             old = self.find(kd.name, key, ctx.registry)
+            self._may_write(actor, kd, None, old)
             users = self.referrers(ctx.registry, kd.name, old.key)
             if users:
                 raise Conflict(f"{kd.label('en')} '{old.key}' is used by {', '.join(users)}; change those first.",
@@ -329,6 +343,17 @@ class KindService:
         return exists
 
     # ------------------------------------------------------------ steps
+    @staticmethod
+    def _may_write(actor: Actor, kd: Kind, data: dict | None, old: Item | None) -> None:
+        """Admins write every kind; a kind with may_write also lets others
+        write what it allows (asked before loading, then with what is known)."""
+        if kd.may_write is None:
+            permissions.require_admin(actor)
+        elif data is not None or old is not None:
+            kd.may_write(actor, data, old)
+        elif actor is None:
+            raise permissions.Forbidden("Sign in first.")
+
     def _context(self, conn, actor: Actor) -> Context:
         return Context(runtime=self.runtime, conn=conn, registry=self.cache.current(conn), actor=actor)
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # Properties of an item's API view that are not part of its definition: a
 # client may send them back unchanged and they are ignored.
-OUTPUT_ONLY = ("id", "key", "version", "plugin", "created_at", "updated_at")
+OUTPUT_ONLY = ("id", "key", "version", "plugin", "created_by", "created_at", "updated_at")
 NOTE = "version_note"       # the optional note a save keeps with its version
 MAX_NOTE = 200
 BUILTIN_TARGETS = ("object", "field", "user", "role")
@@ -95,6 +95,7 @@ class Kind:
     check_delete: Callable[[Context, Item], None] | None = None
     on_change: Callable[[Context, Item | None, Item | None], None] | None = None   # in the write, after it
     present: Callable[[Any, Item], dict] | None = None    # read-only extras in the API view
+    presented: tuple[str, ...] = ()               # the properties present adds (ignored when sent back)
     singleton: bool = False                       # one item, key "default", never deleted
     plugin: str | None = None                     # the plugin that declares it
     read_admin: bool = False                      # only admins read it (writes are always admins')
@@ -107,6 +108,10 @@ class Kind:
     belongs_to: str | None = None                 # the property naming the object an item belongs to (layouts):
                                                   # exported with it, removed when it is purged
     renamable: bool = False                       # a key made from the definition may change (history follows)
+    # who may write and read items when not only admins: may_write(actor, new definition or None, old item
+    # or None) raises Forbidden; may_read(actor, item) says whether the actor sees it (import mappings)
+    may_write: Callable[["Actor", dict | None, Item | None], None] | None = None
+    may_read: Callable[["Actor", Item], bool] | None = None
 
     def key_of(self, data: dict) -> str:
         if self.singleton:
@@ -173,7 +178,8 @@ def plain(value: Any) -> Any:
 def definition_of(kind: Kind, payload: dict) -> dict:
     """A payload without the API view's extras (id, version, ...) and the version note."""
     own = kind.schema._declared_fields
-    return {k: v for k, v in payload.items() if k in own or (k not in OUTPUT_ONLY and k != NOTE)}
+    return {k: v for k, v in payload.items()
+            if k in own or (k not in OUTPUT_ONLY and k not in kind.presented and k != NOTE)}
 
 
 def invalid(kind: Kind, fields: dict[str, str]) -> BadRequest:

@@ -37,9 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import marshmallow as mm
 import sqlalchemy as sa
 
 from leadhub.metadata.definitions import FieldDef, ObjectDef
+from leadhub.metadata.kinds import Context, Item, Kind, Ref
 from leadhub.platform import auth, permissions, tables as t
 from leadhub.platform.db import UTCDateTime, in_values, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
@@ -104,15 +106,55 @@ import_keys = sa.Table(
     sa.Column("row_no", sa.Integer, nullable=False),
 )
 
-import_mappings = sa.Table(
-    "lh_import_mappings", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("object", sa.String(40), nullable=False),
-    sa.Column("name", sa.String(100), nullable=False),
-    sa.Column("mapping", sa.JSON, nullable=False),
-    sa.Column("created_by", sa.Integer, sa.ForeignKey("lh_users.id"), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("object", "name", name="uq_lh_import_mappings_object_name"),
+# ---------------------------------------------------------------- saved mappings
+# A saved mapping is an item of the import_mapping kind, key "<object>.<name>":
+# anyone who may import into the object saves, reads and uses it; its author
+# or an admin changes or deletes it.
+
+class MappingSchema(mm.Schema):
+    class Meta:
+        unknown = mm.RAISE
+    object = mm.fields.String(required=True)
+    name = mm.fields.Raw(required=True)
+    mapping = mm.fields.Raw(required=True)
+
+
+def _may_import(actor: Actor, obj_name: str) -> bool:
+    return actor is not None and "import" in actor.rights(obj_name).actions
+
+
+def _mapping_writer(actor: Actor, data: dict | None, old: Item | None) -> None:
+    obj_name = (data or old.data)["object"]
+    if not _may_import(actor, obj_name):
+        raise Forbidden(f"You may not import into {obj_name}.")
+    if old is not None and not actor.is_admin and old.created_by != actor.user_id:
+        raise Forbidden("Only its author or an administrator may change or delete a saved mapping.")
+
+
+def _check_saved_mapping(ctx: Context, data: dict, old: Item | None) -> dict:
+    name = data["name"]
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise BadRequest("name must be 1-100 characters.", {"name": "1-100 characters."})
+    obj = ctx.registry.objects.get(data["object"])
+    if obj is None:
+        raise BadRequest(f"No object {data['object']!r}.", {"object": "Unknown object."})
+    mapping = check_mapping(ctx.actor, obj, None, data["mapping"])
+    if not any(mapping.values()):
+        raise BadRequest("The mapping maps no column.", {"mapping": "No column is mapped."})
+    return {"object": obj.api_name, "name": name.strip(), "mapping": mapping}
+
+
+MAPPING_KIND = Kind(
+    name="import_mapping", url="import-mappings", labels={"en": "Import mappings", "zh_CN": "导入映射"},
+    schema=MappingSchema, key=lambda d: f"{d['object']}.{str(d['name']).strip()}", key_fields=("object", "name"),
+    title="name", check=_check_saved_mapping, belongs_to="object", renamable=True,
+    may_write=_mapping_writer, may_read=lambda actor, item: _may_import(actor, item.data["object"]),
+    references=lambda d: [Ref("object", d["object"], "object", soft=True)] + [
+        Ref("field", f"{d['object']}.{f}", f"mapping.{c}", soft=True)
+        for c, f in (d["mapping"] or {}).items() if isinstance(f, str) and f],
+    order=lambda i: (i.data["object"], i.data["name"]),
+    properties={"object": {"en": "Object", "zh_CN": "对象"}, "name": {"en": "Name", "zh_CN": "名称"},
+                "mapping": {"en": "Column → field", "zh_CN": "列 → 字段"}},
 )
 
 
@@ -874,53 +916,27 @@ class Importer:
 
     # ---- saved mappings
     def save_mapping(self, actor: Actor, data: Any) -> dict:
-        if not isinstance(data, dict):
-            raise BadRequest("The body must be an object with name, object and mapping.", {"body": "Must be an object."})
-        unknown = set(data) - {"name", "object", "mapping"}
-        if unknown:
-            raise BadRequest(f"Unknown property: {', '.join(sorted(unknown))}.", {k: "Unknown property." for k in unknown})
-        name = data.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise BadRequest("name must be 1-100 characters.", {"name": "1-100 characters."})
-        obj = self._object(actor, data.get("object"))
-        mapping = check_mapping(actor, obj, None, data.get("mapping"))
-        if not any(mapping.values()):
-            raise BadRequest("The mapping maps no column.", {"mapping": "No column is mapped."})
-        try:
-            with self.runtime.db.write() as conn:
-                new_id = conn.execute(import_mappings.insert().values(
-                    object=obj.api_name, name=name.strip(), mapping=mapping, created_by=actor.user_id,
-                    created_at=utcnow())).inserted_primary_key[0]
-        except sa.exc.IntegrityError:
-            raise Conflict(f"A mapping named {name.strip()!r} exists for {obj.api_name}.", {"name": "Taken."}) from None
-        return self.mapping(actor, new_id)
+        if isinstance(data, dict) and isinstance(data.get("object"), str):
+            self._object(actor, data["object"])        # 404 for an unknown object, 403 without the import right
+        item = self.runtime.kinds.create(actor, MAPPING_KIND.name, data)
+        return self.mapping(actor, item["id"])
 
     def mapping(self, actor: Actor, mapping_id: Any, field_name: str = "id") -> dict:
-        if isinstance(mapping_id, str) and mapping_id.isdigit():
-            mapping_id = int(mapping_id)
-        if isinstance(mapping_id, bool) or not isinstance(mapping_id, int) or not 0 < mapping_id < 2**31:
+        if isinstance(mapping_id, bool) or not str(mapping_id).isdigit() or not 0 < int(mapping_id) < 2**31:
             raise BadRequest("A mapping id is a positive integer.", {field_name: "Not an id."})
-        with self.runtime.db.read() as conn:
-            row = conn.execute(sa.select(import_mappings).where(import_mappings.c.id == mapping_id)).mappings().first()
-        if row is None or "import" not in actor.rights(row["object"]).actions:
+        try:
+            item = self.runtime.kinds.readable(actor, MAPPING_KIND.name, str(int(mapping_id)))
+        except NotFound:
             raise (BadRequest if field_name != "id" else NotFound)(f"No saved mapping {mapping_id}.",
-                                                                   {field_name: "Unknown mapping."})
-        return dict(row)
+                                                                   {field_name: "Unknown mapping."}) from None
+        return self.runtime.kinds.view(item)
 
     def mappings(self, actor: Actor, obj_name: str | None = None) -> list[dict]:
-        stmt = sa.select(import_mappings).order_by(import_mappings.c.object, import_mappings.c.name)
-        if obj_name:
-            stmt = stmt.where(import_mappings.c.object == obj_name)
-        with self.runtime.db.read() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        return [dict(r) for r in rows if "import" in actor.rights(r["object"]).actions]
+        return self.runtime.kinds.list(actor, MAPPING_KIND.name, {"object": obj_name} if obj_name else None)
 
     def delete_mapping(self, actor: Actor, mapping_id: int) -> None:
         m = self.mapping(actor, mapping_id)
-        if not actor.is_admin and m["created_by"] != actor.user_id:
-            raise Forbidden("Only its author or an administrator may delete a saved mapping.")
-        with self.runtime.db.write() as conn:
-            conn.execute(import_mappings.delete().where(import_mappings.c.id == m["id"]))
+        self.runtime.kinds.delete(actor, MAPPING_KIND.name, m["key"])
 
 
 def run_import(import_id: int) -> dict:

@@ -24,8 +24,8 @@ def _register(runtime) -> None:
 
 
 def _kinds() -> list:
-    from leadhub.plugins.lead import blacklists, duplicate_rules, followup_rules, scoring_config
-    return [blacklists.KIND, duplicate_rules.KIND, *scoring_config.KINDS, followup_rules.KIND]
+    from leadhub.plugins.lead import blacklists, duplicate_rules, followup_rules, scoring_config, webforms
+    return [blacklists.KIND, duplicate_rules.KIND, *scoring_config.KINDS, followup_rules.KIND, webforms.KIND]
 
 
 def _blueprints() -> list:

@@ -138,7 +138,8 @@ def _rule_refs(data: dict) -> list[Ref]:
 
 RULE_KIND = Kind(name="scoring_rule", url="scoring-rules", plugin="lead", schema=RuleSchema, key="name",
                  labels={"en": "Scoring rules", "zh_CN": "评分规则"}, references=_rule_refs, check=_rule_check,
-                 on_change=_rule_changed, present=_rule_error, editor="lead_admin.scoring_page", properties={
+                 on_change=_rule_changed, present=_rule_error, presented=("error",), editor="lead_admin.scoring_page",
+                 properties={
                      "name": {"en": "Name", "zh_CN": "名称"}, "label": {"en": "Label", "zh_CN": "显示名称"},
                      "object": {"en": "Object", "zh_CN": "对象"},
                      "condition": {"en": "Condition (a formula)", "zh_CN": "条件（公式）"},

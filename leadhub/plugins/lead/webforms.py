@@ -2,9 +2,10 @@
 labels, the source and campaign leads get) and the public endpoint pages
 post to.
 
-- Metadata: GET|POST /api/v1/meta/web-forms, GET|PATCH|DELETE
-  /api/v1/meta/web-forms/<id> (admins write; GET of one form includes its
-  embeddable HTML snippet).
+- Metadata: items of the web_form kind, so /api/v1/meta/web-forms[/<api
+  name or id>] with versions, diff and rollback like every kind (admins
+  write; reading one shows its public key, submissions and embeddable HTML
+  snippet). The public key and the count are state, kept in lh_web_form_keys.
 - Public: GET /forms/<key> serves a hosted page with the form; POST
   /forms/<key> takes form-encoded or JSON submissions (no session, so no
   CSRF; CORS open for JSON posts from the embedding site).
@@ -27,15 +28,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 import sqlalchemy as sa
-from flask import request
+import marshmallow as mm
+from flask import has_request_context, request
 from markupsafe import Markup
 from sqlalchemy.dialects import postgresql, sqlite
 
+from leadhub.metadata.apinames import check_api_name
+from leadhub.metadata.kinds import Context, Item, Kind, Ref
 from leadhub.metadata.labels import normalise_labels, pick
 from leadhub.platform import tables as t
-from leadhub.platform.db import UTCDateTime, utcnow
 from leadhub.platform.errors import BadRequest, LeadhubError, NotFound, ValidationFailed
-from leadhub.platform.permissions import Actor, require, require_admin
+from leadhub.platform.permissions import Actor, require
 from leadhub.platform.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -48,28 +51,18 @@ RATE_LIMIT = 10               # submissions per client address per form per minu
 MAX_BODY = 64 * 1024
 DEFAULT_MESSAGE = {"zh_CN": "提交成功，我们会尽快与您联系。", "en": "Thank you, we will be in touch soon."}
 
-forms_table = sa.Table(
-    "lh_web_forms", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(100), nullable=False),
-    sa.Column("fields", sa.JSON, nullable=False),          # [{field, required, label: {en, zh_CN}}]
-    sa.Column("source", sa.String(100), nullable=False),
-    sa.Column("campaign", sa.BigInteger),
-    sa.Column("success_message", sa.Text),
-    sa.Column("redirect_url", sa.String(500)),
-    sa.Column("language", sa.String(8), nullable=False),
-    sa.Column("active", sa.Boolean, nullable=False),
+# what a form is (its definition) is an item of the web_form kind; these
+# are its state: the public key its URL carries, how often it was submitted
+form_keys = sa.Table(
+    "lh_web_form_keys", metadata,
+    sa.Column("form", sa.String(40), primary_key=True),           # the form's api name
     sa.Column("public_key", sa.String(64), nullable=False, unique=True),
-    sa.Column("owner", sa.Integer, sa.ForeignKey("lh_users.id")),
-    sa.Column("submissions", sa.Integer, nullable=False),
-    sa.Column("created_by", sa.Integer, sa.ForeignKey("lh_users.id")),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("submissions", sa.Integer, nullable=False, default=0),
 )
 
 hits_table = sa.Table(
     "lh_web_form_hits", metadata,
-    sa.Column("form_id", sa.Integer, sa.ForeignKey("lh_web_forms.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("form", sa.String(40), primary_key=True),
     sa.Column("client", sa.String(64), primary_key=True),
     sa.Column("minute", sa.BigInteger, primary_key=True),
     sa.Column("hits", sa.Integer, nullable=False),
@@ -87,178 +80,238 @@ class TooManyRequests(LeadhubError):
 
 # ---------------------------------------------------------------- definitions
 
-PROPS = {"name", "fields", "source", "campaign", "success_message", "redirect_url", "language", "active", "owner"}
+PROPS = ("api_name", "name", "fields", "source", "campaign", "success_message", "redirect_url", "language",
+         "active", "owner")
+
+
+class FormSchema(mm.Schema):
+    # checked by check_form (400 naming each property), so every property is taken as it comes
+    class Meta:
+        unknown = mm.RAISE
+    api_name = mm.fields.Raw()
+    name = mm.fields.Raw(required=True)
+    fields = mm.fields.Raw(required=True)
+    source = mm.fields.Raw(load_default="web_form")
+    campaign = mm.fields.Raw(load_default=None)
+    success_message = mm.fields.Raw(load_default=None)
+    redirect_url = mm.fields.Raw(load_default=None)
+    language = mm.fields.Raw(load_default="zh_CN")
+    active = mm.fields.Raw(load_default=True)
+    owner = mm.fields.Raw(load_default=None)
+
+
+def check_form(ctx: Context, data: dict, old: Item | None) -> dict:
+    """A whole form definition; 400 naming each bad property. The owner is
+    kept by login (a form moves between instances in a bundle); the API
+    also takes a user id."""
+    errors: dict[str, str] = {}
+    lead = ctx.registry.get(OBJECT)
+    out: dict[str, Any] = {}
+    api_name = data.get("api_name")
+    if api_name is None:
+        api_name = old.key if old else _next_name(ctx)
+    if (msg := check_api_name(api_name, kind="web form")):
+        errors["api_name"] = msg
+    out["api_name"] = api_name
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
+        errors["name"] = "1-100 characters."
+    else:
+        out["name"] = name.strip()
+    out["fields"] = _check_fields(lead, data.get("fields"), errors)
+    options = {o["value"] for o in lead.fields["source"].settings.get("options", []) if o["active"]} \
+        if "source" in lead.fields else set()
+    if data.get("source") not in options:
+        errors["source"] = f"Must be one of lead.source's options: {', '.join(sorted(options))}."
+    out["source"] = data.get("source")
+    campaign = data.get("campaign")
+    if campaign is not None:
+        if isinstance(campaign, bool) or not isinstance(campaign, int) or not 0 < campaign < 2**63:
+            errors["campaign"] = "A campaign record id."
+        else:
+            try:
+                ctx.runtime.records.get(ctx.actor, "campaign", campaign, ["id"])
+            except (NotFound, LeadhubError):
+                errors["campaign"] = f"No campaign {campaign}."
+    out["campaign"] = campaign
+    message = data.get("success_message")
+    if message is not None and (not isinstance(message, str) or len(message) > 1000):
+        errors["success_message"] = "Text of at most 1000 characters."
+    out["success_message"] = message or None
+    url = data.get("redirect_url")
+    if url not in (None, ""):
+        parsed = urlparse(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 500:
+            errors["redirect_url"] = "An http(s) URL of at most 500 characters."
+    out["redirect_url"] = url or None
+    if data.get("language") not in ("zh_CN", "en"):
+        errors["language"] = "zh_CN or en."
+    out["language"] = data.get("language")
+    if not isinstance(data.get("active"), bool):
+        errors["active"] = "true or false."
+    out["active"] = data.get("active")
+    owner = data.get("owner")
+    if owner is None and old is None and ctx.actor.user_id is not None:
+        owner = ctx.actor.user_id          # a new form's leads are its author's, unless told otherwise
+    if owner is not None:
+        col = t.users.c.login if isinstance(owner, str) else t.users.c.id
+        ok = isinstance(owner, str) or (isinstance(owner, int) and not isinstance(owner, bool) and 0 < owner < 2**31)
+        login = ctx.conn.execute(sa.select(t.users.c.login).where(col == owner, t.users.c.active.is_(True))
+                                 ).scalar() if ok else None
+        if login is None:
+            errors["owner"] = "An active user's id or login."
+        owner = login
+    out["owner"] = owner
+    if errors:
+        raise BadRequest("The web form definition is not valid.", errors)
+    return out
+
+
+def _next_name(ctx: Context) -> str:
+    taken = set(ctx.registry.items.get("web_form", {}))
+    n = len(taken) + 1
+    while f"form_{n}" in taken:
+        n += 1
+    return f"form_{n}"
+
+
+def _check_fields(lead, fields: Any, errors: dict) -> list[dict]:
+    if not isinstance(fields, list) or not fields:
+        errors["fields"] = "A non-empty list of {field, required, label}."
+        return []
+    out, seen = [], set()
+    for i, item in enumerate(fields):
+        key = f"fields.{i}"
+        if isinstance(item, str):
+            item = {"field": item}
+        if not isinstance(item, dict) or set(item) - {"field", "required", "label"}:
+            errors[key] = "An object with field, required, label."
+            continue
+        fname = item.get("field")
+        fd = lead.fields.get(fname) if isinstance(fname, str) else None
+        if fd is None or not fd.writable or fd.system or fname in RESERVED:
+            errors[key] = f"{fname!r} is not a lead field a visitor may fill."
+            continue
+        if fname in seen:
+            errors[key] = f"{fname} appears twice."
+            continue
+        seen.add(fname)
+        required = item.get("required", fd.required)
+        if not isinstance(required, bool):
+            errors[f"{key}.required"] = "true or false."
+            continue
+        try:
+            label = normalise_labels(item["label"]) if item.get("label") is not None else None
+        except ValueError as exc:
+            errors[f"{key}.label"] = str(exc)
+            continue
+        out.append({"field": fname, "required": required or fd.required, "label": label})
+    missing = [f.api_name for f in lead.custom_fields()
+               if f.required and f.writable and f.default is None and f.api_name not in seen]
+    if missing and "fields" not in errors:
+        errors["fields"] = f"Leads require {', '.join(missing)}; add them to the form."
+    return out
+
+
+def form_changed(ctx: Context, old: Item | None, new: Item | None) -> None:
+    """A new form gets its public key; a deleted one's key and counts go."""
+    if new is not None and old is None:
+        if not ctx.conn.execute(sa.select(form_keys.c.form).where(form_keys.c.form == new.key)).first():
+            ctx.conn.execute(form_keys.insert().values(form=new.key, public_key=secrets.token_urlsafe(24),
+                                                       submissions=0))
+    elif new is None:
+        ctx.conn.execute(hits_table.delete().where(hits_table.c.form == old.key))
+        ctx.conn.execute(form_keys.delete().where(form_keys.c.form == old.key))
+
+
+def present_form(runtime, item: Item) -> dict:
+    """What the API shows beside the definition: the public URL and key, the
+    embeddable HTML, the submissions so far, the owner's user id."""
+    with runtime.db.read() as conn:
+        state = conn.execute(sa.select(form_keys).where(form_keys.c.form == item.key)).mappings().first()
+        owner = conn.execute(sa.select(t.users.c.id).where(t.users.c.login == item.data["owner"])).scalar() \
+            if item.data.get("owner") else None
+    if state is None:
+        return {"owner": owner}
+    form = {**item.data, "id": item.id, "public_key": state["public_key"]}
+    base = request.host_url.rstrip("/") if has_request_context() else ""
+    lead = runtime.cache.current().objects.get(OBJECT)
+    return {"owner": owner, "owner_login": item.data.get("owner"), "public_key": state["public_key"],
+            "submissions": state["submissions"], "post_url": f"{base}/forms/{state['public_key']}",
+            "snippet": str(snippet(lead, form, base)) if lead else None}
+
+
+KIND = Kind(
+    name="web_form", url="web-forms", labels={"en": "Web forms", "zh_CN": "网页表单"}, schema=FormSchema,
+    key="api_name", title="name", check=check_form, on_change=form_changed, present=present_form, plugin="lead",
+    presented=("owner_login", "public_key", "submissions", "post_url", "snippet"),
+    references=lambda d: [Ref("object", OBJECT, "fields")] + [
+        Ref("field", f"{OBJECT}.{f['field']}", f"fields.{i}") for i, f in enumerate(d.get("fields") or [])
+        if isinstance(f, dict) and isinstance(f.get("field"), str)]
+    + ([Ref("user", d["owner"], "owner")] if isinstance(d.get("owner"), str) else []),
+    order=lambda i: i.id, editor="lead_admin.web_forms",
+    properties={"api_name": {"en": "API name", "zh_CN": "API 名称"}, "name": {"en": "Name", "zh_CN": "名称"},
+                "fields": {"en": "Fields", "zh_CN": "字段"}, "source": {"en": "Lead source", "zh_CN": "线索来源"},
+                "campaign": {"en": "Campaign", "zh_CN": "市场活动"},
+                "success_message": {"en": "Message after sending", "zh_CN": "提交后提示"},
+                "redirect_url": {"en": "Page after sending", "zh_CN": "提交后跳转"},
+                "language": {"en": "Language", "zh_CN": "语言"}, "active": {"en": "Active", "zh_CN": "启用"},
+                "owner": {"en": "Owner of its leads", "zh_CN": "线索负责人"}},
+)
 
 
 class WebForms:
+    """The forms by the ids the admin pages use, and their submissions."""
+
     def __init__(self, runtime):
         self.runtime = runtime
 
     def _lead(self):
         return self.runtime.cache.current().get(OBJECT)
 
-    def check(self, actor: Actor, data: Any, old: dict | None = None) -> dict:
-        """A form definition from a payload (all of it on create, any part on
-        update); 400 naming each bad property."""
-        if not isinstance(data, dict):
-            raise BadRequest("The body must be a JSON object.", {"body": "Must be an object."})
-        unknown = set(data) - PROPS
-        if unknown:
-            raise BadRequest(f"Unknown property: {', '.join(sorted(unknown))}.", {k: "Unknown property." for k in unknown})
-        merged = {**(old or {"source": "web_form", "language": "zh_CN", "active": True, "owner": actor.user_id}),
-                  **data}
-        errors: dict[str, str] = {}
-        lead = self._lead()
-        out: dict[str, Any] = {}
-        name = merged.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
-            errors["name"] = "1-100 characters."
-        else:
-            out["name"] = name.strip()
-        out["fields"] = self._check_fields(lead, merged.get("fields"), errors)
-        options = {o["value"] for o in lead.fields["source"].settings.get("options", []) if o["active"]} \
-            if "source" in lead.fields else set()
-        if merged.get("source") not in options:
-            errors["source"] = f"Must be one of lead.source's options: {', '.join(sorted(options))}."
-        out["source"] = merged.get("source")
-        campaign = merged.get("campaign")
-        if campaign is not None:
-            if isinstance(campaign, bool) or not isinstance(campaign, int) or not 0 < campaign < 2**63:
-                errors["campaign"] = "A campaign record id."
-            else:
-                try:
-                    self.runtime.records.get(actor, "campaign", campaign, ["id"])
-                except (NotFound, LeadhubError):
-                    errors["campaign"] = f"No campaign {campaign}."
-        out["campaign"] = campaign
-        message = merged.get("success_message")
-        if message is not None and (not isinstance(message, str) or len(message) > 1000):
-            errors["success_message"] = "Text of at most 1000 characters."
-        out["success_message"] = message or None
-        url = merged.get("redirect_url")
-        if url not in (None, ""):
-            parsed = urlparse(url) if isinstance(url, str) else None
-            if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 500:
-                errors["redirect_url"] = "An http(s) URL of at most 500 characters."
-        out["redirect_url"] = url or None
-        if merged.get("language") not in ("zh_CN", "en"):
-            errors["language"] = "zh_CN or en."
-        out["language"] = merged.get("language")
-        if not isinstance(merged.get("active"), bool):
-            errors["active"] = "true or false."
-        out["active"] = merged.get("active")
-        owner = merged.get("owner")
-        if owner is not None:
-            with self.runtime.db.read() as conn:
-                ok = isinstance(owner, int) and not isinstance(owner, bool) and 0 < owner < 2**31 and conn.execute(
-                    sa.select(t.users.c.id).where(t.users.c.id == owner, t.users.c.active.is_(True))).first()
-            if not ok:
-                errors["owner"] = "An active user's id."
-        out["owner"] = owner
-        if errors:
-            raise BadRequest("The web form definition is not valid.", errors)
-        return out
-
-    @staticmethod
-    def _check_fields(lead, fields: Any, errors: dict) -> list[dict]:
-        if not isinstance(fields, list) or not fields:
-            errors["fields"] = "A non-empty list of {field, required, label}."
-            return []
-        out, seen = [], set()
-        for i, item in enumerate(fields):
-            key = f"fields.{i}"
-            if isinstance(item, str):
-                item = {"field": item}
-            if not isinstance(item, dict) or set(item) - {"field", "required", "label"}:
-                errors[key] = "An object with field, required, label."
-                continue
-            fname = item.get("field")
-            fd = lead.fields.get(fname) if isinstance(fname, str) else None
-            if fd is None or not fd.writable or fd.system or fname in RESERVED:
-                errors[key] = f"{fname!r} is not a lead field a visitor may fill."
-                continue
-            if fname in seen:
-                errors[key] = f"{fname} appears twice."
-                continue
-            seen.add(fname)
-            required = item.get("required", fd.required)
-            if not isinstance(required, bool):
-                errors[f"{key}.required"] = "true or false."
-                continue
-            try:
-                label = normalise_labels(item["label"]) if item.get("label") is not None else None
-            except ValueError as exc:
-                errors[f"{key}.label"] = str(exc)
-                continue
-            out.append({"field": fname, "required": required or fd.required, "label": label})
-        missing = [f.api_name for f in lead.custom_fields()
-                   if f.required and f.writable and f.default is None and f.api_name not in seen]
-        if missing and "fields" not in errors:
-            errors["fields"] = f"Leads require {', '.join(missing)}; add them to the form."
-        return out
+    def _item(self, form_id: Any) -> Item:
+        return self.runtime.kinds.find(KIND.name, str(form_id))
 
     def create(self, actor: Actor, data: Any) -> dict:
-        require_admin(actor)
-        values = self.check(actor, data)
-        now = utcnow()
-        with self.runtime.db.write() as conn:
-            form_id = conn.execute(forms_table.insert().values(
-                **values, public_key=secrets.token_urlsafe(24), submissions=0, created_by=actor.user_id,
-                created_at=now, updated_at=now)).inserted_primary_key[0]
-        return self.get(actor, form_id)
+        return self.runtime.kinds.create(actor, KIND.name, data)
 
     def update(self, actor: Actor, form_id: int, data: Any) -> dict:
-        require_admin(actor)
-        old = self._load(form_id)
-        values = self.check(actor, data, {k: old[k] for k in PROPS})
-        with self.runtime.db.write() as conn:
-            conn.execute(forms_table.update().where(forms_table.c.id == form_id).values(**values, updated_at=utcnow()))
-        return self.get(actor, form_id)
+        return self.runtime.kinds.update(actor, KIND.name, self._item(form_id).key, data)
 
     def delete(self, actor: Actor, form_id: int) -> None:
-        require_admin(actor)
-        self._load(form_id)
-        with self.runtime.db.write() as conn:
-            conn.execute(hits_table.delete().where(hits_table.c.form_id == form_id))
-            conn.execute(forms_table.delete().where(forms_table.c.id == form_id))
+        self.runtime.kinds.delete(actor, KIND.name, self._item(form_id).key)
 
-    def _load(self, form_id: int) -> dict:
-        with self.runtime.db.read() as conn:
-            row = conn.execute(sa.select(forms_table).where(forms_table.c.id == form_id)).mappings().first()
-        if row is None:
-            raise NotFound(f"No web form {form_id}.")
-        return dict(row)
-
-    def by_key(self, key: str) -> dict | None:
-        if not key or len(key) > 64:
-            return None
-        with self.runtime.db.read() as conn:
-            row = conn.execute(sa.select(forms_table).where(forms_table.c.public_key == key)).mappings().first()
-        return dict(row) if row is not None and row["active"] else None
-
-    def get(self, actor: Actor, form_id: int, base_url: str = "") -> dict:
+    def get(self, actor: Actor, form_id: int) -> dict:
         require(actor, OBJECT, "read")
-        form = self._load(form_id)
-        return {**form, "post_url": f"{base_url}/forms/{form['public_key']}",
-                "snippet": str(snippet(self._lead(), form, base_url))}
+        return self.runtime.kinds.view(self._item(form_id))
 
     def list(self, actor: Actor) -> list[dict]:
         require(actor, OBJECT, "read")
+        return self.runtime.kinds.list(actor, KIND.name)
+
+    def by_key(self, key: str) -> dict | None:
+        """An active form by its public key, with its owner's user id."""
+        if not key or len(key) > 64:
+            return None
         with self.runtime.db.read() as conn:
-            return [dict(r) for r in conn.execute(sa.select(forms_table).order_by(forms_table.c.id)).mappings()]
+            name = conn.execute(sa.select(form_keys.c.form).where(form_keys.c.public_key == key)).scalar()
+        item = self.runtime.kinds.items(KIND.name).get(name) if name else None
+        if item is None or not item.data["active"]:
+            return None
+        return {**self.runtime.kinds.view(item), "api_name": item.key}
 
     # ---- submissions
-    def throttle(self, form_id: int, client: str, now: float | None = None) -> None:
+    def throttle(self, form: str, client: str, now: float | None = None) -> None:
         """Count this submission in the client's current minute; 429 past the limit."""
         now = time.time() if now is None else now
         minute = int(now // 60)
         limit = int(self.runtime.config.extra.get("webform_rate_limit", RATE_LIMIT))
         with self.runtime.db.write() as conn:
-            conn.execute(hits_table.delete().where(hits_table.c.form_id == form_id, hits_table.c.minute < minute - 1))
+            conn.execute(hits_table.delete().where(hits_table.c.form == form, hits_table.c.minute < minute - 1))
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(hits_table).values(form_id=form_id, client=client[:64], minute=minute, hits=1)
+            stmt = dialect.insert(hits_table).values(form=form, client=client[:64], minute=minute, hits=1)
             hits = conn.execute(stmt.on_conflict_do_update(
-                index_elements=[hits_table.c.form_id, hits_table.c.client, hits_table.c.minute],
+                index_elements=[hits_table.c.form, hits_table.c.client, hits_table.c.minute],
                 set_={"hits": hits_table.c.hits + 1}).returning(hits_table.c.hits)).scalar_one()
         if hits > limit:
             raise TooManyRequests(max(1, int((minute + 1) * 60 - now) + 1))
@@ -266,7 +319,7 @@ class WebForms:
     def submit(self, form: dict, data: dict) -> int | None:
         """The lead made from a submission (None for a bot caught by the honeypot)."""
         if str(data.get(HONEYPOT) or "").strip():
-            log.warning("web form %s: honeypot filled from %s; nothing stored", form["id"], request.remote_addr)
+            log.warning("web form %s: honeypot filled from %s; nothing stored", form["api_name"], request.remote_addr)
             return None
         payload: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -294,11 +347,11 @@ class WebForms:
             payload["campaign"] = form["campaign"]
         if form["owner"] is not None:
             payload["owner"] = form["owner"]
-        actor = Actor(user_id=None, login=f"web-form:{form['id']}", is_admin=True)
+        actor = Actor(user_id=None, login=f"web-form:{form['api_name']}", is_admin=True)
         with self.runtime.db.write() as conn:
             record = self.runtime.records.create(actor, OBJECT, payload)
-            conn.execute(forms_table.update().where(forms_table.c.id == form["id"])
-                         .values(submissions=forms_table.c.submissions + 1))
+            conn.execute(form_keys.update().where(form_keys.c.form == form["api_name"])
+                         .values(submissions=form_keys.c.submissions + 1))
         return record["id"]
 
 
@@ -355,4 +408,4 @@ def snippet(lead, form: dict, base_url: str = "") -> Markup:
 
 
 def register(runtime) -> None:
-    """Web forms need no event handlers (their endpoints: web/webforms_api.py)."""
+    """Web forms need no event handlers (the public endpoints: web/webforms_api.py)."""

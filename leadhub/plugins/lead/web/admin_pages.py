@@ -495,13 +495,13 @@ def create_web_form():
 
 @bp.get("/web-forms/<int:form_id>")
 def edit_web_form(form_id):
-    form = _forms().get(actor(), form_id, request.host_url.rstrip("/"))
+    form = _forms().get(actor(), form_id)
     return _form_editor(form, form, {})
 
 
 @bp.post("/web-forms/<int:form_id>")
 def update_web_form(form_id):
-    form = _forms().get(actor(), form_id, request.host_url.rstrip("/"))
+    form = _forms().get(actor(), form_id)
     payload = _form_payload(form)
     try:
         _forms().update(actor(), form_id, payload)

@@ -1,11 +1,11 @@
-"""Web-to-lead over HTTP: the admins' REST for form definitions
-(/api/v1/meta/web-forms) and the public endpoints pages post to
-(/forms/<key>); the rules live in ../webforms.py."""
+"""Web-to-lead over HTTP: the public endpoints pages post to (/forms/<key>);
+form definitions are items of the web_form kind (/api/v1/meta/web-forms);
+the rules live in ../webforms.py."""
 from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, g, redirect, request
+from flask import Blueprint, Response, current_app, redirect, request
 from markupsafe import Markup
 
 from leadhub.platform.errors import LeadhubError
@@ -24,42 +24,6 @@ def _page(title: str, body: Markup, status: int = 200) -> Response:
 
 def _runtime():
     return current_app.extensions["leadhub"]
-
-
-def _meta_blueprint() -> Blueprint:
-    from leadhub.web.api import authenticate
-    from leadhub.web.jsonio import body
-
-    bp = Blueprint("lead_web_forms", __name__, url_prefix="/api/v1")
-    bp.before_request(authenticate)
-
-    def base() -> str:
-        return request.host_url.rstrip("/")
-
-    @bp.get("/meta/web-forms")
-    def list_forms():
-        return {"web_forms": WebForms(_runtime()).list(g.actor)}
-
-    @bp.post("/meta/web-forms")
-    def create_form():
-        form = WebForms(_runtime()).create(g.actor, body())
-        return WebForms(_runtime()).get(g.actor, form["id"], base()), 201
-
-    @bp.get("/meta/web-forms/<int:form_id>")
-    def get_form(form_id):
-        return WebForms(_runtime()).get(g.actor, form_id, base())
-
-    @bp.patch("/meta/web-forms/<int:form_id>")
-    def update_form(form_id):
-        WebForms(_runtime()).update(g.actor, form_id, body())
-        return WebForms(_runtime()).get(g.actor, form_id, base())
-
-    @bp.delete("/meta/web-forms/<int:form_id>")
-    def delete_form(form_id):
-        WebForms(_runtime()).delete(g.actor, form_id)
-        return "", 204
-
-    return bp
 
 
 def _public_blueprint() -> Blueprint:
@@ -102,7 +66,7 @@ def _public_blueprint() -> Blueprint:
         request.max_content_length = MAX_BODY
         as_json = wants_json()
         try:
-            forms.throttle(form["id"], request.remote_addr or "unknown")
+            forms.throttle(form["api_name"], request.remote_addr or "unknown")
             if request.is_json:
                 from leadhub.web.jsonio import body
                 data = body()
@@ -136,4 +100,4 @@ def _public_blueprint() -> Blueprint:
 
 
 def blueprints() -> list:
-    return [_meta_blueprint(), _public_blueprint()]
+    return [_public_blueprint()]
