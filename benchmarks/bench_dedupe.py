@@ -128,7 +128,7 @@ def main() -> None:
             for label, rule in rules.items():
                 d = hit_draft()
                 tree = [cond.filter(cond.key(d)) for cond in rule.conditions]
-                from leadhub.platform.query import QueryCompiler, QuerySpec
+                from leadhub.data.query import QueryCompiler, QuerySpec
                 stmt, _cnt, _cols = QueryCompiler(rt.cache.current(), "lead", dedupe.SYSTEM).compile(
                     QuerySpec(filter=tree, fields=["id", "owner", "created_at", "company"], sort=["created_at"],
                               page_size=dedupe.CANDIDATES))

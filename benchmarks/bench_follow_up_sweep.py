@@ -25,8 +25,8 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 import _common as c  # noqa: E402
 
+from leadhub.data.query import QueryCompiler, QuerySpec  # noqa: E402
 from leadhub.platform import auth, tables as t  # noqa: E402
-from leadhub.platform.query import QueryCompiler, QuerySpec  # noqa: E402
 from leadhub.plugins.lead.followup import service, sweep  # noqa: E402
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -41,7 +41,7 @@ import sqlalchemy as sa  # noqa: E402
 
 import _common as c  # noqa: E402
 from bench_dedupe import RULES, make_rows  # noqa: E402
-from leadhub.platform import imports  # noqa: E402
+from leadhub.data import imports  # noqa: E402
 from leadhub.platform.db import utcnow  # noqa: E402
 
 HEADER = ["姓名", "手机号", "公司名称", "邮箱", "省份", "城市", "公司规模", "线索来源"]

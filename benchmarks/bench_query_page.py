@@ -31,8 +31,8 @@ from waitress.server import create_server
 
 import _common as c
 
+from leadhub.data.query import QueryCompiler, QuerySpec
 from leadhub.platform import auth
-from leadhub.platform.query import QueryCompiler, QuerySpec
 from leadhub.web.app import create_app
 
 STAGES = ["new", "contacted", "qualified", "won", "lost"]

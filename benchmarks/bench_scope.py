@@ -52,8 +52,8 @@ import sqlalchemy as sa
 
 import _common as c
 
+from leadhub.data.query import QueryCompiler, QuerySpec
 from leadhub.platform import auth, permissions, tables as t
-from leadhub.platform.query import QueryCompiler, QuerySpec
 
 STAGES = ["new", "contacted", "qualified", "won", "lost"]
 FIELDS = [

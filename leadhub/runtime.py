@@ -3,8 +3,12 @@ database, metadata cache, events, jobs and the services. The Flask app, the
 CLI and RQ workers each hold one; none of them builds services on its own."""
 from __future__ import annotations
 
+from leadhub.data import computed
+from leadhub.data.imports import MAPPING_KIND
+from leadhub.data.layouts import LayoutService
+from leadhub.data.ownership import Ownership
+from leadhub.data.records import RecordService
 from leadhub.metadata.kind_service import KindService
-from leadhub.metadata.layouts import LayoutService
 from leadhub.metadata.registry import MetadataCache
 from leadhub.metadata.service import MetadataService
 from leadhub.platform import migrate
@@ -12,11 +16,8 @@ from leadhub.platform.config import Config
 from leadhub.platform.db import Database
 from leadhub.platform.events import EventBus
 from leadhub.platform.identity import Organisation
-from leadhub.platform.imports import MAPPING_KIND
 from leadhub.platform.jobs import Jobs
 from leadhub.platform.notifications import Notifications
-from leadhub.platform.ownership import Ownership
-from leadhub.platform.records import RecordService
 from leadhub.platform.scheduler import Scheduler
 from leadhub.platform.slots import Slots
 
@@ -32,7 +33,7 @@ class Runtime:
         self.slots = Slots()            # where plugins extend the pages (timeline, ...)
         self.jobs = Jobs(self, self.config.redis_url)
         self.kinds = KindService(self)                  # rules, views, settings: every metadata kind
-        self.metadata = MetadataService(self.db, self.cache, self.kinds)
+        self.metadata = MetadataService(self.db, self.cache, self.kinds, backfill=computed.backfill)
         self.records = RecordService(self.db, self.cache, self.events,
                                      timezone=self.config.timezone, max_bulk=self.config.max_bulk_records)
         self.org = Organisation(self.db, self.cache)

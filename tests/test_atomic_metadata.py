@@ -23,7 +23,7 @@ def test_failed_create_object_leaves_no_table(api, runtime):
 def test_failed_add_field_leaves_no_column(api, make_object, runtime, monkeypatch):
     make_object("box", [{"api_name": "v", "label": "V", "type": "integer"}])
     api.post("/objects/box/records", {"v": 1})
-    from leadhub.platform import computed
+    from leadhub.data import computed
 
     def explode(*args, **kwargs):
         raise RuntimeError("backfill failed")

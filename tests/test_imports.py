@@ -13,9 +13,10 @@ import uuid
 import openpyxl
 import pytest
 
-from leadhub.platform import auth, imports as imp_mod, jobs
+from leadhub.data import imports as imp_mod
+from leadhub.data.query import QuerySpec
+from leadhub.platform import auth, jobs
 from leadhub.platform.jobs import Jobs
-from leadhub.platform.query import QuerySpec
 from tests.conftest import REDIS_URL, needs_redis
 
 HEADER = ["姓名", "手机号", "公司名称", "邮箱", "线索来源", "备注"]

@@ -4,7 +4,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from leadhub.platform import computed, jobs
+from leadhub.data import computed
+from leadhub.platform import jobs
 from leadhub.platform.jobs import Jobs
 from tests.conftest import REDIS_URL, needs_redis
 

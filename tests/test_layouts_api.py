@@ -573,7 +573,7 @@ def test_openapi_lists_layout_view_menu_export_and_bulk_delete_paths(api, crm):
 
 def test_generated_layout_saves_as_a_starting_point(api, runtime, admin, crm):
     """The designer starts a new layout from the generated one: it validates as it is."""
-    from leadhub.metadata.layout_rules import default_definition
+    from leadhub.data.layout_rules import default_definition
     reg = runtime.cache.current()
     start = default_definition(reg, reg.get("account"))
     saved = runtime.layouts.create_layout(admin, "account", {"name": "From default", **start})

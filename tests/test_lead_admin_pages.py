@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform import auth
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 from tests.conftest import count_rows
 from tests.test_pages import PW, XSS, Browser
 

@@ -7,9 +7,9 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform import auth
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 from leadhub.plugins.lead import normalise as nz
 from tests.conftest import Api, count_rows
 

@@ -483,8 +483,8 @@ def test_import_page_guesses_columns_previews_and_shows_progress(crm):
     assert r.status_code == 302
     done = admin.get(import_url).text
     assert 'id="import-progress"' in done and f"/api/v1/imports/{import_id}/report?format=xlsx" in done
+    from leadhub.data.query import QuerySpec
     from leadhub.platform.permissions import Actor
-    from leadhub.platform.query import QuerySpec
     rows = crm["runtime"].records.query(Actor.system(), "deal", QuerySpec(
         filter={"field": "title", "op": "in", "value": ["甲方项目", "乙方项目"]}, fields=["title"]))["records"]
     assert [x["title"] for x in rows] == ["甲方项目"]            # the bad amount's row is rejected, not written

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from leadhub.cli import main
+from leadhub.data.query import QuerySpec
 from leadhub.plugins.loader import Plugin
-from leadhub.platform.query import QuerySpec
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import zoneinfo
 
 import pytest
 
-from leadhub.platform.query import relative_range
+from leadhub.data.query import relative_range
 
 
 @pytest.fixture

@@ -452,7 +452,7 @@ return {'id': again['id'], 'amount': again['amount'], 'found': [r['name'] for r 
 
 
 def _spec():
-    from leadhub.platform.query import QuerySpec
+    from leadhub.data.query import QuerySpec
     return QuerySpec(count=True)
 
 

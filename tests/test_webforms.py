@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform import auth
-from leadhub.platform.query import QuerySpec
 from leadhub.plugins.lead import webforms
 from tests.conftest import Api
 

@@ -17,10 +17,10 @@ from croniter import croniter
 from leadhub.expressions import ExpressionError, compile_expression
 from leadhub.functions.sandbox import CompileError, compile_function
 from leadhub.functions.sandbox.limits import MAXIMA, resolve
-from leadhub.metadata.apinames import check_api_name
-from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.registry import Registry
+from leadhub.platform.apinames import check_api_name
 from leadhub.platform.errors import BadRequest
+from leadhub.platform.labels import normalise_labels
 
 KINDS = ("validation", "before_save", "after_save", "action", "scheduled", "api", "hook")
 BOUND = frozenset({"validation", "before_save", "after_save", "action"})   # need an object

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from leadhub.data.query import QueryCompiler, load_spec
 from leadhub.functions.tables import function_runs
 from leadhub.metadata.definitions import FieldDef, ObjectDef
-from leadhub.platform.query import QueryCompiler, load_spec
 
 if TYPE_CHECKING:
     from leadhub.runtime import Runtime

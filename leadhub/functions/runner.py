@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from leadhub.functions.definitions import FunctionDef, next_run
+from leadhub.data.records import json_value
 from leadhub.expressions import EvaluationError, compile_expression
+from leadhub.functions.definitions import FunctionDef, next_run
 from leadhub.functions.sandbox import Result, WorkerPool
 from leadhub.functions.sandbox.handlers import RecordServiceHandler
 from leadhub.functions.tables import function_runs
@@ -29,7 +30,6 @@ from leadhub.platform.errors import BadRequest, LeadhubError, NotFound, Validati
 from leadhub.platform.events import RecordEvent
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.records import json_value
 
 if TYPE_CHECKING:
     from leadhub.runtime import Runtime

@@ -7,9 +7,9 @@ import datetime as dt
 from dataclasses import dataclass, field as dc_field
 from typing import Any
 
-from leadhub.metadata.labels import pick
 from leadhub.metadata.types import get_type
 from leadhub.metadata.types.base import FieldType
+from leadhub.platform.labels import pick
 
 
 @dataclass

@@ -15,10 +15,10 @@ from leadhub.expressions import Expression
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kinds import Item
 from leadhub.platform import tables as t
-from leadhub.platform.db import Database, UTCDateTime
+from leadhub.platform.ddl import field_column, system_columns
+from leadhub.platform.db import Database
 from leadhub.platform.errors import NotFound
 
-ID_TYPE = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # sqlite: INTEGER PRIMARY KEY is the rowid
 
 
 def system_fields(obj_name: str) -> list[FieldDef]:
@@ -33,24 +33,6 @@ def system_fields(obj_name: str) -> list[FieldDef]:
         f("updated_by", "user", "Updated by", "修改人", settings={"reference_to": "user"}, read_only=True),
         f("updated_at", "datetime", "Updated at", "修改时间", read_only=True),
     ]
-
-
-def system_columns() -> list[sa.Column]:
-    return [
-        sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
-        sa.Column("owner", sa.BigInteger, index=False),
-        sa.Column("created_by", sa.BigInteger),
-        sa.Column("created_at", UTCDateTime, nullable=False),
-        sa.Column("updated_by", sa.BigInteger),
-        sa.Column("updated_at", UTCDateTime, nullable=False),
-        sa.Column("deleted_at", UTCDateTime),
-    ]
-
-
-def field_column(field: FieldDef) -> sa.Column:
-    # Columns stay nullable: `required` is the record service's rule, so a
-    # soft-deleted required field never blocks an insert.
-    return sa.Column(field.column, field.type.column_type(field), nullable=True)
 
 
 class Registry:

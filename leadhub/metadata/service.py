@@ -5,22 +5,22 @@ computed fields. A change that would lose or corrupt data is a 409."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.metadata.apinames import check_api_name
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kind_service import bump_version, record_history
 from leadhub.metadata.kinds import Context
-from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.registry import MetadataCache, Registry, formula_order, load_registry
 from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.computed import format_number
-from leadhub.platform import audit, computed, ddl, permissions, tables as t
+from leadhub.platform import audit, ddl, permissions, tables as t
+from leadhub.platform.apinames import check_api_name
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
+from leadhub.platform.labels import normalise_labels
 from leadhub.platform.permissions import Actor
 
 FIELD_PROPS = ("api_name", "label", "type", "help_text", "required", "unique", "indexed",
@@ -50,9 +50,12 @@ def _require_dict(payload: Any) -> dict:
 
 
 class MetadataService:
-    def __init__(self, db: Database, cache: MetadataCache, kinds):
+    def __init__(self, db: Database, cache: MetadataCache, kinds, backfill: Callable | None = None):
         self.db, self.cache = db, cache
         self.kinds = kinds      # KindService: items of other kinds that reference objects and fields
+        # backfill(conn, registry, object, field, now) gives existing records a computed field's values:
+        # the data layer's formulas and roll-ups, handed in by the Runtime (metadata does not import them)
+        self.backfill_computed = backfill
 
     # ----------------------------------------------------------------- objects
     def create_object(self, actor: Actor, payload: Any, *, plugin: str | None = None) -> ObjectDef:
@@ -445,10 +448,9 @@ class MetadataService:
 
     def _backfill(self, conn, reg: Registry, obj: ObjectDef, fd: FieldDef, now) -> None:
         """Give existing records a value for a new or changed computed field."""
-        if fd.type_name == "formula":
-            computed.recompute_records(conn, reg, obj.api_name, None, now)
-        elif fd.type_name == "rollup":
-            computed.backfill_rollup(conn, reg, obj.api_name, fd, now)
+        if fd.type_name in ("formula", "rollup"):
+            if self.backfill_computed is not None:
+                self.backfill_computed(conn, reg, obj.api_name, fd, now)
         elif fd.type_name == "auto_number":
             self._number_existing(conn, reg, obj, fd, now)
 

@@ -5,15 +5,37 @@ back together with the metadata rows that describe it."""
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from leadhub.metadata.definitions import FieldDef, ObjectDef
-from leadhub.metadata.registry import field_column, system_columns
+from leadhub.platform.db import UTCDateTime
+
+if TYPE_CHECKING:     # the metadata model describes what this module builds; it is not imported at run time
+    from leadhub.metadata.definitions import FieldDef, ObjectDef
 
 MAX_IDENTIFIER = 63  # PostgreSQL's limit
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # sqlite: INTEGER PRIMARY KEY is the rowid
+
+
+def system_columns() -> list[sa.Column]:
+    return [
+        sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+        sa.Column("owner", sa.BigInteger, index=False),
+        sa.Column("created_by", sa.BigInteger),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_by", sa.BigInteger),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        sa.Column("deleted_at", UTCDateTime),
+    ]
+
+
+def field_column(field: FieldDef) -> sa.Column:
+    # Columns stay nullable: `required` is the record service's rule, so a
+    # soft-deleted required field never blocks an insert.
+    return sa.Column(field.column, field.type.column_type(field), nullable=True)
 
 
 def _ops(conn: sa.Connection) -> Operations:

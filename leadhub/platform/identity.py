@@ -11,11 +11,11 @@ from typing import Any
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.metadata.apinames import check_api_name
-from leadhub.metadata.labels import normalise_labels
 from leadhub.platform import audit, passwords, tables as t
+from leadhub.platform.apinames import check_api_name
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed, messages_text
+from leadhub.platform.labels import normalise_labels
 from leadhub.platform.permissions import (ACTIONS, FIELD_ACCESS, SCOPES, Actor, ObjectRights, Principal, Shared,
                                           require_admin)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from leadhub.data.query import load_spec
+from leadhub.data.records import RecordService
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import load_spec
-from leadhub.platform.records import RecordService
 
 
 class RecordServiceHandler:

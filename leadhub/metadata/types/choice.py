@@ -5,8 +5,8 @@ from __future__ import annotations
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.types.base import EQUALITY, FieldType, register
+from leadhub.platform.labels import normalise_labels
 
 MAX_OPTION = 100
 

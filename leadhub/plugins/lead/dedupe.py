@@ -44,11 +44,11 @@ from typing import Any
 import marshmallow as mm
 import sqlalchemy as sa
 
+from leadhub.data.query import QueryCompiler, QuerySpec
 from leadhub.platform import permissions
 from leadhub.platform.db import in_values, utcnow
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QueryCompiler, QuerySpec
 from leadhub.plugins.lead import normalise as nz
 from leadhub.plugins.lead.duplicate_rules import OBJECT, Rule, get_rule, load_rules
 

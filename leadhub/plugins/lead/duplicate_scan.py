@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform import permissions
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import NotFound
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 from leadhub.plugins.lead import normalise as nz
 from leadhub.plugins.lead.dedupe import SYSTEM, months_ago
 from leadhub.plugins.lead.duplicate_rules import Rule, get_rule

@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import sqlalchemy as sa
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform import tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import Forbidden, ValidationFailed
 from leadhub.platform.events import RecordEvent
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 from leadhub.plugins.lead import followup_rules
 from leadhub.plugins.lead.followup_rules import Rule
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import marshmallow as mm
 
+from leadhub.data.query import QuerySpec
 from leadhub.metadata.kinds import Context, Kind, Ref
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 
 if TYPE_CHECKING:
     from leadhub.runtime import Runtime

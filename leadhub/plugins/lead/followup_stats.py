@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from leadhub.data.query import QueryCompiler
 from leadhub.platform import permissions
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QueryCompiler
 
 if TYPE_CHECKING:
     from leadhub.runtime import Runtime

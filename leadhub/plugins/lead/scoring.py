@@ -21,11 +21,11 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from leadhub.expressions import EvaluationError, Expression, ExpressionError, compile_expression
-from leadhub.metadata.labels import pick
+from leadhub.platform import permissions
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest
 from leadhub.platform.events import RecordEvent
-from leadhub.platform import permissions
+from leadhub.platform.labels import pick
 from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead import scoring_jobs
 from leadhub.plugins.lead.scoring_config import GRADES, MEMO, RULE_KIND, event_types, settings as settings_of

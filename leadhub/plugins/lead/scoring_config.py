@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from leadhub.expressions import ExpressionError, compile_expression, names_in
 from leadhub.metadata.kinds import Context, Kind, Ref
-from leadhub.metadata.labels import normalise_labels
 from leadhub.platform.errors import BadRequest, Conflict
+from leadhub.platform.labels import normalise_labels
 from leadhub.plugins.lead import scoring_jobs
 from leadhub.plugins.lead.scoring_tables import score_events
 

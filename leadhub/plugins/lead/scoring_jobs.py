@@ -16,11 +16,11 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import NotFound
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 from leadhub.plugins.lead.scoring_tables import score_events, score_jobs
 
 log = logging.getLogger(__name__)

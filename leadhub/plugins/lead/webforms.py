@@ -33,11 +33,11 @@ from flask import has_request_context, request
 from markupsafe import Markup
 from sqlalchemy.dialects import postgresql, sqlite
 
-from leadhub.metadata.apinames import check_api_name
 from leadhub.metadata.kinds import Context, Item, Kind, Ref
-from leadhub.metadata.labels import normalise_labels, pick
 from leadhub.platform import tables as t
+from leadhub.platform.apinames import check_api_name
 from leadhub.platform.errors import BadRequest, LeadhubError, NotFound, ValidationFailed
+from leadhub.platform.labels import normalise_labels, pick
 from leadhub.platform.permissions import Actor, require
 from leadhub.platform.tables import metadata
 

@@ -11,8 +11,8 @@ import tempfile
 from flask import Response, g, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from leadhub.data.imports import Importer, TooLarge
 from leadhub.platform.errors import BadRequest
-from leadhub.platform.imports import Importer, TooLarge
 from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
 

@@ -1,5 +1,5 @@
 """Layout, list view and menu endpoints (issue 6); the rules live in
-leadhub/metadata/layouts.py, these routes only carry JSON in and out."""
+leadhub/data/layouts.py, these routes only carry JSON in and out."""
 from __future__ import annotations
 
 from flask import g

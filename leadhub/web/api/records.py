@@ -13,8 +13,8 @@ from flask import Response, g, request
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from leadhub.data.query import load_spec
 from leadhub.platform.errors import BadRequest
-from leadhub.platform.query import load_spec
 from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
 

@@ -325,7 +325,7 @@ def create_layout(name):
     svc = _layouts()
     reg = runtime().cache.current()
     obj = reg.get(name)
-    from leadhub.metadata.layout_rules import default_definition
+    from leadhub.data.layout_rules import default_definition
     start = default_definition(reg, obj)
     try:
         lay = svc.create_layout(actor(), name, {"name": request.form.get("layout_name", "").strip(), **start})

@@ -1,15 +1,15 @@
 """Import pages: upload a CSV or XLSX file, check the guessed column mapping
 and the first rows' outcomes, start, and watch the progress bar until the
 per-row report can be downloaded. Everything goes through the platform's
-Importer (leadhub/platform/imports.py), as POST /api/v1/imports does."""
+Importer (leadhub/data/imports.py), as POST /api/v1/imports does."""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from leadhub.data.imports import OUTCOMES, Importer
 from leadhub.platform import permissions
 from leadhub.platform.errors import BadRequest, LeadhubError
-from leadhub.platform.imports import OUTCOMES, Importer
 from leadhub.web.pages.common import actor, runtime
 from leadhub.web.pages.i18n import gettext as _
 from leadhub.web.pages.records import bp

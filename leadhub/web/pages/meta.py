@@ -1,5 +1,5 @@
 """Layouts, list views and the menu as the pages see them: always through
-runtime.layouts (leadhub/metadata/layouts.py), so a page shows exactly the
+runtime.layouts (leadhub/data/layouts.py), so a page shows exactly the
 layout the API's GET /objects/{object}/layout returns for the same user."""
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
+from leadhub.data.query import QuerySpec
 from leadhub.platform import permissions
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
-from leadhub.platform.query import QuerySpec
 from leadhub.web.pages import fields as F, meta, timeline
 from leadhub.web.pages.common import actor, render_error, render_http_error, require_signed_in, runtime, user_choices
 from leadhub.web.pages.i18n import gettext as _

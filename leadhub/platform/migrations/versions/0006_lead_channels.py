@@ -1,6 +1,6 @@
 """imports, web forms and follow-up rules (issue 7)
 
-File imports (leadhub/platform/imports.py) and web-to-lead forms
+File imports (leadhub/data/imports.py) and web-to-lead forms
 (leadhub/plugins/lead/webforms.py).
 
 Revision ID: 0006

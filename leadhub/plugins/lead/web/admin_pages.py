@@ -240,7 +240,7 @@ def _scan_groups(scan: dict) -> list[dict]:
             wanted.setdefault(rec["object"], set()).add(rec["id"])
     names: dict[tuple[str, int], str] = {}
     reg = runtime().cache.current()
-    from leadhub.platform.query import QuerySpec
+    from leadhub.data.query import QuerySpec
     for obj_name, ids in wanted.items():
         obj = reg.objects.get(obj_name)
         if obj is None or "read" not in actor().rights(obj_name).actions:
@@ -562,7 +562,7 @@ def _form_editor(form: dict | None, values: dict, errors: dict):
     sources = [(o["value"], o["label"]) for o in source.settings.get("options", []) if o["active"]] if source else []
     campaigns = []
     if "campaign" in runtime().cache.current().objects and "read" in actor().rights("campaign").actions:
-        from leadhub.platform.query import QuerySpec
+        from leadhub.data.query import QuerySpec
         campaigns = runtime().records.query(actor(), "campaign", QuerySpec(fields=["id", "name"], sort=["-id"],
                                                                            page_size=200))["records"]
     return render_template("lead_admin/web_form.html", form=form, values=values, errors=errors,
@@ -625,8 +625,8 @@ def _follow_up_page(failed_status: str | None, values: dict, errors: dict, statu
 def follow_up_stats():
     import datetime as dt
     from leadhub.plugins.lead.followup import service
-    from leadhub.plugins.lead.web.followup_api import DEFAULT_DAYS, _when
     from leadhub.plugins.lead.followup_stats import timeliness
+    from leadhub.plugins.lead.web.followup_api import DEFAULT_DAYS, _when
     now = service(runtime()).clock()
     errors, reps = {}, []
     try:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import marshmallow as mm
 
-from leadhub.metadata.kinds import Context, Item, Kind, Ref
-from leadhub.metadata.layout_rules import (
+from leadhub.data.layout_rules import (
     DEFAULT_BUTTONS, check_text, filter_fields, validate_layout, validate_view)
+from leadhub.metadata.kinds import Context, Item, Kind, Ref
 from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
 

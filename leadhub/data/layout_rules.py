@@ -12,13 +12,13 @@ import decimal
 import re
 from typing import Any
 
-from leadhub.metadata.apinames import check_api_name
+from leadhub.data.query import QueryCompiler, load_spec
 from leadhub.metadata.definitions import ObjectDef
-from leadhub.metadata.labels import normalise_labels
 from leadhub.metadata.registry import Registry
+from leadhub.platform.apinames import check_api_name
 from leadhub.platform.errors import BadRequest, LeadhubError, ValidationFailed
+from leadhub.platform.labels import normalise_labels
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QueryCompiler, load_spec
 
 MAX_SECTIONS = 50
 MAX_LAYOUT_FIELDS = 500

@@ -7,12 +7,12 @@ from typing import Any
 import marshmallow as mm
 import sqlalchemy as sa
 
+from leadhub.data.query import QueryCompiler
 from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, NotFound, ValidationFailed, messages_text
 from leadhub.platform.identity import bump_security
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QueryCompiler
 
 PRINCIPALS = {"user": t.users, "group": t.groups, "department": t.departments}
 HANDOVER_BATCH = 500

@@ -40,7 +40,7 @@ def initial_rollups(obj: ObjectDef, values: dict[str, Any]) -> None:
 
 
 def _aggregate(registry: Registry, fd, link_col, child_table, actor: Actor):
-    from leadhub.platform.query import QueryCompiler  # query imports registry; avoid a cycle at import
+    from leadhub.data.query import QueryCompiler  # query imports registry; avoid a cycle at import
 
     s = fd.settings
     fn = s["function"]
@@ -153,3 +153,12 @@ def recompute_object(obj_name: str) -> int:
     runtime = current_runtime()
     with runtime.db.write() as conn:
         return recompute_records(conn, runtime.cache.current(conn), obj_name, None, utcnow())
+
+
+def backfill(conn: sa.Connection, registry: Registry, obj_name: str, fd, now: dt.datetime) -> None:
+    """Existing records' values of a new or changed formula or roll-up field
+    (MetadataService calls this in the field's own transaction)."""
+    if fd.type_name == "formula":
+        recompute_records(conn, registry, obj_name, None, now)
+    else:
+        backfill_rollup(conn, registry, obj_name, fd, now)

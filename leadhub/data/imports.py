@@ -40,6 +40,7 @@ from typing import Any, Iterator
 import marshmallow as mm
 import sqlalchemy as sa
 
+from leadhub.data.query import QuerySpec
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kinds import Context, Item, Kind, Ref
 from leadhub.platform import auth, permissions, tables as t
@@ -47,7 +48,6 @@ from leadhub.platform.db import UTCDateTime, in_values, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QuerySpec
 from leadhub.platform.tables import metadata
 
 log = logging.getLogger(__name__)

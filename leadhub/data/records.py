@@ -19,17 +19,18 @@ import marshmallow as mm
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from leadhub.data import computed
+from leadhub.data.query import QueryCompiler, QuerySpec
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import MetadataCache, Registry
 from leadhub.metadata.types.base import FieldType
 from leadhub.metadata.types.computed import format_number
-from leadhub.platform import audit, computed, permissions, tables as t
+from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import Database, in_values, utcnow
 from leadhub.platform.ddl import index_name
 from leadhub.platform.errors import BadRequest, Conflict, NotFound, ValidationFailed, messages_text
 from leadhub.platform.events import EventBus, RecordEvent
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QueryCompiler, QuerySpec
 
 REQUIRED = "This field is required."
 INT64 = 2**63 - 1

@@ -17,18 +17,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from leadhub.metadata.definitions import ObjectDef
-from leadhub.metadata.kinds import Item
-from leadhub.metadata.layout_rules import (
+from leadhub.data.layout_rules import (
     DEFAULT_SORT, HIDDEN_SYSTEM, MAX_PERSONAL_VIEWS, STANDARD_BUTTONS, check_text, default_definition,
     filter_fields, related_alive, related_live_parts, validate_layout, validate_view)
+from leadhub.data.query import QueryCompiler
+from leadhub.data.view_kinds import KINDS
+from leadhub.metadata.definitions import ObjectDef
+from leadhub.metadata.kinds import Item
 from leadhub.metadata.registry import Registry
-from leadhub.metadata.view_kinds import KINDS
 from leadhub.platform import permissions, tables as t
 from leadhub.platform.db import UTCDateTime, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.permissions import Actor
-from leadhub.platform.query import QueryCompiler
 from leadhub.platform.tables import metadata
 
 # a user's own list views (shared ones are items of the list_view kind)
