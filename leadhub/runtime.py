@@ -55,7 +55,8 @@ class Runtime:
         self.scheduler.every("functions.purge_runs", 3600, lambda rt: rt.function_runner.purge_runs())
 
     def upgrade_db(self) -> None:
-        migrate.upgrade(self.db)
+        """The kernel's tables (plugins' own are upgraded as they are activated)."""
+        migrate.upgrade(self.db, plugin_dirs=self.plugins.migration_dirs())
 
     def start(self) -> "Runtime":
         """Bring the schema up to date and let installed plugins subscribe."""

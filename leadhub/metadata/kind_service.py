@@ -153,6 +153,7 @@ class KindService:
     def create(self, actor: Actor, kind: str, payload: Any, *, plugin: str | None = None) -> dict:
         kd = self.kind(kind)
         self._may_write(actor, kd, None, None)
+        _no_presented(kd, payload, {})
         data = k.load(kd, payload)
         self._may_write(actor, kd, data, None)
         with self.db.write() as conn:
@@ -178,6 +179,8 @@ class KindService:
                 # the client read an older version: saving would undo someone else's change
                 raise Conflict(f"{kd.label('en')} '{old.key}' was changed meanwhile (now version {old.version}); "
                                "reload it.", {"version": f"Stale: the current version is {old.version}."})
+            if kd.presented:
+                _no_presented(kd, payload, self.view(old))
             given = k.definition_of(kd, payload)
             kp = kd.key_property
             if kp and kp in given and str(given[kp]) != old.key:
@@ -436,6 +439,17 @@ class KindService:
 
     def _history_kind(self, kind: str) -> str:
         return kind if kind in ("object", "field") else self.kind(kind).name
+
+
+def _no_presented(kd: Kind, payload: Any, shown: dict) -> None:
+    """What a kind only shows (a form's public key) may come back unchanged
+    with the rest of the view, never as a new value."""
+    if not isinstance(payload, dict):
+        return
+    bad = {p: "Set by leadhub; it cannot be given." for p in kd.presented
+           if p in payload and (p not in shown or payload[p] != shown[p])}
+    if bad:
+        raise BadRequest(f"{', '.join(bad)} cannot be set.", bad)
 
 
 def _text(value: Any) -> str:

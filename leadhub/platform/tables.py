@@ -90,14 +90,15 @@ users = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("password_hash", sa.String(255)),
     sa.Column("phone", sa.String(32)),
-    sa.Column("department_id", sa.Integer, sa.ForeignKey("lh_departments.id", name="fk_lh_users_department"),
-              index=True),
-    sa.Column("manager_id", sa.Integer, sa.ForeignKey("lh_users.id", name="fk_lh_users_manager"), index=True),
+    sa.Column("department_id", sa.Integer, sa.ForeignKey("lh_departments.id", name="fk_lh_users_department")),
+    sa.Column("manager_id", sa.Integer, sa.ForeignKey("lh_users.id", name="fk_lh_users_manager")),
     sa.Column("timezone", sa.String(64), nullable=False, server_default="Asia/Shanghai"),
     sa.Column("working_hours", sa.JSON),   # {"days": [1..7], "start": "09:00", "end": "18:00"}
     sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_until", UTCDateTime),
     sa.Column("password_changed_at", UTCDateTime),
+    sa.Index("ix_lh_users_department", "department_id"),      # named as migration 0002 made them
+    sa.Index("ix_lh_users_manager", "manager_id"),
 )
 
 departments = sa.Table(

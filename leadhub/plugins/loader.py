@@ -17,7 +17,7 @@ import yaml
 from leadhub.metadata import bundles
 from leadhub.metadata.kinds import Context
 from leadhub.metadata.service import plain_definition
-from leadhub.platform import ddl, tables as t
+from leadhub.platform import ddl, migrate, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, NotFound
 from leadhub.platform.permissions import Actor
@@ -44,6 +44,8 @@ class Plugin:
     # () -> the metadata kinds the plugin declares (metadata/kinds.py); declared
     # before its metadata files are applied, so those may hold items of them
     kinds: Callable[[], list] | None = None
+    # its own tables' Alembic branch (labelled with its name), upgraded on install
+    migrations_dir: Path | None = None
 
     def metadata_documents(self) -> list[dict]:
         if self.metadata_dir is None:
@@ -106,6 +108,7 @@ class PluginManager:
         for dep in plugin.requires:
             if dep not in self.installed():
                 self.install(dep)
+        self.upgrade_tables(plugin)
         report = self.apply_metadata(plugin)
         now = utcnow()
         with self.runtime.db.write() as conn:
@@ -136,7 +139,16 @@ class PluginManager:
         available = self.discover()
         for name in self.installed():
             if name in available:
+                self.upgrade_tables(available[name])     # a newer version's migrations
                 self.activate(available[name])
+
+    def migration_dirs(self) -> list[Path]:
+        """Every known plugin's branch (Alembic needs them all to read a database's revisions)."""
+        return [p.migrations_dir for p in self.discover().values() if p.migrations_dir is not None]
+
+    def upgrade_tables(self, plugin: Plugin) -> None:
+        if plugin.migrations_dir is not None:
+            migrate.upgrade(self.runtime.db, f"{plugin.name}@head", self.migration_dirs())
 
     def apply_metadata(self, plugin: Plugin) -> ApplyReport:
         """Install or upgrade what the plugin's files define, by a three-way

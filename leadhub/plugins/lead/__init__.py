@@ -41,5 +41,6 @@ plugin = Plugin(
     register=_register,
     web=_blueprints,
     kinds=_kinds,
+    migrations_dir=Path(__file__).with_name("migrations"),
     demo=seed_demo,
 )

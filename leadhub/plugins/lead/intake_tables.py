@@ -1,5 +1,5 @@
-"""The lead intake's platform table (created by migration 0005): the
-results of duplicate scans (blacklists and duplicate rules are metadata
+"""The lead intake's table (made by the plugin's own migrations, migrations/):
+the results of duplicate scans (blacklists and duplicate rules are metadata
 kinds: blacklists.py, duplicate_rules.py)."""
 from __future__ import annotations
 
@@ -20,4 +20,5 @@ duplicate_scans = sa.Table(
     sa.Column("groups", sa.JSON),
     sa.Column("error", sa.Text),
     sa.Index("ix_lh_duplicate_scans_rule", "rule", "id"),
+    info={"plugin": "lead"},       # made by the plugin's own migrations
 )

@@ -1,5 +1,5 @@
-"""Tables of lead scoring (created by migration 0007): the behaviour events
-and rescoring job rows. Rules, event types and settings are metadata kinds
+"""Tables of lead scoring (made by the plugin's own migrations, migrations/):
+the behaviour events and rescoring job rows. Rules, event types and settings are metadata kinds
 (scoring_config.py)."""
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ score_events = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_lh_score_events_lead", "lead_id", "occurred_at"),
     sa.Index("ix_lh_score_events_type", "type"),
+    info={"plugin": "lead"},       # made by the plugin's own migrations
 )
 
 score_jobs = sa.Table(
@@ -41,4 +42,5 @@ score_jobs = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("finished_at", UTCDateTime),
     sa.Index("ix_lh_score_jobs_status", "status"),
+    info={"plugin": "lead"},       # made by the plugin's own migrations
 )

@@ -58,6 +58,7 @@ form_keys = sa.Table(
     sa.Column("form", sa.String(40), primary_key=True),           # the form's api name
     sa.Column("public_key", sa.String(64), nullable=False, unique=True),
     sa.Column("submissions", sa.Integer, nullable=False, default=0),
+    info={"plugin": "lead"},       # made by the plugin's own migrations
 )
 
 hits_table = sa.Table(
@@ -66,6 +67,7 @@ hits_table = sa.Table(
     sa.Column("client", sa.String(64), primary_key=True),
     sa.Column("minute", sa.BigInteger, primary_key=True),
     sa.Column("hits", sa.Integer, nullable=False),
+    info={"plugin": "lead"},       # made by the plugin's own migrations
 )
 
 

@@ -10,7 +10,7 @@ from leadhub.platform.db import UTCDateTime
 
 revision = "0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("platform",)    # the kernel; each plugin has a branch of its own
 depends_on = None
 
 

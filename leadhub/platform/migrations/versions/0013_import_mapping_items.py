@@ -3,8 +3,8 @@
 Each saved mapping becomes an item keyed "<object>.<name>", its author kept
 as the item's creator (who, with admins, may change or delete it).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 """
 import datetime
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from leadhub.platform.db import UTCDateTime
 
-revision = "0014"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
