@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from leadhub.platform import auth
 from leadhub.platform.jobs import Jobs
 import leadhub.plugins.lead as lead_plugin
-from leadhub.plugins.lead import scoring, scoring_jobs
+from leadhub.plugins.lead import scoring, scoring_jobs, scoring_runs
 from leadhub.plugins.lead.scoring_tables import score_events, score_jobs
 from tests.conftest import REDIS_URL, Api, count_rows, needs_redis
 
@@ -25,7 +25,7 @@ def installed(runtime, monkeypatch, request):
     dedupe, follow-up, forms) have tests of their own, so these tests do not
     depend on them, except the one about the whole intake pipeline."""
     if "whole_intake" not in request.node.name:
-        monkeypatch.setattr(lead_plugin, "PARTS", ("scoring",))
+        monkeypatch.setattr(lead_plugin, "PARTS", ("scoring", "scoring_runs"))
     runtime.plugins.install("lead")
     return runtime
 
@@ -253,14 +253,14 @@ def test_events_decay_with_the_half_life(api, runtime, no_rules):
         ("website_enquiry", 30, 15.0), ("attended_event", 20, 5.0)]
     assert why["events"][0]["note"] == "asked for a quote" and why["events"][0]["label"] == "Website enquiry"
     # ten days on, the periodic sweep halves the stored behaviour score again
-    result = scoring_jobs.decay_sweep(runtime, now=dt.datetime.now(UTC) + dt.timedelta(days=10))
+    result = scoring_runs.decay_sweep(runtime, now=dt.datetime.now(UTC) + dt.timedelta(days=10))
     assert result["status"] == "finished" and (result["total"], result["done"], result["changed"]) == (1, 1, 1)
     assert (stored(api, rid)["score"], stored(api, rid)["grade"]) == (10, "D")
     # no half-life: points keep their full value, and the change rescores at once
     r = api.put("/meta/scoring-settings", {"half_life_days": 0})
     assert api.get(f"/meta/scoring-rules/rescore/{r.get_json()['rescore_job']}").get_json()["status"] == "finished"
     assert stored(api, rid)["score"] == 50
-    assert scoring_jobs.decay_sweep(runtime) is None
+    assert scoring_runs.decay_sweep(runtime) is None
 
 
 def test_decay_arithmetic():
@@ -424,7 +424,7 @@ def test_a_rule_change_rescores_stored_leads_in_a_job(api, runtime, no_rules):
 
 
 def test_rescoring_walks_leads_in_batches(api, runtime, admin, no_rules, monkeypatch):
-    monkeypatch.setattr(scoring_jobs, "BATCH", 7)
+    monkeypatch.setattr(scoring_runs, "BATCH", 7)
     runtime.records.bulk_create(admin, "lead", [{"name": f"Lead {i}", "company_size": i * 100} for i in range(30)])
     job_id = add_rule(api, "company_size >= 1000", 10)["rescore_job"]
     job = api.get(f"/meta/scoring-rules/rescore/{job_id}").get_json()
@@ -444,8 +444,8 @@ def test_a_waiting_job_absorbs_later_changes(api, runtime, admin, monkeypatch):
     second = api.put("/meta/scoring-settings", {"mql_threshold": 70})
     assert first.get_json()["rescore_job"] == second.get_json()["rescore_job"]
     assert queued == [(first.get_json()["rescore_job"],)]
-    assert scoring_jobs.rescore(runtime, queued[0][0])["status"] == "finished"
-    assert scoring_jobs.rescore(runtime, queued[0][0])["status"] == "finished"    # a second run does nothing
+    assert scoring_runs.rescore(runtime, queued[0][0])["status"] == "finished"
+    assert scoring_runs.rescore(runtime, queued[0][0])["status"] == "finished"    # a second run does nothing
     with runtime.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(score_jobs)).scalar_one() == 1
 
@@ -489,7 +489,7 @@ def test_scoring_settings_read_and_written(api):
 
 
 def test_the_decay_sweep_is_a_scheduled_task(api, runtime):
-    assert runtime.scheduler.tasks["lead.score_decay"].fn is scoring_jobs.decay_sweep
+    assert runtime.scheduler.tasks["lead.score_decay"].fn is scoring_runs.decay_sweep
     rid = lead(api)["id"]
     api.post(f"/objects/lead/records/{rid}/events", {"type": "website_enquiry"})
     assert "lead.score_decay" in runtime.scheduler.tick()

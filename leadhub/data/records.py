@@ -33,6 +33,8 @@ from leadhub.platform.events import EventBus, RecordEvent
 from leadhub.platform.permissions import Actor
 
 REQUIRED = "This field is required."
+# values for read-only fields, or a function of the stored record giving them (RecordService.bulk_update)
+SystemValues = dict | Callable[[dict], dict]
 INT64 = 2**63 - 1
 INT32 = 2**31 - 1
 
@@ -203,15 +205,26 @@ class RecordService:
         names = self._visible(actor, obj)
         return [{n: v.get(n) for n in names} for v in values_list]
 
-    def update(self, actor: Actor, obj_name: str, record_id: int, data: Any) -> dict:
+    def update(self, actor: Actor, obj_name: str, record_id: int, data: Any,
+               *, system: SystemValues | None = None) -> dict:
         if not isinstance(data, dict):
             raise BadRequest("The record must be a JSON object.", {"record": "Must be an object."})
         if "id" in data:
             raise ValidationFailed({"id": "This field is read-only."})
-        return self.bulk_update(actor, obj_name, [{**data, "id": record_id}], _single=True)[0]
+        return self.bulk_update(actor, obj_name, [{**data, "id": record_id}], _single=True,
+                                system=None if system is None else {record_id: system})[0]
 
-    def bulk_update(self, actor: Actor, obj_name: str, rows: list, *, _single: bool = False) -> list[dict]:
-        """Update all rows (each carrying its "id") or none."""
+    def bulk_update(self, actor: Actor, obj_name: str, rows: list, *, _single: bool = False,
+                    system: dict[int, SystemValues] | None = None) -> list[dict]:
+        """Update all rows (each carrying its "id") or none.
+
+        `system` is the one trusted path for values code sets on fields
+        nobody may write (a lead's duplicate mark, its follow-up dates): per
+        record id, values or a function of the stored record (called under
+        its row lock) returning them. They are laid over the validated
+        changes before the before_update handlers run, and are checked for
+        references and uniqueness like the rest. Never reachable from a
+        request's payload."""
         permissions.require(actor, obj_name, "edit")
         self._check_batch(rows)
         with self._transaction() as (conn, on_commit):
@@ -232,6 +245,11 @@ class RecordService:
             changes = self._collect(
                 rows, _single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
                                                                 {k: v for k, v in row.items() if k != "id"}))
+            if system:
+                for rid, values in zip(ids, changes):
+                    given = system.get(rid)
+                    if given is not None:
+                        values.update(given(olds[rid]) if callable(given) else given)
             self._check_references(conn, reg, obj, changes, _single, olds=[olds[i] for i in ids], actor=actor)
             self._check_unique(conn, reg, obj, changes, _single, ids=ids, olds=[olds[i] for i in ids])
             merged_list = [{**olds[rid], **values} for rid, values in zip(ids, changes)]

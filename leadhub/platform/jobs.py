@@ -6,6 +6,7 @@ A job function reaches the kernel through `current_runtime()`: the runtime
 that ran it inline, or the one a worker bound at start."""
 from __future__ import annotations
 
+import pkgutil
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -47,11 +48,15 @@ class Jobs:
             self._queue = Queue(self.queue_name, connection=Redis.from_url(self.redis_url))
         return self._queue
 
-    def enqueue(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
+    def enqueue(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any):
         """Run `fn(*args, **kwargs)` in a worker, or now when there is no Redis.
-        `fn` must be importable by path (a module-level function)."""
+        `fn` must be importable by path (a module-level function); it may be
+        given as that path ("package.module.function"), so a module can
+        queue work of one it does not import."""
         if not self.inline:
             return self.queue().enqueue(fn, *args, **kwargs)
+        if isinstance(fn, str):
+            fn = pkgutil.resolve_name(fn)
         token = _current.set(self.runtime)
         try:
             return fn(*args, **kwargs)

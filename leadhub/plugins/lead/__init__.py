@@ -11,7 +11,7 @@ from leadhub.plugins.loader import Plugin
 
 # Order matters: a lead is cleaned, then checked for duplicates, then scored,
 # all in before_insert/before_update handlers of the same write.
-PARTS = ("cleaning", "dedupe", "scoring", "followup", "webforms")
+PARTS = ("cleaning", "dedupe", "scoring", "scoring_runs", "followup", "webforms")
 
 
 def _parts():

@@ -37,7 +37,6 @@ serialises writers anyway (BEGIN IMMEDIATE)."""
 from __future__ import annotations
 
 import datetime as dt
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,9 +56,6 @@ CANDIDATES = 200
 MAX_MATCHES = 20
 # lead fields collect never copies onto the original
 NOT_COLLECTED = {"status", "invalid_reason", "owner", "name"}
-
-# {lead id: read-only values} the next update of that lead writes (see after_insert below)
-_pending: ContextVar[dict[int, dict] | None] = ContextVar("lead_dedupe_pending", default=None)
 
 
 # ---------------------------------------------------------------- matching
@@ -450,11 +446,7 @@ def register(runtime) -> None:
         links = {values["id"]: {"duplicate_of": original["id"]} for values, _m, original, _r in todo
                  if original is not None}
         if links:   # a duplicate of an earlier lead of the same write: its id is known now
-            token = _pending.set(links)
-            try:
-                runtime.records.bulk_update(SYSTEM, OBJECT, [{"id": rid} for rid in links])
-            finally:
-                _pending.reset(token)
+            runtime.records.bulk_update(SYSTEM, OBJECT, [{"id": rid} for rid in links], system=links)
             for values, _m, original, _r in todo:
                 if original is not None:
                     values["duplicate_of"] = original["id"]
@@ -464,10 +456,6 @@ def register(runtime) -> None:
                 _notify_routed(notify, routed, match, values, original["id"] if original is not None else match.id)
 
     def before_update(ev):
-        pending = _pending.get()
-        if pending and ev.record_id in pending:
-            ev.values.update(pending.pop(ev.record_id))
-            return
         # keys follow the company; a lead written before the keys existed gets
         # them on its next update (a bulk update of ids with no changes backfills)
         if ev.changed("company") or (ev.values.get("company") and not ev.values.get("company_key")):

@@ -23,8 +23,6 @@ import json
 import logging
 import weakref
 import zoneinfo
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
 import sqlalchemy as sa
@@ -46,12 +44,6 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY = 300          # seconds
 BATCH = 200                # leads per page of the sweep and the recomputation
 SYSTEM = Actor.system()
-
-# Values this module sets on a lead's read-only fields: the record service
-# takes no payload for read-only fields, so the lead's own before_update
-# handler applies them, keyed by lead id, for the duration of one update.
-_lead_values: ContextVar[dict[int, dict[str, Any]]] = ContextVar("lead_follow_up_values", default={})
-
 
 class _Stale(Exception):
     """The lead changed between the sweep's query and its locked re-read."""
@@ -106,18 +98,6 @@ class FollowUps:
         if v.get("owner") != old.get("owner"):  # a new T: the new owner's clock starts
             v.update(owner_changed_at=self.clock() if v.get("owner") is not None else None,
                      first_follow_up_at=None, follow_up_reminded_at=None, follow_up_violation=None)
-        pending = _lead_values.get().get(ev.record_id)
-        if pending:
-            check = pending.get("_check")
-            if check is not None:
-                check(old, v)
-            v.update({k: val for k, val in pending.items() if not k.startswith("_") and k != "followed_up_at"})
-            at = pending.get("followed_up_at")
-            if at is not None:
-                v["last_follow_up_at"] = max(at, v.get("last_follow_up_at") or at)
-                t0 = v.get("owner_changed_at")
-                if v.get("first_follow_up_at") is None and t0 is not None and at >= t0:
-                    v["first_follow_up_at"] = at
         self._settle(v, ev.registry)
 
     def after_follow_up(self, ev: RecordEvent) -> None:
@@ -131,17 +111,24 @@ class FollowUps:
         self.update_lead(lead_id, changes, {"followed_up_at": self.clock()})
 
     def update_lead(self, lead_id: int, changes: dict, values: dict) -> dict:
-        with _setting(lead_id, values):
-            return self.runtime.records.update(SYSTEM, "lead", lead_id, changes)
-
-
-@contextmanager
-def _setting(lead_id: int, values: dict):
-    token = _lead_values.set({**_lead_values.get(), lead_id: values})
-    try:
-        yield
-    finally:
-        _lead_values.reset(token)
+        """Write the lead's follow-up fields (read-only to everyone) through
+        the record service's system values, worked out under the lead's row
+        lock: `_check` may refuse (the lead moved on since it was queried),
+        `followed_up_at` moves the last and first follow-up times."""
+        def system(old: dict) -> dict:
+            check = values.get("_check")
+            if check is not None:
+                check(old, None)
+            out = {k: v for k, v in values.items() if not k.startswith("_") and k != "followed_up_at"}
+            at = values.get("followed_up_at")
+            if at is not None:
+                out["last_follow_up_at"] = max(at, old.get("last_follow_up_at") or at)
+                t0 = out.get("owner_changed_at", old.get("owner_changed_at"))
+                owner_moves = "owner" in changes and changes["owner"] != old.get("owner")
+                if old.get("first_follow_up_at") is None and not owner_moves and t0 is not None and at >= t0:
+                    out["first_follow_up_at"] = at
+            return out
+        return self.runtime.records.update(SYSTEM, "lead", lead_id, changes, system=system)
 
 
 _services: "weakref.WeakKeyDictionary[Runtime, FollowUps]" = weakref.WeakKeyDictionary()

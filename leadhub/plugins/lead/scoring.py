@@ -4,7 +4,8 @@ points decay with a half-life; total, grade band and the MQL milestone.
 Every lead write is scored in before_insert/before_update (after cleaning and
 dedupe, which subscribe first), so the API, pages, imports and functions all
 score alike; an update rescores only when a field some rule reads changed,
-or when `scoring_jobs.rescoring(...)` asks for it (events, rescoring jobs). Crossing the
+or when `rescore_values` gives the record service new scores as system values
+(events, rescoring jobs). Crossing the
 MQL threshold sets mql/mql_at once and publishes the custom record event
 "mql" on the lead (subscribe: runtime.events.subscribe("mql", fn, object="lead"))."""
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -27,7 +28,6 @@ from leadhub.platform.errors import BadRequest
 from leadhub.platform.events import RecordEvent
 from leadhub.platform.labels import pick
 from leadhub.platform.permissions import Actor
-from leadhub.plugins.lead import scoring_jobs
 from leadhub.plugins.lead.scoring_config import GRADES, MEMO, RULE_KIND, event_types, settings as settings_of
 from leadhub.plugins.lead.scoring_tables import score_events
 
@@ -206,37 +206,64 @@ def _events_of(conn, lead_ids: list[int]) -> dict[int, list[dict]]:
 
 def _score_write(runtime, event: RecordEvent) -> None:
     snap = engine(runtime).snapshot(event.conn)
-    forced = scoring_jobs.forced()
-    if forced is not None and event.record_id not in forced.ids:
-        forced = None
-    if event.name == "before_update" and forced is None and event.values.get("score") is not None \
+    if event.name == "before_update" and event.values.get("score") is not None \
             and not any(event.changed(n) for n in snap.reads):
         return
-    now = (forced.now if forced else None) or utcnow()
-    if event.record_id is None:
-        events = []                    # a new lead has no events yet
-    elif forced is not None and forced.batch:
-        if forced.events is None:
-            forced.events = _events_of(event.conn, sorted(forced.ids))
-        events = forced.events.get(event.record_id, [])
-    else:
-        events = _events_of(event.conn, [event.record_id])[event.record_id]
+    now = utcnow()
     values = event.values
     if event.record_id is None:   # system fields are stamped after before_insert; rules see them now
+        events = []               # a new lead has no events yet
         seen = {"owner": event.actor.user_id, "created_by": event.actor.user_id, "created_at": now,
                 "updated_at": now, **{k: v for k, v in values.items() if v is not None}}
     else:
+        events = _events_of(event.conn, [event.record_id])[event.record_id]
         seen = values
-    score = compute(snap, seen, events, now, hook_points(runtime, seen, event.registry))
-    values.update(score=score.total, score_attribute=score.attribute, score_behaviour=_round(score.behaviour),
-                  grade=score.grade)
-    if not values.get("mql"):
+    values.update(_score_fields(runtime, snap, seen, events, now, event.registry))
+
+
+def _score_fields(runtime, snap, seen: dict, events: list[dict], now: dt.datetime, registry) -> dict:
+    """The score fields of a lead whose values are `seen`."""
+    score = compute(snap, seen, events, now, hook_points(runtime, seen, registry))
+    out = {"score": score.total, "score_attribute": score.attribute, "score_behaviour": _round(score.behaviour),
+           "grade": score.grade}
+    if not seen.get("mql"):
         qualified = snap.mql_threshold is not None and score.total >= snap.mql_threshold
-        values["mql"] = qualified
+        out["mql"] = qualified
         if qualified:
-            values["mql_at"] = now
-    if forced is not None and event.old is not None and any(event.old.get(k) != values.get(k) for k in SCORE_FIELDS):
-        forced.changed.add(event.record_id)
+            out["mql_at"] = now
+    return out
+
+
+def rescore_values(runtime, ids: Iterable[int], now: dt.datetime | None = None,
+                   batch: bool = False) -> tuple[dict[int, Callable[[dict], dict]], set[int]]:
+    """Rescoring these leads although no field a rule reads changed (events
+    were added, rules changed, time passed), as the record service's system
+    values: {id: a function of the stored lead giving its score fields},
+    called under the lead's row lock; and the set that fills with the ids
+    whose score, grade or MQL flag moved. With batch, the first lead's
+    function reads every id's events in one query: the record service has
+    locked the whole batch by then, so an event recorded concurrently is
+    either seen here or rescores after us."""
+    ids = list(ids)
+    changed: set[int] = set()
+    events_by_id: dict[int, list[dict]] = {}
+
+    def of(lead_id: int) -> Callable[[dict], dict]:
+        def values(old: dict) -> dict:
+            with runtime.db.write() as conn:         # joins the update's own transaction
+                if not batch:
+                    events = _events_of(conn, [lead_id])[lead_id]
+                else:
+                    if not events_by_id:
+                        events_by_id.update(_events_of(conn, sorted(ids)))
+                    events = events_by_id.get(lead_id, [])
+                out = _score_fields(runtime, engine(runtime).snapshot(conn), old, events, now or utcnow(),
+                                    runtime.cache.current(conn))
+            if any(old.get(k) != out.get(k, old.get(k)) for k in SCORE_FIELDS):
+                changed.add(lead_id)
+            return out
+        return values
+    return {i: of(i) for i in ids}, changed
 
 
 def _announce_mql(runtime, event: RecordEvent) -> None:
@@ -246,14 +273,11 @@ def _announce_mql(runtime, event: RecordEvent) -> None:
 
 
 def register(runtime) -> None:
-    """Score every lead write; rescore for decay when the scheduler exists."""
+    """Score every lead write (the decay sweep is scoring_runs')."""
     for name in ("before_insert", "before_update"):
         runtime.events.subscribe(name, lambda ev: _score_write(runtime, ev), object=OBJECT)
     for name in ("after_insert", "after_update"):
         runtime.events.subscribe(name, lambda ev: _announce_mql(runtime, ev), object=OBJECT)
-    if hasattr(runtime, "scheduler"):
-        from leadhub.plugins.lead.scoring_jobs import decay_sweep
-        runtime.scheduler.every("lead.score_decay", seconds=86400, fn=decay_sweep)
     runtime.slots.add("timeline", timeline, object=OBJECT)
 
 
@@ -315,8 +339,8 @@ def record_event(runtime, actor: Actor, lead_id: int, type: str, occurred_at: An
         event_id = conn.execute(score_events.insert().values(
             lead_id=lead_id, type=type, points=kind["points"], occurred_at=when, note=note, data=data,
             created_by=actor.user_id, created_at=now)).inserted_primary_key[0]
-        with scoring_jobs.rescoring([lead_id]):
-            lead = runtime.records.update(actor, OBJECT, lead_id, {})   # rights, scope and the rescore
+        rescored, _ = rescore_values(runtime, [lead_id])
+        lead = runtime.records.update(actor, OBJECT, lead_id, {}, system=rescored[lead_id])   # rights, scope
     return {"event": {"id": event_id, "lead": lead_id, "type": type, "points": kind["points"],
                       "occurred_at": when, "note": note, "data": data},
             "lead": {k: lead.get(k) for k in ("id", *SCORE_FIELDS) if k in lead}}
