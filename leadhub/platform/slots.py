@@ -6,16 +6,30 @@ register(runtime); whoever shows the slot asks for its entries:
     for source, options in runtime.slots.entries("timeline"): ...   # the record page
 
 Slots in use: "timeline" (record-page timeline sources, see
-web/pages/timeline.py). Entries live on the runtime, one set per process,
-so a second runtime (tests, tools) starts empty."""
+web/pages/timeline.py) and "admin_nav" (entries of the designer's navigation,
+{endpoint, label, shown}, see web/pages/admin.py). A plugin also keeps the one object it needs per
+runtime here (`one`: the follow-up service with its clock, the scoring
+engine with its caches) rather than in a module-level registry. Entries live
+on the runtime, one set per process, so a second runtime (tests, tools)
+starts empty."""
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable
 
 
 class Slots:
     def __init__(self):
         self._entries: dict[str, list[tuple[Any, dict]]] = {}
+        self._ones: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def one(self, name: str, make: Callable[[], Any]) -> Any:
+        """The object named `name` on this runtime, made by `make()` the first time."""
+        with self._lock:
+            if name not in self._ones:
+                self._ones[name] = make()
+            return self._ones[name]
 
     def add(self, slot: str, value: Any, **options: Any) -> None:
         self._entries.setdefault(slot, []).append((value, options))

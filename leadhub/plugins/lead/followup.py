@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import weakref
 import zoneinfo
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -131,13 +130,8 @@ class FollowUps:
         return self.runtime.records.update(SYSTEM, "lead", lead_id, changes, system=system)
 
 
-_services: "weakref.WeakKeyDictionary[Runtime, FollowUps]" = weakref.WeakKeyDictionary()
-
-
 def service(runtime: "Runtime") -> FollowUps:
-    if runtime not in _services:
-        _services[runtime] = FollowUps(runtime)
-    return _services[runtime]
+    return runtime.slots.one("lead.follow_ups", lambda: FollowUps(runtime))
 
 
 def _refuse_manual_violations(ev: RecordEvent) -> None:

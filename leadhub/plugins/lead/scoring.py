@@ -15,7 +15,6 @@ import datetime as dt
 import decimal
 import json
 import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -122,16 +121,8 @@ class Engine:
                         dict(settings["grades"]), settings["mql_threshold"])
 
 
-_engines: "weakref.WeakKeyDictionary[Any, Engine]" = weakref.WeakKeyDictionary()
-_engines_lock = threading.Lock()
-
-
 def engine(runtime) -> Engine:
-    with _engines_lock:
-        eng = _engines.get(runtime)
-        if eng is None:
-            eng = _engines[runtime] = Engine(runtime)
-        return eng
+    return runtime.slots.one("lead.scoring_engine", lambda: Engine(runtime))
 
 
 # --- the arithmetic -------------------------------------------------------------------------

@@ -49,6 +49,16 @@ def _instance_time_zone():
     return {"tz": runtime().config.timezone}     # times on designer pages are the instance's wall clock
 
 
+@bp.app_context_processor
+def _admin_nav():
+    """Plugins' entries in the admin navigation: the runtime's "admin_nav"
+    slot, {endpoint, label, shown}, one per endpoint."""
+    entries = {}
+    for entry, _options in runtime().slots.entries("admin_nav"):
+        entries.setdefault(entry["endpoint"], entry)
+    return {"admin_nav": list(entries.values())}
+
+
 def _back(default: str):
     return redirect(request.form.get("back") or default)
 

@@ -11,9 +11,9 @@ and nothing is saved. Form strings become the service's payload here
 (numbers that look like numbers become ints, anything else is passed on for
 the service to name).
 
-The kernel's admin nav shows "Leads settings" through `admin_nav` (a list
-of {endpoint, label, shown} in the app's Jinja globals, which this
-blueprint adds to when registered): shown once the plugin is installed."""
+The kernel's admin nav shows "Leads settings" through the runtime's
+"admin_nav" slot ({endpoint, label, shown}), which this blueprint fills when
+registered: shown once the plugin is installed."""
 from __future__ import annotations
 
 import re
@@ -58,8 +58,8 @@ def _installed() -> bool:
 
 @bp.record_once
 def _nav_entry(state) -> None:
-    state.app.jinja_env.globals.setdefault("admin_nav", []).append(
-        {"endpoint": "lead_admin.index", "label": NAV_LABEL, "shown": _installed})
+    state.app.extensions["leadhub"].slots.add(
+        "admin_nav", {"endpoint": "lead_admin.index", "label": NAV_LABEL, "shown": _installed})
 
 
 @bp.context_processor
