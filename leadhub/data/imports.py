@@ -379,11 +379,6 @@ def check_mapping(actor: Actor, obj: ObjectDef, header: list[str] | None, mappin
 
 # ---------------------------------------------------------------- row values
 
-_BOOL = {"true": True, "yes": True, "y": True, "1": True, "是": True, "对": True, "√": True, "✓": True,
-         "false": False, "no": False, "n": False, "0": False, "否": False, "错": False, "×": False, "✗": False}
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日")
-_LIST_SPLIT = re.compile(r"\s*[;,；，、|]\s*")
-
 
 class RowConverter:
     """Cells to a record payload: picklists by value or label (either
@@ -394,14 +389,6 @@ class RowConverter:
         self.obj = obj
         self.columns = [(i, col, obj.fields[mapping[col]]) for i, col in enumerate(header) if mapping.get(col)]
         self.column_of = {fd.api_name: col for _i, col, fd in self.columns}
-        self.choices = {}
-        for _i, _c, fd in self.columns:
-            if "options" in fd.settings:
-                table = {}
-                for o in fd.settings["options"]:
-                    for text in (o["value"], *o["label"].values()):
-                        table.setdefault(text.strip().casefold(), o["value"])
-                self.choices[fd.api_name] = table
 
     def fingerprint(self, cells: list[str]) -> str:
         pairs = sorted((fd.api_name, cells[i].strip()) for i, _c, fd in self.columns if i < len(cells))
@@ -415,33 +402,18 @@ class RowConverter:
                 out[fd.api_name] = self._value(fd, text)
         return out
 
-    def _value(self, fd: FieldDef, text: str) -> Any:
-        kind = fd.type_name
-        if kind in ("picklist", "dependent_picklist"):
-            return self.choices[fd.api_name].get(text.casefold(), text)
-        if kind == "multi_picklist":
-            return [self.choices[fd.api_name].get(p.casefold(), p) for p in _LIST_SPLIT.split(text) if p]
-        if kind == "boolean":
-            return _BOOL.get(text.casefold(), text)
-        if kind in ("integer", "decimal", "currency", "percent"):
-            return text.replace(",", "").rstrip("%") if re.fullmatch(r"[+-]?[\d,]+(\.\d+)?%?", text) else text
-        if kind in ("date", "datetime"):
-            for fmt in _DATE_FORMATS:
-                try:
-                    return dt.datetime.strptime(text, fmt).date().isoformat()
-                except ValueError:
-                    pass
-            return text
-        if kind in ("lookup", "master_detail", "user"):
-            return int(text) if text.isdigit() else text   # names become ids in resolve()
-        return text
+    @staticmethod
+    def _value(fd: FieldDef, text: str) -> Any:
+        """A cell as its field's type reads text (picklist labels in either
+        language, 是/否, 1,000, 2024/1/5, a referenced record's name)."""
+        return fd.type.parse_text(fd, text)
 
     def resolve(self, runtime, actor: Actor, rows: list["Row"]) -> None:
         """Reference cells holding a name (a campaign's name, a user's login
         or name) become ids, one query per field per batch; a name that
         matches nothing, or several, fails that row."""
         for _i, column, fd in self.columns:
-            if fd.type_name not in ("lookup", "master_detail", "user"):
+            if not fd.type.is_reference:
                 continue
             names = {r.payload[fd.api_name] for r in rows
                      if r.outcome is None and isinstance(r.payload.get(fd.api_name), str)}

@@ -2,13 +2,15 @@
 
 A type knows its column type, its marshmallow field, how values go to and
 from the database and JSON, which filter operators it supports, which
-settings it takes and which changes of them are safe. A new type is one new
-class and one `register` line.
+settings it takes and which changes of them are safe, and how its values are
+read from text (a file's cell, a form's input) and shown (a page's cell, a
+form's input, its widget). A new type is one new class and one `register` line.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import marshmallow as mm
 import sqlalchemy as sa
@@ -39,6 +41,10 @@ class FieldType(ABC):
     operators: ClassVar[frozenset[str]] = EQUALITY
     Settings: ClassVar[type[mm.Schema]] = NoSettings
     openapi_type: ClassVar[dict] = {"type": "string"}
+    # the input a form draws: text, email, tel, url, textarea, integer, decimal, checkbox,
+    # date, datetime, select, dependent, multi, lookup, user (computed types are read-only)
+    widget: ClassVar[str] = "text"
+    is_reference: ClassVar[bool] = False   # its value is another record's id (pages show that record's name)
 
     # --- settings -------------------------------------------------------------
     @classmethod
@@ -91,6 +97,39 @@ class FieldType(ABC):
 
     def openapi(self, field: "FieldDef") -> dict:
         return dict(self.openapi_type)
+
+    # --- text in and out: imports, forms, pages -----------------------------------
+    def parse_text(self, field: "FieldDef", text: str) -> Any:
+        """A value from text as people write it (a file's cell, a web form's
+        input; stripped, not empty). Text that does not parse comes back
+        unchanged, so the record service names the error."""
+        return text
+
+    def format(self, field: "FieldDef", value: Any, out: "Formatting") -> str:
+        """A stored value (not empty) as a page shows it."""
+        return str(value)
+
+    def input_value(self, field: "FieldDef", value: Any, tz: str) -> Any:
+        """A stored value as a form input's value (None: an empty input)."""
+        return "" if value is None else str(value)
+
+    def from_form(self, field: "FieldDef", form, tz: str) -> Any:
+        """A form's input as a payload value (None clears the field)."""
+        raw = form.get(field.api_name, "")
+        return raw if raw.strip() else None
+
+    def form_text(self, field: "FieldDef", form) -> Any:
+        """What a re-shown form holds: the submitted input as it was typed."""
+        return form.get(field.api_name, "")
+
+
+@dataclass(frozen=True)
+class Formatting:
+    """What showing a value needs from the page: the instance's time zone,
+    the page's words, an option's label in the page's language."""
+    tz: str
+    gettext: Callable[[str], str]
+    option_label: Callable[["FieldDef", str], str]
 
 
 _TYPES: dict[str, FieldType] = {}

@@ -2,6 +2,8 @@
 controlling field's value, e.g. province -> city)."""
 from __future__ import annotations
 
+import re
+
 import marshmallow as mm
 import sqlalchemy as sa
 
@@ -9,6 +11,20 @@ from leadhub.metadata.types.base import EQUALITY, FieldType, register
 from leadhub.platform.labels import normalise_labels
 
 MAX_OPTION = 100
+LIST_SPLIT = re.compile(r"\s*[;,；，、|]\s*")
+
+
+def choices(field) -> dict[str, str]:
+    """{value or label, case-folded: value}, kept on the FieldDef (a new
+    registry snapshot brings new FieldDefs, so it never goes stale)."""
+    found = field.__dict__.get("_choices")
+    if found is None:
+        found = {}
+        for o in field.settings.get("options", []):
+            for text in (o["value"], *o["label"].values()):
+                found.setdefault(text.strip().casefold(), o["value"])
+        field.__dict__["_choices"] = found
+    return found
 
 
 class OptionsField(mm.fields.Field):
@@ -69,8 +85,17 @@ class PicklistSettings(mm.Schema):
 
 
 class _ChoiceType(FieldType):
+    widget = "select"
+
     def base_field(self, field):
         return ChoiceField(allow_none=True)
+
+    def parse_text(self, field, text):
+        """An option by its value or its label in either language."""
+        return choices(field).get(text.casefold(), text)
+
+    def format(self, field, value, out):
+        return out.option_label(field, value)
 
     def value_field(self, field):
         return ChoiceField(choices=set(values(field, active_only=True)), allow_none=True)
@@ -114,6 +139,24 @@ class MultiPicklistType(_ChoiceType):
     name = "multi_picklist"
     operators = frozenset({"contains", "in", "not_in", "eq", "is_null"})
     Settings = PicklistSettings
+    widget = "multi"
+
+    def parse_text(self, field, text):
+        """Options separated as people separate them: a;b, a，b, a、b, a|b."""
+        table = choices(field)
+        return [table.get(p.casefold(), p) for p in LIST_SPLIT.split(text) if p]
+
+    def format(self, field, value, out):
+        return ", ".join(out.option_label(field, v) for v in value)
+
+    def input_value(self, field, value, tz):
+        return [] if value is None else list(value)
+
+    def from_form(self, field, form, tz):
+        return [v for v in form.getlist(field.api_name) if v] or None
+
+    def form_text(self, field, form):
+        return form.getlist(field.api_name)
 
     def column_type(self, field):
         return sa.Text()
@@ -157,6 +200,7 @@ class DependentPicklistType(_ChoiceType):
     name = "dependent_picklist"
     operators = EQUALITY
     Settings = DependentSettings
+    widget = "dependent"
 
     def check_settings(self, field, obj, registry):
         ctl = obj.fields.get(field.settings["controlling_field"])

@@ -101,6 +101,10 @@ class FormulaType(FieldType):
                 settings.pop("currency")
         return dataclasses.replace(field, type_name=rt, settings=settings)
 
+    def format(self, field, value, out):
+        result = self.result_field(field)          # shown as its return type is
+        return result.type.format(result, value, out)
+
     @property
     def operators(self):  # the return type's operators
         return EQUALITY | ORDERED | TEXT

@@ -58,6 +58,10 @@ class IntegerType(FieldType):
     name = "integer"
     operators = EQUALITY | ORDERED
     openapi_type = {"type": "integer", "format": "int64"}
+    widget = "integer"
+
+    def parse_text(self, field, text):
+        return number_text(text)
 
     def column_type(self, field):
         return sa.BigInteger()
@@ -93,6 +97,13 @@ class DecimalType(FieldType):
     name = "decimal"
     operators = EQUALITY | ORDERED
     Settings = DecimalSettings
+    widget = "decimal"
+
+    def parse_text(self, field, text):
+        return number_text(text)
+
+    def format(self, field, value, out):
+        return grouped(value, field.settings.get("scale"))
 
     def column_type(self, field):
         return sa.Numeric(field.settings["precision"], field.settings["scale"], asdecimal=True)
@@ -127,11 +138,17 @@ class CurrencyType(DecimalType):
     name = "currency"
     Settings = CurrencySettings
 
+    def format(self, field, value, out):
+        return f"{field.settings.get('currency', '')} {grouped(value, field.settings.get('scale', 2))}".strip()
+
 
 @register
 class PercentType(DecimalType):
     name = "percent"
     Settings = PercentSettings
+
+    def format(self, field, value, out):
+        return grouped(value, field.settings.get("scale", 2)) + " %"
 
 
 @register
@@ -139,9 +156,46 @@ class BooleanType(FieldType):
     name = "boolean"
     operators = EQUALITY
     openapi_type = {"type": "boolean"}
+    widget = "checkbox"
+
+    def parse_text(self, field, text):
+        return BOOLEAN_WORDS.get(text.casefold(), text)
+
+    def format(self, field, value, out):
+        return out.gettext("Yes") if value else out.gettext("No")
+
+    def input_value(self, field, value, tz):
+        return bool(value)
+
+    def from_form(self, field, form, tz):
+        return form.get(field.api_name) in ("on", "true", "1")
+
+    def form_text(self, field, form):
+        return form.get(field.api_name) in ("on", "true", "1")
 
     def column_type(self, field):
         return sa.Boolean()
 
     def base_field(self, field):
         return BooleanField(allow_none=True)
+
+
+# how people write yes and no in a spreadsheet or a form
+BOOLEAN_WORDS = {"true": True, "yes": True, "y": True, "1": True, "是": True, "对": True, "√": True, "✓": True,
+                 "on": True,
+                 "false": False, "no": False, "n": False, "0": False, "否": False, "错": False, "×": False, "✗": False}
+
+
+def number_text(text: str) -> str:
+    """1,000 and 15% as the number they mean (still text: the type's field coerces it)."""
+    return text.replace(",", "").rstrip("%") if re.fullmatch(r"[+-]?[\d,]+(\.\d+)?%?", text) else text
+
+
+def grouped(value, scale: int | None) -> str:
+    """12,345.60: thousands grouped, `scale` decimals (as stored without one)."""
+    if scale is None:
+        return str(value)
+    try:
+        return f"{decimal.Decimal(value):,.{scale}f}"
+    except (decimal.InvalidOperation, ValueError, TypeError):
+        return str(value)

@@ -36,6 +36,14 @@ class ReferenceType(FieldType):
     """Stores the referenced record's id; the record service checks it exists."""
     operators = EQUALITY
     openapi_type = {"type": "integer", "format": "int64"}
+    widget = "lookup"
+    is_reference = True
+
+    def parse_text(self, field, text):
+        return int(text) if text.isdigit() else text    # a name: imports look it up (Importer.resolve)
+
+    def format(self, field, value, out):
+        return f"#{value}"                              # pages show the name when the query brought it
 
     def column_type(self, field):
         return sa.BigInteger()
@@ -86,3 +94,4 @@ class MasterDetailType(ReferenceType):
 class UserType(ReferenceType):
     name = "user"
     Settings = UserSettings
+    widget = "user"

@@ -84,6 +84,7 @@ class LongTextType(_StringType):
     name = "long_text"
     operators = EQUALITY | TEXT
     Settings = LongTextSettings
+    widget = "textarea"
 
     def max_length(self, field):
         return field.settings.get("max_length", 32768)
@@ -108,6 +109,7 @@ class EmailField(CleanString):
 class EmailType(_StringType):
     name = "email"
     fixed_length = 254
+    widget = "email"
 
     def value_field(self, field):
         return EmailField(allow_none=True, validate=_length(254))
@@ -132,6 +134,7 @@ class PhoneField(CleanString):
 class PhoneType(_StringType):
     name = "phone"
     fixed_length = 32
+    widget = "tel"
 
     def value_field(self, field):
         return PhoneField(allow_none=True)
@@ -156,6 +159,7 @@ class UrlField(CleanString):
 class UrlType(_StringType):
     name = "url"
     fixed_length = 2048
+    widget = "url"
 
     def value_field(self, field):
         return UrlField(allow_none=True, validate=_length(2048))

@@ -335,8 +335,9 @@ class WebForms:
                 if item["required"]:
                     errors[fname] = "This field is required."
                 continue
-            if lead.fields.get(fname) is not None and lead.fields[fname].type_name == "boolean" and value == "on":
-                value = True
+            fd = lead.fields.get(fname)
+            if fd is not None and isinstance(value, str):
+                value = fd.type.parse_text(fd, value)       # a checkbox's "on", 1,000, an option's label
             payload[fname] = value
         if errors:
             raise ValidationFailed(errors)
@@ -359,8 +360,9 @@ class WebForms:
 
 # ---------------------------------------------------------------- HTML
 
-_INPUT_TYPES = {"email": "email", "phone": "tel", "integer": "number", "decimal": "number", "currency": "number",
-                "percent": "number", "date": "date", "datetime": "datetime-local", "url": "url"}
+# the <input> type of each field type's widget (others are text)
+_INPUT_TYPES = {"email": "email", "tel": "tel", "integer": "number", "decimal": "number", "date": "date",
+                "datetime": "datetime-local", "url": "url"}
 
 # Copies utm_* from the host page's address into the form's hidden fields.
 _UTM_SCRIPT = """<script>(function(){var f=document.getElementById(%s);if(!f)return;
@@ -391,13 +393,13 @@ def snippet(lead, form: dict, base_url: str = "") -> Markup:
                                    for o in fd.settings["options"] if o["active"])
             parts.append(Markup('<select id="{}-{}" name="{}"{}><option value=""></option>{}</select>')
                          .format(form_id, name, name, required, opts))
-        elif fd.type_name == "long_text":
+        elif fd.type.widget == "textarea":
             parts.append(Markup('<textarea id="{}-{}" name="{}" rows="4"{}></textarea>').format(form_id, name, name, required))
-        elif fd.type_name == "boolean":
+        elif fd.type.widget == "checkbox":
             parts.append(Markup('<input type="checkbox" id="{}-{}" name="{}"{}>').format(form_id, name, name, required))
         else:
             parts.append(Markup('<input type="{}" id="{}-{}" name="{}"{}>')
-                         .format(_INPUT_TYPES.get(fd.type_name, "text"), form_id, name, name, required))
+                         .format(_INPUT_TYPES.get(fd.type.widget, "text"), form_id, name, name, required))
         parts.append(Markup("</p>"))
     for name in UTM:
         parts.append(Markup('<input type="hidden" name="{}">').format(name))

@@ -4,7 +4,6 @@ lookup paths bring referenced records' names along in the same query."""
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import zoneinfo
 
 from markupsafe import Markup, escape
@@ -12,23 +11,14 @@ from werkzeug.datastructures import MultiDict
 
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import Registry
+from leadhub.metadata.types.base import Formatting
 from leadhub.platform import permissions
 from leadhub.platform.permissions import Actor
 from leadhub.web.pages.i18n import current, gettext as _, label
 
-REFERENCES = ("lookup", "master_detail", "user")
-COMPUTED = ("formula", "rollup", "auto_number")
-WIDGETS = {
-    "text": "text", "email": "email", "phone": "tel", "url": "url", "long_text": "textarea",
-    "integer": "integer", "decimal": "decimal", "currency": "decimal", "percent": "decimal",
-    "boolean": "checkbox", "date": "date", "datetime": "datetime", "picklist": "select",
-    "dependent_picklist": "dependent", "multi_picklist": "multi", "lookup": "lookup",
-    "master_detail": "lookup", "user": "user",
-}
-
-
 def widget(fd: FieldDef) -> str:
-    return "readonly" if fd.type.computed else WIDGETS.get(fd.type_name, "text")
+    """The input a form draws for the field (its type says which)."""
+    return "readonly" if fd.type.computed else fd.type.widget
 
 
 def options(fd: FieldDef, active_only: bool = True) -> list[tuple[str, str]]:
@@ -49,7 +39,7 @@ def option_labels(fd: FieldDef) -> dict[str, str]:
 def name_path(reg: Registry, actor: Actor, fd: FieldDef) -> str | None:
     """The path whose value names the record a reference field points at,
     when the actor may read it; the query compiler joins it within scope."""
-    if fd.type_name not in REFERENCES:
+    if not fd.type.is_reference:
         return None
     target = fd.settings.get("reference_to")
     if target == "user":
@@ -77,47 +67,22 @@ def query_fields(reg: Registry, actor: Actor, obj: ObjectDef, names: list[str]) 
     return list(dict.fromkeys(out))
 
 
-def _number(value, scale: int | None) -> str:
-    if scale is None:
-        return str(value)
-    try:
-        return f"{decimal.Decimal(value):,.{scale}f}"
-    except (decimal.InvalidOperation, ValueError, TypeError):
-        return str(value)
+def _formatting(tz: str) -> Formatting:
+    return Formatting(tz=tz, gettext=_, option_label=lambda fd, v: option_labels(fd).get(v, v))
 
 
 def display(fd: FieldDef, record: dict, tz: str) -> str:
-    """A value as text for a page (escaped by the template like any text)."""
+    """A value as text for a page (escaped by the template like any text):
+    as its type formats it, a reference as the name the query brought along."""
     value = record.get(fd.api_name)
     if value is None or value == [] or value == "":
         return ""
-    t = fd.type_name
-    if t == "formula":
-        t = fd.settings.get("return_type", "text")
-        fd = fd.type.result_field(fd) if t != "text" else fd
-    if t in ("picklist", "dependent_picklist"):
-        return option_labels(fd).get(value, value)
-    if t == "multi_picklist":
-        labels = option_labels(fd)
-        return ", ".join(labels.get(v, v) for v in value)
-    if t == "boolean":
-        return _("Yes") if value else _("No")
-    if t == "currency":
-        return f"{fd.settings.get('currency', '')} {_number(value, fd.settings.get('scale', 2))}".strip()
-    if t == "percent":
-        return _number(value, fd.settings.get("scale", 2)) + " %"
-    if t == "decimal":
-        return _number(value, fd.settings.get("scale"))
-    if t == "datetime" and isinstance(value, dt.datetime):
-        return value.astimezone(zoneinfo.ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
-    if t in ("date", "datetime") and isinstance(value, (dt.date, str)):
-        return str(value)
-    if t in REFERENCES:
+    if fd.type.is_reference:
+        prefix = fd.api_name + "."
         for key, v in record.items():
-            if key.startswith(fd.api_name + ".") and v:
+            if key.startswith(prefix) and v:
                 return str(v)
-        return f"#{value}"
-    return str(value)
+    return fd.type.format(fd, value, _formatting(tz))
 
 
 def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) -> list[dict]:
@@ -131,7 +96,7 @@ def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) ->
     url_cell = Markup('<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>')
     specs = []
     for fd in cols:
-        target = f"/o/{fd.settings['reference_to']}/" if fd.type_name in ("lookup", "master_detail") else None
+        target = f"/o/{fd.settings['reference_to']}/" if fd.type.is_reference and fd.settings.get("reference_to") != "user" else None
         specs.append((fd, target))
     rows = []
     for r in records:
@@ -140,7 +105,7 @@ def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) ->
             text = display(fd, r, tz)
             if text and target:
                 cells.append(link_cell.format(target + str(r[fd.api_name]), text))
-            elif text and fd.type_name == "url" and text.startswith(("http://", "https://")):
+            elif text and fd.type.widget == "url" and text.startswith(("http://", "https://")):
                 cells.append(url_cell.format(text, text))
             else:
                 cells.append(escape(text))
@@ -157,40 +122,13 @@ def local_time(value, tz: str) -> str:
 
 def input_value(fd: FieldDef, value, tz: str):
     """A stored value as a form input's value."""
-    if value is None:
-        return "" if fd.type_name != "multi_picklist" else []
-    if fd.type_name == "datetime" and isinstance(value, dt.datetime):
-        return value.astimezone(zoneinfo.ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M")
-    if fd.type_name == "date" and isinstance(value, dt.date):
-        return value.isoformat()
-    if fd.type_name == "multi_picklist":
-        return list(value)
-    if fd.type_name == "boolean":
-        return bool(value)
-    return str(value)
+    return fd.type.input_value(fd, value, tz)
 
 
 def from_form(fd: FieldDef, form: MultiDict, tz: str):
     """One field's form input as a payload value (None clears it). Unparseable
     text goes through unchanged, so the record service names the error."""
-    name = fd.api_name
-    if fd.type_name == "boolean":
-        return form.get(name) in ("on", "true", "1")
-    if fd.type_name == "multi_picklist":
-        values = [v for v in form.getlist(name) if v]
-        return values or None
-    raw = form.get(name, "")
-    if not raw.strip():
-        return None
-    if fd.type_name == "datetime":
-        try:
-            local = dt.datetime.fromisoformat(raw.strip())
-        except ValueError:
-            return raw
-        if local.tzinfo is None:
-            local = local.replace(tzinfo=zoneinfo.ZoneInfo(tz))
-        return local.isoformat()
-    return raw
+    return fd.type.from_form(fd, form, tz)
 
 
 def form_values(form: MultiDict, record: dict | None, obj: ObjectDef, layout: dict, tz: str) -> dict:
@@ -203,12 +141,8 @@ def form_values(form: MultiDict, record: dict | None, obj: ObjectDef, layout: di
                 continue
             if item["read_only"] or fd.type.computed:
                 out[fd.api_name] = input_value(fd, (record or {}).get(fd.api_name), tz)
-            elif fd.type_name == "multi_picklist":
-                out[fd.api_name] = form.getlist(fd.api_name)
-            elif fd.type_name == "boolean":
-                out[fd.api_name] = form.get(fd.api_name) in ("on", "true", "1")
             else:
-                out[fd.api_name] = form.get(fd.api_name, "")
+                out[fd.api_name] = fd.type.form_text(fd, form)
     return out
 
 

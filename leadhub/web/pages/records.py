@@ -313,7 +313,7 @@ def _clone_args(obj, layout, record) -> dict:
     out = {}
     for fd in F.editable(obj, layout):
         value = record.get(fd.api_name)
-        if fd.type_name == "boolean" and not value:
+        if value is False:          # an unticked box is the form's default anyway
             continue
         if value not in (None, "", []) and not fd.unique:
             out[fd.api_name] = F.input_value(fd, value, _tz())
@@ -339,7 +339,7 @@ def _lookup_labels(a, reg, obj, values: dict) -> dict:
     out = {}
     for fd in obj.fields.values():
         v = values.get(fd.api_name)
-        if fd.type_name not in ("lookup", "master_detail") or v in (None, ""):
+        if fd.type.widget != "lookup" or v in (None, ""):
             continue
         label_text = request.form.get(f"{fd.api_name}__label")
         if label_text:
@@ -363,8 +363,7 @@ def form_context(obj, layout, values, errors, record=None) -> dict:
         obj=obj, layout=layout, values=values, errors=errors, record=record, tz=_tz(),
         lookup_labels=_lookup_labels(a, reg, obj, values),
         lookup_targets={fd.api_name: reg.objects[fd.settings["reference_to"]] for fd in obj.fields.values()
-                        if fd.type_name in ("lookup", "master_detail")
-                        and fd.settings.get("reference_to") in reg.objects},
+                        if fd.type.widget == "lookup" and fd.settings.get("reference_to") in reg.objects},
         users=user_choices() if obj.fields_of_type("user") else [])
 
 
@@ -428,7 +427,7 @@ def create(name):
             fd = obj.fields.get(item["field"])
             if fd is None:
                 continue
-            given = request.args.getlist(fd.api_name) if fd.type_name == "multi_picklist" else request.args.get(fd.api_name)
+            given = fd.type.form_text(fd, request.args)          # prefilled from the address
             values[fd.api_name] = given if given else F.input_value(fd, fd.default, _tz())
     return _render_form(obj, layout, values, {})
 
