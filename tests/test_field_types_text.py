@@ -86,3 +86,23 @@ def test_every_type_names_its_widget():
              "select", "dependent", "multi", "lookup", "user"}
     for name in type_names():
         assert get_type(name).widget in known, name
+
+
+def test_filters_compile_as_each_type_says(api, obj):
+    """multi-select membership, relative days on dates, $now on dates and datetimes."""
+    for rec in ({"name": "a", "tags": ["edu", "it"], "met": "2020-01-01"}, {"name": "b", "tags": ["it"]},
+                {"name": "c"}):
+        assert api.post("/objects/deal/records", rec).status_code == 201
+
+    def names(tree):
+        r = api.post("/objects/deal/query", {"filter": tree, "fields": ["name"], "sort": ["name"]})
+        assert r.status_code == 200, r.get_json()
+        return [x["name"] for x in r.get_json()["records"]]
+    assert names({"field": "tags", "op": "contains", "value": "edu"}) == ["a"]
+    assert names({"field": "tags", "op": "in", "value": ["edu", "it"]}) == ["a", "b"]
+    assert names({"field": "tags", "op": "not_in", "value": ["edu"]}) == ["b", "c"]
+    assert names({"field": "tags", "op": "eq", "value": ["it"]}) == ["b"]
+    assert names({"field": "met", "op": "lt", "value": "$now"}) == ["a"]
+    assert names({"field": "called", "op": "lt", "value": "$now"}) == []
+    r = api.post("/objects/deal/query", {"filter": {"field": "size", "op": "eq", "value": "$now"}})
+    assert r.status_code == 400 and "size" in r.get_json()["error"]["fields"]

@@ -113,7 +113,7 @@ class QueryCompiler:
                     raise Forbidden(f"You may not read {path}.", {path: "Hidden from you."}) from None
             if i == len(parts) - 1:
                 return table.c[fd.column], fd
-            if fd.type_name not in ("lookup", "master_detail", "user"):
+            if not fd.type.is_reference:
                 raise BadRequest(f"'{part}' in '{path}' is not a lookup.", {path: "Not a lookup."})
             prefix = f"{prefix}.{part}" if prefix else part
             target_obj, target_table = self._target(fd.settings["reference_to"])
@@ -188,11 +188,8 @@ class QueryCompiler:
         if op in ("in", "not_in"):
             if not isinstance(value, list) or not value or len(value) > MAX_IN:
                 raise BadRequest(f"{op} takes a list of 1 to {MAX_IN} values.", {path: f"{op} needs a list."})
-            values = [self._coerce(fd, path, v) for v in value]
-            if fd.type_name == "multi_picklist":
-                hit = sa.or_(*[col.contains(f";{v};", autoescape=True) for v in values])
-                return hit if op == "in" else sa.or_(sa.not_(hit), col.is_(None))
-            return col.in_(values) if op == "in" else sa.or_(col.not_in(values), col.is_(None))
+            hit = fd.type.compile_in(fd, col, [self._coerce(fd, path, v) for v in value])
+            return hit if op == "in" else sa.or_(sa.not_(hit), col.is_(None))
         if op == "between":
             if not isinstance(value, list) or len(value) != 2:
                 raise BadRequest("between takes [low, high].", {path: "between needs [low, high]."})
@@ -201,35 +198,29 @@ class QueryCompiler:
         if op in ("contains", "starts_with"):
             if not isinstance(value, str) or not value:
                 raise BadRequest(f"{op} takes non-empty text.", {path: f"{op} needs text."})
-            if fd.type_name == "multi_picklist":
-                return col.contains(f";{value};", autoescape=True)
-            return col.icontains(value, autoescape=True) if op == "contains" \
-                else col.istartswith(value, autoescape=True)
+            return fd.type.compile_text(fd, col, op, value)
         if value is None:
             if op in ("eq", "ne"):
                 return col.is_(None) if op == "eq" else col.is_not(None)
             raise BadRequest(f"{op} needs a value.", {path: f"{op} needs a value."})
-        v = self._coerce(fd, path, value)
-        if fd.type_name == "multi_picklist":  # eq: exactly this set
-            v = fd.type.to_db(v)
+        v = fd.type.compile_eq(fd, col, self._coerce(fd, path, value))
         return {"eq": lambda: col == v, "ne": lambda: sa.or_(col != v, col.is_(None)),
                 "lt": lambda: col < v, "lte": lambda: col <= v,
                 "gt": lambda: col > v, "gte": lambda: col >= v}[op]()
 
     def _coerce(self, fd: FieldDef, path: str, value: Any) -> Any:
-        if fd.type_name == "multi_picklist" and isinstance(value, str):
-            return value
-        if value == ME and (fd.type_name == "user" or fd.settings.get("reference_to") == USER):
+        if value == ME and fd.type.is_reference and fd.settings.get("reference_to") == USER:
             # "$me": the reader, so one saved view ("my leads") serves every user
             if self.actor.user_id is None:
                 raise BadRequest(f"{ME} needs a signed-in user.", {path: f"{ME} needs a user."})
             return self.actor.user_id
-        if value == NOW and fd.type_name in ("datetime", "date"):
+        if value == NOW:
             # "$now": the moment the query runs ("deadline before now" as a saved view)
-            now = dt.datetime.now(dt.timezone.utc)
-            return now if fd.type_name == "datetime" else now.astimezone(self.tz).date()
+            now = fd.type.now_value(fd, dt.datetime.now(dt.timezone.utc), self.tz)
+            if now is not None:
+                return now
         try:
-            return fd.type.base_field(fd).deserialize(value)
+            return fd.type.filter_value(fd, value)
         except mm.ValidationError as exc:
             msg = exc.messages[0] if isinstance(exc.messages, list) else str(exc.messages)
             raise BadRequest(f"Invalid filter value for {path}: {msg}", {path: msg}) from None
@@ -242,7 +233,7 @@ class QueryCompiler:
                 raise BadRequest(f"{op} takes a number of days from 1 to 3650.", {fd.api_name: "Days must be 1-3650."})
             n = value
         start, end = relative_range(op, today, n)  # [start, end)
-        if fd.type_name == "date" or (fd.type_name == "formula" and fd.settings.get("return_type") == "date"):
+        if fd.type.calendar_days(fd):
             return sa.and_(col >= start, col < end)
         to_utc = lambda d: dt.datetime.combine(d, dt.time(), self.tz).astimezone(dt.timezone.utc)  # noqa: E731
         return sa.and_(col >= to_utc(start), col < to_utc(end))

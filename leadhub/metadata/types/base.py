@@ -98,6 +98,29 @@ class FieldType(ABC):
     def openapi(self, field: "FieldDef") -> dict:
         return dict(self.openapi_type)
 
+    # --- filters (the query compiler asks; the operators are `operators`) -----------
+    def filter_value(self, field: "FieldDef", value: Any) -> Any:
+        """A filter's value coerced to the column's (a 400 comes from the field's errors)."""
+        return self.base_field(field).deserialize(value)
+
+    def compile_in(self, field: "FieldDef", col, values: list) -> sa.ColumnElement:
+        return col.in_(values)
+
+    def compile_text(self, field: "FieldDef", col, op: str, value: str) -> sa.ColumnElement:
+        return col.icontains(value, autoescape=True) if op == "contains" else col.istartswith(value, autoescape=True)
+
+    def compile_eq(self, field: "FieldDef", col, value: Any) -> Any:
+        """What `eq` compares the column with."""
+        return value
+
+    def now_value(self, field: "FieldDef", now, tz) -> Any:
+        """What "$now" means for this field, or None where it means nothing."""
+        return None
+
+    def calendar_days(self, field: "FieldDef") -> bool:
+        """Whether relative date ranges compare calendar days (a date), not instants."""
+        return False
+
     # --- text in and out: imports, forms, pages -----------------------------------
     def parse_text(self, field: "FieldDef", text: str) -> Any:
         """A value from text as people write it (a file's cell, a web form's

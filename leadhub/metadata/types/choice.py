@@ -167,6 +167,18 @@ class MultiPicklistType(_ChoiceType):
     def value_field(self, field):
         return MultiChoiceField(choices=set(values(field, active_only=True)), allow_none=True)
 
+    def filter_value(self, field, value):
+        return value if isinstance(value, str) else super().filter_value(field, value)
+
+    def compile_in(self, field, col, values):
+        return sa.or_(*[col.contains(f";{v};", autoescape=True) for v in values])
+
+    def compile_text(self, field, col, op, value):     # contains: has this option
+        return col.contains(f";{value};", autoescape=True)
+
+    def compile_eq(self, field, col, value):           # eq: exactly this set
+        return self.to_db(value)
+
     def to_db(self, value):
         if not value:
             return None

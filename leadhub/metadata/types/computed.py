@@ -105,6 +105,9 @@ class FormulaType(FieldType):
         result = self.result_field(field)          # shown as its return type is
         return result.type.format(result, value, out)
 
+    def calendar_days(self, field):
+        return field.settings.get("return_type") == "date"
+
     @property
     def operators(self):  # the return type's operators
         return EQUALITY | ORDERED | TEXT

@@ -38,6 +38,12 @@ class DateType(FieldType):
     def parse_text(self, field, text):
         return date_text(text)
 
+    def now_value(self, field, now, tz):
+        return now.astimezone(tz).date()
+
+    def calendar_days(self, field):
+        return True
+
     def input_value(self, field, value, tz):
         return value.isoformat() if isinstance(value, dt.date) else super().input_value(field, value, tz)
 
@@ -57,6 +63,9 @@ class DateTimeType(FieldType):
 
     def parse_text(self, field, text):
         return date_text(text)
+
+    def now_value(self, field, now, tz):
+        return now
 
     def format(self, field, value, out):
         if isinstance(value, dt.datetime):      # stored in UTC, shown on the instance's wall clock
