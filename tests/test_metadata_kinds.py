@@ -287,3 +287,38 @@ def test_a_save_from_a_stale_read_is_refused(lead, api):
     assert r.status_code == 409 and r.get_json()["error"]["fields"] == {"version": "Stale: the current version is 2."}
     assert api.get("/meta/duplicate-rules/x1").get_json()["window_months"] == 6
     assert api.patch("/meta/duplicate-rules/x1", {"action": "tag_only"}).status_code == 200   # no version: last wins
+
+
+def test_objects_and_fields_roll_back_through_their_own_service(api, make_object, runtime):
+    """A field goes back to an earlier definition (a new version, DDL
+    included); a deleted one is restored first; a rollback that would lose
+    data is refused as the edit would be; an object's own properties too."""
+    make_object("visit", [{"api_name": "subject", "label": {"en": "Subject", "zh_CN": "主题"}, "type": "text",
+                           "max_length": 100}], name_field="subject")
+    assert api.patch("/meta/objects/visit/fields/subject",
+                     {"label": {"en": "Topic", "zh_CN": "话题"}, "max_length": 200}).status_code == 200
+    versions = api.get("/meta/history/field/visit.subject").get_json()["versions"]
+    assert [v["version"] for v in versions] == [2, 1]
+    r = api.post("/meta/history/field/visit.subject/rollback", {"version": 1})
+    assert r.status_code == 200, r.get_json()
+    fd = runtime.cache.current().objects["visit"].fields["subject"]
+    assert fd.labels["zh_CN"] == "主题" and fd.settings["max_length"] == 100
+    assert [v["version"] for v in api.get("/meta/history/field/visit.subject").get_json()["versions"]] == [3, 2, 1]
+    # a value longer than the old length stops the rollback, naming why; nothing changes
+    assert api.patch("/meta/objects/visit/fields/subject", {"max_length": 300}).status_code == 200
+    assert api.post("/objects/visit/records", {"subject": "x" * 250}).status_code == 201
+    r = api.post("/meta/history/field/visit.subject/rollback", {"version": 1})
+    assert r.status_code == 409 and "would truncate" in r.get_json()["error"]["fields"]["subject"]
+    assert runtime.cache.current().objects["visit"].fields["subject"].settings["max_length"] == 300
+    # a deleted field comes back with the version's definition
+    api.post("/meta/objects/visit/fields", {"api_name": "notes", "label": "Notes", "type": "long_text"})
+    assert api.delete("/meta/objects/visit/fields/notes").status_code == 204
+    assert api.post("/meta/history/field/visit.notes/rollback", {"version": 1}).status_code == 200
+    assert "notes" in runtime.cache.current().objects["visit"].fields
+    # the object's own label
+    assert api.patch("/meta/objects/visit", {"label": {"en": "Call", "zh_CN": "电话"}}).status_code == 200
+    r = api.post("/meta/history/object/visit/rollback", {"version": 1})
+    assert r.status_code == 200 and r.get_json()["labels"]["en"] == "Visit"
+    assert runtime.cache.current().objects["visit"].labels["en"] == "Visit"
+    assert api.post("/meta/history/object/visit/rollback", {"version": 99}).status_code == 404
+    assert api.post("/meta/history/field/visit.subject/rollback", {"version": "1"}).status_code == 400

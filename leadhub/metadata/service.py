@@ -343,6 +343,46 @@ class MetadataService:
             _bump(conn)
 
     # ----------------------------------------------------------------- definitions
+    # ----------------------------------------------------------------- rollback
+    def rollback_object(self, actor: Actor, name: str, version: Any) -> ObjectDef:
+        """Give an object its own properties (labels, description, name field,
+        history tracking) as they were in `version`: a new version, through
+        update_object. Its fields are rolled back one by one."""
+        data = self._version(actor, "object", name, version)
+        obj = self.cache.current().objects.get(name)
+        if obj is None:
+            raise Conflict(f"{name} is deleted or purged; restore it first.", {"api_name": "Not live."})
+        current = obj.spec()
+        changed = {k: data.get(k) for k in ("label", "description", "name_field", "track_history")
+                   if data.get(k) != current.get(k) and not (k == "name_field" and data.get(k) is None)}
+        return self.update_object(actor, name, changed) if changed else obj
+
+    def rollback_field(self, actor: Actor, key: str, version: Any) -> FieldDef:
+        """Give a field its definition as it was in `version` (a deleted field
+        is restored first): a new version, through update_field, so a change
+        that would lose data is refused as an edit would be."""
+        data = self._version(actor, "field", key, version)
+        obj_name, _, name = key.partition(".")
+        obj = self.cache.current().get(obj_name)
+        if name in obj.deleted_fields:
+            self.restore_field(actor, obj_name, name)
+            obj = self.cache.current().get(obj_name)
+        fd = obj.fields.get(name)
+        if fd is None:
+            raise Conflict(f"{key} was purged; create it anew.", {"key": "Purged."})
+        current = fd.spec()
+        changed = {k: data.get(k) for k in set(data) | set(current)
+                   if k != "api_name" and data.get(k) != current.get(k)}
+        return self.update_field(actor, obj_name, name, changed) if changed else fd
+
+    def _version(self, actor: Actor, kind: str, key: str, version: Any) -> dict:
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise BadRequest("version must be a version number.", {"version": "Must be an integer."})
+        data = {v["version"]: v["data"] for v in self.kinds.versions(actor, kind, key)}.get(version)
+        if data is None:
+            raise NotFound(f"{kind} '{key}' has no version {version} to roll back to.", {"version": "No such version."})
+        return data
+
     def field_definition(self, obj_name: str, payload: dict) -> dict:
         """What a field payload means here, as FieldDef.spec() writes it (the
         type's settings normalised), without saving anything: plugins compare

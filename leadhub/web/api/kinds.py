@@ -105,6 +105,13 @@ def object_diff(key):
     return _kinds().diff(g.actor, "object", key, int_arg("from"), int_arg("to"))
 
 
+@api.post("/meta/history/object/<key>/rollback")
+def object_rollback(key):
+    """{"version": n}: the object's own properties as they were then."""
+    obj = runtime().metadata.rollback_object(g.actor, key, body().get("version"))
+    return obj.to_api(language(), with_fields=True)
+
+
 @api.get("/meta/history/field/<key>")
 def field_history(key):
     """Versions of a field ("lead.mobile")."""
@@ -114,3 +121,10 @@ def field_history(key):
 @api.get("/meta/history/field/<key>/diff")
 def field_diff(key):
     return _kinds().diff(g.actor, "field", key, int_arg("from"), int_arg("to"))
+
+
+@api.post("/meta/history/field/<key>/rollback")
+def field_rollback(key):
+    """{"version": n}: the field's definition as it was then (restored if deleted)."""
+    fd = runtime().metadata.rollback_field(g.actor, key, body().get("version"))
+    return fd.to_api(language())

@@ -157,6 +157,16 @@ def _kind_paths(kinds, lang: str) -> tuple[dict, dict]:
         paths[f"{base}/rollback"] = {**({"parameters": key} if key else {}), "post": {
             "tags": tag, "summary": "Save an earlier version ({version}) as the newest",
             "responses": _responses("200", ref, "400", "403", "404")}}
+    for target, what in (("object", "an object's own properties"), ("field", "a field (restored if deleted)")):
+        key = _params("key")
+        paths[f"/meta/history/{target}/{{key}}"] = {"parameters": key, "get": {
+            "tags": ["History"], "summary": f"Every version of {what}", "responses": _responses("200", None, "403", "404")}}
+        paths[f"/meta/history/{target}/{{key}}/diff"] = {"parameters": key, "get": {
+            "tags": ["History"], "summary": "What changed between versions ?from=&to=",
+            "responses": _responses("200", None, "400", "403", "404")}}
+        paths[f"/meta/history/{target}/{{key}}/rollback"] = {"parameters": key, "post": {
+            "tags": ["History"], "summary": f"Give {what} an earlier version's definition ({{version}})",
+            "responses": _responses("200", None, "400", "403", "404", "409")}}
     return paths, schemas
 
 
