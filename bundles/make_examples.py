@@ -102,9 +102,18 @@ def build_edu(rt: Runtime, version: str) -> bundles.Bundle:
                                 "kind": "validation", "object": "course_intent", "error_field": "mobile",
                                 "condition": "mobile is None and parent_name is None",
                                 "message": "请填写学员手机或家长姓名"})
+    # sample records, so the template shows what it is for where it is installed with them
+    meimei = rt.records.create(ADMIN, "course_intent", {
+        "student": "韩梅梅", "mobile": "13800138001", "grade": "senior", "course": "ielts", "stage": "invited",
+        "budget": "28000.00", "next_visit": "2026-03-10"})
+    rt.records.create(ADMIN, "course_intent", {"student": "李雷", "parent_name": "李爸爸", "grade": "junior",
+                                               "course": "kids_english", "stage": "new"})
+    rt.records.create(ADMIN, "trial_lesson", {"intent": meimei["id"], "lesson_at": "2026-03-07T10:00:00+08:00",
+                                              "teacher": "王老师", "attended": True, "rating": 5,
+                                              "feedback": "口语基础好，建议报雅思 6.5 冲刺班"})
     made, _ = bundles.export(rt, ADMIN, bundles.Selection(objects=["course_intent", "trial_lesson"], items=[
-        "duplicate_rule/edu_mobile_grade", "scoring_rule/edu_exam_years", "function/edu_need_contact"]),
-        version=version, **EDU)
+        "duplicate_rule/edu_mobile_grade", "scoring_rule/edu_exam_years", "function/edu_need_contact"],
+        samples=["course_intent", "trial_lesson"]), version=version, **EDU)
     return made
 
 

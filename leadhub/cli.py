@@ -353,15 +353,20 @@ def bundle():
 @click.option("--object", "objects", multiple=True, help="An object with all its fields; repeatable.")
 @click.option("--field", "fields", multiple=True, help="object.field, e.g. a field added to the lead; repeatable.")
 @click.option("--item", "items", multiple=True, help="kind/key, e.g. duplicate_rule/by_mobile; repeatable.")
+@click.option("--sample", "samples", multiple=True, help="An object whose first records go along as sample data; "
+              "repeatable.")
+@click.option("--sample-limit", default=20, show_default=True, type=click.IntRange(1, 200),
+              help="Sample records per object.")
 @click.option("--output", "-o", required=True, type=click.Path(writable=True),
               help="A .zip file, or a folder (one YAML file an entry, for a repository).")
-def bundle_export(name, version, label, publisher, description, objects, fields, items, output):
+def bundle_export(name, version, label, publisher, description, objects, fields, items, samples, sample_limit,
+                  output):
     """Write a bundle of the chosen metadata and what it depends on."""
     from leadhub.metadata import bundles
     runtime = _runtime().start()
     try:
-        made, pulled = bundles.export(runtime, Actor.system(), bundles.Selection(list(objects), list(fields),
-                                                                                 list(items)),
+        made, pulled = bundles.export(runtime, Actor.system(), bundles.Selection(
+            list(objects), list(fields), list(items), samples=list(samples), sample_limit=sample_limit),
                                       name=name, version=version, label=label, publisher=publisher,
                                       description=description)
     except LeadhubError as exc:
@@ -371,7 +376,8 @@ def bundle_export(name, version, label, publisher, description, objects, fields,
             fh.write(bundles.write(made))
     else:
         bundles.write_dir(made, Path(output))
-    click.echo(f"{output}: {len(made.entries)} entries" + (f", requires {made.requires}" if made.requires else ""))
+    click.echo(f"{output}: {len(made.entries)} entries" + (f", requires {made.requires}" if made.requires else "")
+               + "".join(f", {len(rows)} sample {obj} records" for obj, rows in made.samples.items()))
     for entry in pulled:
         click.echo(f"  pulled in as a dependency: {entry}")
     runtime.close()
@@ -401,9 +407,10 @@ def _print_plan(result: dict) -> None:
 @bundle.command("install")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
-def bundle_install(path, dry_run):
+@click.option("--with-sample-data", "with_samples", is_flag=True, help="Add the bundle's sample records too.")
+def bundle_install(path, dry_run, with_samples):
     """Install a bundle into this instance, all or nothing."""
-    _bundle_apply(path, dry_run, {}, None, upgrading=False)
+    _bundle_apply(path, dry_run, {}, None, upgrading=False, with_samples=with_samples)
 
 
 @bundle.command("upgrade")
@@ -424,7 +431,7 @@ def bundle_upgrade(path, dry_run, resolutions, default):
     _bundle_apply(path, dry_run, resolve, default, upgrading=True)
 
 
-def _bundle_apply(path, dry_run, resolve, default, *, upgrading: bool) -> None:
+def _bundle_apply(path, dry_run, resolve, default, *, upgrading: bool, with_samples: bool = False) -> None:
     from leadhub.metadata import bundles
     runtime = _runtime().start()
     try:
@@ -437,8 +444,10 @@ def _bundle_apply(path, dry_run, resolve, default, *, upgrading: bool) -> None:
         shown = bundles.install(runtime, Actor.system(), made, resolve=resolve, default=default, dry_run=True)
         _print_plan(shown)
         if not dry_run:
-            done = bundles.install(runtime, Actor.system(), made, resolve=resolve, default=default)
-            click.echo(f"{made.name} {made.version}: {done['applied']} changes applied.")
+            done = bundles.install(runtime, Actor.system(), made, resolve=resolve, default=default,
+                                   with_samples=with_samples)
+            click.echo(f"{made.name} {made.version}: {done['applied']} changes applied"
+                       + (f", {done['samples']} sample records added." if done["samples"] else "."))
     except LeadhubError as exc:
         if exc.status == 409 and exc.fields:
             _print_plan(bundles.report(bundles.plan(runtime, made)))

@@ -363,3 +363,48 @@ def test_picklist_options_merge_option_by_option():
         ("ielts", "雅思考试"), ("toefl", "托福"), ("sat", "SAT"), ("japanese", "日语")]
     clash = {"options": [opt("ielts", "雅思（本校）"), opt("toefl", "托福")]}                  # both relabel ielts
     assert bundles.merge(base, clash, new, "field/course_intent.course").action == "conflict"
+
+
+def test_sample_records_travel_by_name_and_are_added_only_when_asked(consultant, customer, api):
+    """Sample records go out with lookups as names; a fresh instance gets them
+    only with with_samples, pointing at the right records there; a sample the
+    record service refuses stops the whole install, naming the file and row."""
+    rt = consultant
+    intent = rt.records.create(ADMIN, "course_intent", {"student": "韩梅梅", "mobile": "13800138000",
+                                                         "course": "ielts"})
+    rt.records.create(ADMIN, "trial_lesson", {"intent": intent["id"]})
+    made, _pulled = bundles.export(rt, ADMIN, bundles.Selection(objects=["course_intent", "trial_lesson"],
+                                                                samples=["trial_lesson", "course_intent"]),
+                                   name="edu_samples", version="1.0.0")
+    again = bundles.read(bundles.write(made))
+    assert again.samples["trial_lesson"] == [{"intent": "韩梅梅"}]        # the lookup by the intent's name
+    assert again.samples["course_intent"][0]["course"] == "ielts"
+    assert bundles.plan(customer, again)["sample_records"] == {"trial_lesson": 1, "course_intent": 1}
+
+    plain = bundles.install(customer, ADMIN, again)
+    assert plain["samples"] == 0 and customer.records.query(ADMIN, "course_intent", {})["records"] == []
+    bundles.uninstall(customer, ADMIN, "edu_samples")
+    customer.metadata.purge_object(ADMIN, "trial_lesson")
+    customer.metadata.purge_object(ADMIN, "course_intent")
+
+    done = bundles.install(customer, ADMIN, again, with_samples=True)
+    assert done["samples"] == 2
+    made_here = customer.records.query(ADMIN, "course_intent", {"fields": ["id", "student"]})["records"]
+    lessons = customer.records.query(ADMIN, "trial_lesson", {"fields": ["intent"]})["records"]
+    assert [r["student"] for r in made_here] == ["韩梅梅"] and lessons[0]["intent"] == made_here[0]["id"]
+
+
+def test_a_refused_sample_record_installs_nothing(consultant, customer):
+    made, _ = bundles.export(consultant, ADMIN, bundles.Selection(objects=["course_intent"]),
+                             name="edu_bad", version="1.0.0")
+    made.samples = {"course_intent": [{"student": "李雷", "course": "no_such_course"}]}
+    bad = bundles.read(bundles.write(made))
+    with pytest.raises(Exception) as refused:
+        bundles.install(customer, ADMIN, bad, with_samples=True)
+    assert refused.value.status == 400 and "samples/course_intent.yaml.1.course" in refused.value.fields
+    assert "course_intent" not in customer.cache.current().objects
+    assert bundles.installed_bundles(customer) == []
+    made.samples = {"course_intent": [{"nope": 1}]}
+    with pytest.raises(Exception) as refused:
+        bundles.install(customer, ADMIN, bundles.read(bundles.write(made)), with_samples=True)
+    assert "samples/course_intent.yaml.1.nope" in refused.value.fields

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadhub.data import computed
-from leadhub.data.query import QueryCompiler, QuerySpec
+from leadhub.data.query import QueryCompiler, QuerySpec, load_spec
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.registry import MetadataCache, Registry
 from leadhub.metadata.types.base import FieldType
@@ -100,8 +100,11 @@ class RecordService:
             raise NotFound(f"No {obj_name} record {record_id}.")
         return self._row_to_api(row, cols)
 
-    def query(self, actor: Actor, obj_name: str, spec: QuerySpec) -> dict:
+    def query(self, actor: Actor, obj_name: str, spec: QuerySpec | dict) -> dict:
+        """Records by a query spec, or its JSON form ({filter, sort, fields, page_size, ...})."""
         permissions.require(actor, obj_name, "read")
+        if isinstance(spec, dict):
+            spec = load_spec(spec)
         with self.db.read() as conn:
             reg = self.cache.current(conn)
             stmt, count, cols = QueryCompiler(reg, obj_name, actor, self.timezone).compile(spec)

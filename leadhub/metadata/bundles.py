@@ -11,6 +11,8 @@ The file is a zip of YAML, so two versions diff line by line:
     fields/<object>.<field>.yaml     one field (also fields added to a plugin's object)
     items/<kind>/<key>.yaml          one item of a metadata kind (layouts and shared
                                      list views too: an object brings its own along)
+    samples/<object>.yaml            optional sample records (bundle_samples.py), added
+                                     on install when asked for
 
 An entry is "<type>/<key>": "object/visit", "field/visit.subject",
 "duplicate_rule/by_mobile". The installed entries are kept (lh_bundles.baseline)
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import yaml
 
+from leadhub.metadata import bundle_samples
 from leadhub.metadata.kinds import Context
 from leadhub.platform import audit, permissions, tables as t
 from leadhub.platform.db import utcnow
@@ -66,11 +69,20 @@ class Bundle:
     description: str | None = None
     requires: dict[str, str] = field(default_factory=dict)
     entries: dict[str, dict] = field(default_factory=dict)      # "type/key" -> definition, in install order
+    samples: dict[str, list[dict]] = field(default_factory=dict)   # object -> sample records
 
     def manifest(self) -> dict:
-        return {"format": FORMAT, "name": self.name, "version": self.version, "label": self.label,
-                "publisher": self.publisher, "description": self.description, "requires": self.requires,
-                "contents": list(self.entries)}
+        out = {"format": FORMAT, "name": self.name, "version": self.version, "label": self.label,
+               "publisher": self.publisher, "description": self.description, "requires": self.requires,
+               "contents": list(self.entries)}
+        if self.samples:
+            out["samples"] = list(self.samples)
+        return out
+
+    def files(self) -> dict[str, str]:
+        """Every file of the bundle, by its path, as YAML text."""
+        return {"manifest.yaml": _dump(self.manifest())} | {_path(e): _dump(d) for e, d in self.entries.items()} \
+            | {bundle_samples.path(o): _dump(r) for o, r in self.samples.items()}
 
 
 def _dump(data: Any) -> str:
@@ -80,17 +92,15 @@ def _dump(data: Any) -> str:
 def write(bundle: Bundle) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.yaml", _dump(bundle.manifest()))
-        for entry, data in bundle.entries.items():
-            zf.writestr(_path(entry), _dump(data))
+        for rel, text in bundle.files().items():
+            zf.writestr(rel, text)
     return out.getvalue()
 
 
 def write_dir(bundle: Bundle, folder: Path) -> None:
     """The same layout as a folder of YAML files (how bundles live in a
     repository: each change is a readable diff)."""
-    files = {"manifest.yaml": _dump(bundle.manifest())} | {_path(e): _dump(d) for e, d in bundle.entries.items()}
-    for rel, text in files.items():
+    for rel, text in bundle.files().items():
         target = folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
@@ -138,6 +148,12 @@ def read(raw: bytes) -> Bundle:
             if not isinstance(data, dict):
                 raise BadRequest(f"{path} must hold a mapping.", {"file": f"{path} is not a mapping."})
             bundle.entries[entry] = data
+        for obj in manifest.get("samples") or []:
+            rel = bundle_samples.path(obj) if isinstance(obj, str) and NAME.match(obj) else None
+            if rel is None or rel not in names:
+                raise BadRequest(f"The bundle lists sample records of {obj!r} but has no {rel}.",
+                                 {"file": f"Missing samples of {obj!r}."})
+            bundle.samples[obj] = bundle_samples.check(_yaml(zf, rel), obj)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError) as exc:
         raise BadRequest(f"The bundle file is corrupt: {exc}.", {"file": "Not a readable zip file."}) from None
     return bundle
@@ -216,6 +232,8 @@ class Selection:
     objects: list[str] = field(default_factory=list)           # whole objects with their fields
     fields: list[str] = field(default_factory=list)            # "object.field": e.g. fields added to the lead
     items: list[str] = field(default_factory=list)             # "kind/key"
+    samples: list[str] = field(default_factory=list)           # objects whose first records go along
+    sample_limit: int = 20
 
 
 def export(runtime, actor: Actor, selection: Selection, *, name: str, version: str, label: Any = None,
@@ -257,6 +275,8 @@ def export(runtime, actor: Actor, selection: Selection, *, name: str, version: s
         if entry not in explicit:
             pulled.append(entry)
     manifest.entries = {e: chosen[e] for e in _install_order(runtime, reg, chosen)}
+    if selection.samples:
+        manifest.samples = bundle_samples.export(runtime, actor, reg, selection.samples, selection.sample_limit)
     return manifest, pulled
 
 
@@ -463,7 +483,8 @@ def plan(runtime, bundle: Bundle) -> dict:
     return {"bundle": bundle.name, "version": bundle.version,
             "installed_version": installed["version"] if installed else None,
             "plugins": [p for p in bundle.requires if p not in installed_plugins],    # installed first
-            "steps": steps, "problems": problems}
+            "steps": steps, "problems": problems,
+            "sample_records": {obj: len(rows) for obj, rows in bundle.samples.items()}}
 
 
 def _plugin_item(reg, entry: str) -> bool:
@@ -517,9 +538,10 @@ def installed_bundles(runtime) -> list[dict]:
 
 # ------------------------------------------------------------------ applying
 def install(runtime, actor: Actor, bundle: Bundle, *, resolve: dict[str, str] | None = None,
-            default: str | None = None, dry_run: bool = False) -> dict:
+            default: str | None = None, dry_run: bool = False, with_samples: bool = False) -> dict:
     """Install (or upgrade) in one transaction: all or nothing. Conflicts stop
-    it unless `resolve` ({entry: "local"|"new"}) or `default` says how."""
+    it unless `resolve` ({entry: "local"|"new"}) or `default` says how. With
+    `with_samples`, a first install adds the bundle's sample records too."""
     permissions.require_admin(actor)
     resolve = resolve or {}
     for entry, how in resolve.items():
@@ -535,7 +557,7 @@ def install(runtime, actor: Actor, bundle: Bundle, *, resolve: dict[str, str] | 
         # what it requires and this leadhub has: installed first, then planned again
         for plugin in result["plugins"]:
             runtime.plugins.install(plugin)
-        return install(runtime, actor, bundle, resolve=resolve, default=default)
+        return install(runtime, actor, bundle, resolve=resolve, default=default, with_samples=with_samples)
     conflicts = [s.entry for s in result["steps"] if s.action == "conflict"]
     installing = result["installed_version"] is None
     if installing and conflicts:
@@ -565,10 +587,13 @@ def install(runtime, actor: Actor, bundle: Bundle, *, resolve: dict[str, str] | 
                 step = Step(step.entry, "create", values={**step.values, "fields": fields}, reason=step.reason)
             _apply(runtime, conn, actor, step)
             applied.append(step)
+        samples = bundle_samples.install(runtime, actor, bundle.samples) \
+            if installing and with_samples and bundle.samples else 0
         _save_installed(conn, bundle, installing)
         audit.record(conn, actor, "bundle_installed" if installing else "bundle_upgraded", object="bundle",
-                     target=bundle.name, details={"version": bundle.version, "steps": len(applied)})
-    return report(result, applied=applied)
+                     target=bundle.name, details={"version": bundle.version, "steps": len(applied),
+                                                  "samples": samples})
+    return {**report(result, applied=applied), "samples": samples}
 
 
 def _resolved(step: Step, how: str, bundle: Bundle) -> Step:
@@ -687,7 +712,8 @@ def report(result: dict, applied: list[Step] | None = None) -> dict:
         counts[s.action] = counts.get(s.action, 0) + 1
     out = {"bundle": result["bundle"], "version": result["version"],
            "installed_version": result["installed_version"], "counts": counts, "plugins": result["plugins"],
-           "steps": [s.to_dict() for s in steps if s.action != "unchanged"], "problems": result["problems"]}
+           "steps": [s.to_dict() for s in steps if s.action != "unchanged"], "problems": result["problems"],
+           "sample_records": result.get("sample_records", {})}
     if applied is not None:
         out["applied"] = len(applied)
     return out

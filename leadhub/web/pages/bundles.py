@@ -60,8 +60,14 @@ def _plan_page(made: bundles.Bundle, token: str, errors: dict, status: int = 200
         kd = runtime().kinds.kind(kind) if runtime().kinds.known(kind) else None
         steps.append({**step, "what": _entry_label(kind, kd), "key": key, "kd": kd,
                       "title": _entry_title(made, step["entry"], kind, key)})
+    sample_labels = {obj: _object_title(made, obj) for obj in made.samples}
     return render_template("admin/bundle_plan.html", bundle=made, report=report, steps=steps, token=token,
-                           errors=errors, action_labels=ACTION_LABELS, shown=shown, prop=property_label), status
+                           errors=errors, action_labels=ACTION_LABELS, shown=shown, prop=property_label,
+                           sample_labels=sample_labels), status
+
+
+def _object_title(made: bundles.Bundle, obj: str) -> str:
+    return _entry_title(made, f"object/{obj}", "object", obj)
 
 
 def _entry_title(made: bundles.Bundle, entry: str, kind: str, key: str) -> str:
@@ -109,12 +115,14 @@ def bundle_install():
     made = bundles.read(path.read_bytes())
     resolve = {k[len("resolve:"):]: v for k, v in request.form.items() if k.startswith("resolve:") and v}
     try:
-        done = bundles.install(runtime(), actor(), made, resolve=resolve)
+        done = bundles.install(runtime(), actor(), made, resolve=resolve,
+                               with_samples=request.form.get("with_samples") == "on")
     except LeadhubError as exc:
         return _plan_page(made, token, {**exc.fields, "_": exc.message}, exc.status)
     path.unlink(missing_ok=True)
     flash(_("%(name)s %(version)s installed: %(n)s changes.") % {
-        "name": made.name, "version": made.version, "n": done["applied"]}, "ok")
+        "name": made.name, "version": made.version, "n": done["applied"]}
+        + (" " + _("%(n)s sample records added.") % {"n": done["samples"]} if done["samples"] else ""), "ok")
     return redirect(url_for("admin.bundles_page"))
 
 
@@ -151,9 +159,10 @@ def bundle_export():
     values = {k: form.get(k, "").strip() for k in ("name", "version", "label_zh", "label_en", "publisher",
                                                     "description")}
     selection = bundles.Selection(objects=form.getlist("objects"), fields=form.getlist("fields"),
-                                  items=form.getlist("items"))
+                                  items=form.getlist("items"), samples=form.getlist("samples"))
     label = {k: v for k, v in (("zh_CN", values["label_zh"]), ("en", values["label_en"])) if v} or None
-    chosen = set(selection.objects) | {f"field:{f}" for f in selection.fields} | set(selection.items)
+    chosen = set(selection.objects) | {f"field:{f}" for f in selection.fields} | set(selection.items) \
+        | {f"sample:{o}" for o in selection.samples}
     try:
         if not (selection.objects or selection.fields or selection.items):
             raise BadRequest(_("Choose at least one object, field or rule."), {"selection": "Empty."})
@@ -167,4 +176,5 @@ def bundle_export():
         return send_file(io.BytesIO(bundles.write(made)), mimetype="application/zip", as_attachment=True,
                          download_name=f"{made.name}-{made.version}.zip")
     return render_template("admin/bundle_export.html", choices=_choices(), values=values, chosen=chosen,
-                           errors={}, preview={"bundle": made, "pulled": set(pulled)})
+                           errors={}, preview={"bundle": made, "pulled": set(pulled),
+                                               "labels": {o: _object_title(made, o) for o in made.samples}})
