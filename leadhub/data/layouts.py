@@ -172,26 +172,26 @@ class LayoutService:
         roles' assigned layout (the first role, by role id, that has one),
         else the default one, else one generated from the fields."""
         permissions.require(actor, object_name, "read")
-        reg = self.cache.current()
-        obj = reg.get(object_name)
-        item = self._chosen(reg, actor, object_name)
+        with self.db.read() as conn:        # one connection: the version check and the caller's roles
+            reg = self.cache.current(conn)
+            obj = reg.get(object_name)
+            item = self._chosen(conn, reg, actor, object_name)
         if item is None:
             layout = {"id": None, "name": "Default", **default_definition(reg, obj)}
         else:
             layout = {"id": item.id, **item.data}
         return self._cut(reg, obj, actor, layout)
 
-    def _chosen(self, reg: Registry, actor: Actor, object_name: str) -> Item | None:
+    def _chosen(self, conn, reg: Registry, actor: Actor, object_name: str) -> Item | None:
         layouts = self._of(reg, "layout", object_name)
         if not layouts:
             return None
         if not actor.is_admin and actor.user_id is not None:
             by_role = {role: i for i in layouts for role in i.data["roles"]}
             if by_role:
-                with self.db.read() as conn:
-                    mine = conn.execute(sa.select(t.roles.c.api_name).join(
-                        t.user_roles, t.user_roles.c.role_id == t.roles.c.id)
-                        .where(t.user_roles.c.user_id == actor.user_id).order_by(t.roles.c.id)).scalars().all()
+                mine = actor.principal.roles if actor.principal is not None else conn.execute(
+                    sa.select(t.roles.c.api_name).join(t.user_roles, t.user_roles.c.role_id == t.roles.c.id)
+                    .where(t.user_roles.c.user_id == actor.user_id).order_by(t.roles.c.id)).scalars().all()
                 chosen = next((by_role[r] for r in mine if r in by_role), None)
                 if chosen is not None:
                     return chosen
@@ -289,9 +289,9 @@ class LayoutService:
         """Shared views and the actor's own, by position."""
         permissions.require(actor, object_name, "read")
         v = list_views
-        reg = self.cache.current()
-        reg.get(object_name)
-        with self.db.read() as conn:
+        with self.db.read() as conn:        # one connection: the version check and the user's own views
+            reg = self.cache.current(conn)
+            reg.get(object_name)
             rows = conn.execute(sa.select(v).where(v.c.object == object_name, v.c.owner_id == actor.user_id)
                                 .order_by(v.c.position, v.c.id)).mappings().all() if actor.user_id else []
         views = [(self._stored(None, i), 0, i.id) for i in self._of(reg, "list_view", object_name)]
@@ -302,9 +302,9 @@ class LayoutService:
 
     def get_list_view(self, actor: Actor, object_name: str, view_id: Any) -> dict:
         permissions.require(actor, object_name, "read")
-        reg = self.cache.current()
-        reg.get(object_name)
         with self.db.read() as conn:
+            reg = self.cache.current(conn)
+            reg.get(object_name)
             row, item = self._find_view(conn, reg, actor, object_name, view_id)
         return self._view_dict(QueryCompiler(reg, object_name, actor, self.timezone), self._stored(row, item))
 

@@ -52,9 +52,11 @@ def load_principal(conn: sa.Connection, user_id: int) -> Principal:
                                     .where(t.group_members.c.user_id == user_id)).scalars())
     # within a role a named object's entry replaces the role's "*" entry;
     # across roles the rights for each object are merged (the union)
-    per_role = []
-    for (objects,) in conn.execute(sa.select(t.roles.c.objects).join(t.user_roles, t.user_roles.c.role_id == t.roles.c.id)
-                                   .where(t.user_roles.c.user_id == user_id)):
+    per_role, role_names = [], []
+    for objects, role_name in conn.execute(
+            sa.select(t.roles.c.objects, t.roles.c.api_name).join(t.user_roles, t.user_roles.c.role_id == t.roles.c.id)
+            .where(t.user_roles.c.user_id == user_id).order_by(t.roles.c.id)):
+        role_names.append(role_name)
         per_role.append({name: ObjectRights(actions=frozenset(a for a in ACTIONS if spec.get(a)),
                                             scope=spec.get("scope", "own"),
                                             fields={f: a for f, a in (spec.get("fields") or {}).items() if a != "edit"})
@@ -76,7 +78,7 @@ def load_principal(conn: sa.Connection, user_id: int) -> Principal:
                      group_ids=groups, subordinate_ids=frozenset(subordinates),
                      department_user_ids=frozenset(members.get(dept, ())),
                      tree_user_ids=frozenset(u for d in tree for u in members.get(d, ())),
-                     rights=rights, shared=_shares(conn, user_id, dept, groups))
+                     rights=rights, shared=_shares(conn, user_id, dept, groups), roles=tuple(role_names))
 
 
 def _shares(conn, user_id: int, dept: int | None, groups: frozenset[int]) -> dict[str, Shared]:

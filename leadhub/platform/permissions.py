@@ -67,6 +67,7 @@ class Principal:
     tree_user_ids: frozenset[int] = frozenset()         # members of the own department and those below
     rights: Mapping[str, ObjectRights] = field(default_factory=dict)  # by object, "*" for the rest
     shared: Mapping[str, Shared] = field(default_factory=dict)        # by object
+    roles: tuple[str, ...] = ()                         # role api names, by role id (layouts are chosen by them)
 
     def rights_for(self, obj_name: str) -> ObjectRights:
         return self.rights.get(obj_name) or self.rights.get("*") or NO_RIGHTS
