@@ -143,8 +143,7 @@ class RecordService:
             if "read" not in rights.actions or (actor.token_objects is not None and obj.api_name not in actor.token_objects):
                 continue
             fields = [f.api_name for f in obj.custom_fields()
-                      if f.type_name in ("text", "email", "phone", "auto_number", "url")
-                      and rights.field_access(f.api_name) != "hidden"]
+                      if f.type.searchable and rights.field_access(f.api_name) != "hidden"]
             if not fields:
                 continue
             name_field = obj.name_field if obj.name_field and rights.field_access(obj.name_field) != "hidden" else None
@@ -372,7 +371,8 @@ class RecordService:
                     raise Conflict(f"Cannot restore: record {clash[0]} already has "
                                    f"{fd.api_name} = {values[fd.api_name]!r}.", {fd.api_name: "Duplicate value."})
         self._check_references(conn, reg, obj, [{k: v for k, v in values.items() if k in obj.fields
-                                                 and obj.fields[k].type_name in ("lookup", "master_detail")}], True,
+                                                 and obj.fields[k].type.is_reference
+                                                 and obj.fields[k].settings.get("reference_to") != "user"}], True,
                                actor=Actor.system())
         conn.execute(sa.update(table).where(table.c.id == row["id"])
                      .values(deleted_at=None, updated_at=now, updated_by=actor.user_id))
@@ -473,7 +473,7 @@ class RecordService:
         """Every lookup and user value must name a live record (an active user)."""
         errors = {}
         for fd in obj.fields.values():
-            if fd.type_name not in ("lookup", "master_detail", "user") or not fd.writable:
+            if not fd.type.is_reference or not fd.writable:
                 continue
             wanted = {}
             for i, values in enumerate(values_list):

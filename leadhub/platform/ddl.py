@@ -124,8 +124,7 @@ def sync_indexes(conn: sa.Connection, obj: ObjectDef, old: FieldDef | None, new:
 
 
 def _always_indexed(field: FieldDef) -> bool:
-    # references are joined and looked up by value; auto-numbers are searched
-    return field.type_name in ("lookup", "master_detail", "user", "auto_number")
+    return field.type.always_indexed
 
 
 def alter_column_type(conn: sa.Connection, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:

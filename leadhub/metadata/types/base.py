@@ -45,6 +45,8 @@ class FieldType(ABC):
     # date, datetime, select, dependent, multi, lookup, user (computed types are read-only)
     widget: ClassVar[str] = "text"
     is_reference: ClassVar[bool] = False   # its value is another record's id (pages show that record's name)
+    always_indexed: ClassVar[bool] = False  # joined or searched by value: its column always has an index
+    searchable: ClassVar[bool] = False      # global search looks for text in it
 
     # --- settings -------------------------------------------------------------
     @classmethod

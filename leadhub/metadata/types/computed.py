@@ -58,6 +58,8 @@ class AutoNumberType(FieldType):
     transaction, so a rolled-back insert may leave a gap but never a repeat."""
     name = "auto_number"
     computed = True
+    always_indexed = True      # people search by the number
+    searchable = True
     operators = EQUALITY | ORDERED | TEXT
     Settings = AutoNumberSettings
 

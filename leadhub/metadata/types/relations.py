@@ -38,6 +38,7 @@ class ReferenceType(FieldType):
     openapi_type = {"type": "integer", "format": "int64"}
     widget = "lookup"
     is_reference = True
+    always_indexed = True      # joined and looked up by value
 
     def parse_text(self, field, text):
         return int(text) if text.isdigit() else text    # a name: imports look it up (Importer.resolve)

@@ -50,6 +50,7 @@ class LongTextSettings(mm.Schema):
 class _StringType(FieldType):
     operators = EQUALITY | ORDERED | TEXT
     fixed_length: int = 255
+    searchable = True
 
     def max_length(self, field) -> int:
         return field.settings.get("max_length", self.fixed_length)
@@ -85,6 +86,7 @@ class LongTextType(_StringType):
     operators = EQUALITY | TEXT
     Settings = LongTextSettings
     widget = "textarea"
+    searchable = False         # global search looks in short text only
 
     def max_length(self, field):
         return field.settings.get("max_length", 32768)

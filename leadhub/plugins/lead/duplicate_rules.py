@@ -209,7 +209,7 @@ def _indexed(obj, field: str, norm: str) -> bool:
     if norm == "company_name":
         return True     # company_key / company_prefix, checked above
     fd = obj.fields[field]
-    return bool(fd.indexed or fd.unique or fd.type_name in ("lookup", "master_detail", "user"))
+    return bool(fd.indexed or fd.unique or fd.type.always_indexed)
 
 
 def load_rules(reg, object_name: str = OBJECT, active_only: bool = True) -> list[Rule]:
