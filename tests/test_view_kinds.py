@@ -100,3 +100,16 @@ def test_menu_order_is_a_singleton_item(api, crm):
     assert [m["object"] for m in ok(api.get("/meta/menu"))["menu"]][:2] == ["deal", "account"]
     refused(api.put("/meta/menu", {"objects": ["deal", "ghost"]}), 422, "objects.1")
     assert api.delete("/meta/menu-order/default").status_code == 409
+
+
+def test_the_generic_editor_links_a_layout_to_its_designer_page(api, crm, app, runtime):
+    from leadhub.platform import auth
+    from tests.test_lead_admin_pages import speaking
+    from tests.test_pages import PW
+    lid = ok(api.post("/meta/objects/account/layouts", SALES_LAYOUT), 201)["id"]
+    admin_id = auth.user_id(runtime.db, "admin")
+    runtime.org.update_user(auth.actor_for(runtime.db, runtime.cache, admin_id), admin_id, {"password": PW})
+    admin = speaking(app, "admin")
+    page = admin.get("/admin/meta/layouts/account.Sales").text
+    assert f'href="/admin/objects/account/layouts/{lid}"' in page
+    assert admin.get("/admin/meta/layouts").status_code == 200 and admin.get("/admin/meta").status_code == 200

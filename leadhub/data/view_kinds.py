@@ -153,7 +153,7 @@ LAYOUT = Kind(
     name="layout", url="layouts", labels={"en": "Layouts", "zh_CN": "页面布局"}, schema=LayoutSchema,
     key=lambda d: f"{d['object']}.{d['name']}", key_fields=("object", "name"), title="name",
     references=layout_refs, check=check_layout, on_change=layout_changed, belongs_to="object", renamable=True,
-    order=lambda i: i.id,
+    order=lambda i: i.id, editor=lambda item: ("admin.layout_editor", {"name": item["object"], "layout_id": item["id"]}),
     properties={"object": {"en": "Object", "zh_CN": "对象"}, "name": {"en": "Name", "zh_CN": "名称"},
                 "default": {"en": "Default layout", "zh_CN": "默认布局"},
                 "sections": {"en": "Sections", "zh_CN": "分组"},

@@ -103,7 +103,8 @@ class Kind:
     properties: dict = field(default_factory=dict)   # property -> {"en", "zh_CN"}: what the editor calls it
     widgets: dict = field(default_factory=dict)      # property -> a generic editor widget ("labels", "code", ...)
     choices: dict = field(default_factory=dict)      # property -> {value: {"en", "zh_CN"}}: what a choice is called
-    editor: str | None = None                     # a page endpoint of the kind's own editor, if it has one
+    # the kind's own editor page: an endpoint, or a function of an item's view giving (endpoint, arguments)
+    editor: str | Callable[[dict], tuple[str, dict]] | None = None
     own_api: bool = False                         # its REST is its own (functions): not described generically
     belongs_to: str | None = None                 # the property naming the object an item belongs to (layouts):
                                                   # exported with it, removed when it is purged

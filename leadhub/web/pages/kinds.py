@@ -243,7 +243,20 @@ def _editor(kd: Kind, item: dict | None, values: dict, errors: dict):
     shown_values = {f["name"]: _form_value(fields, values, f["name"]) for f in fields}
     return render_template("admin/kind_item.html", kind=kd, item=item, fields=fields, values=values,
                            shown_values=shown_values, errors=errors, versions=versions,
-                           action_labels=ACTION_LABELS, editor=kd.editor)
+                           action_labels=ACTION_LABELS, editor=_editor_url(kd, item))
+
+
+def _editor_url(kd: Kind, item: dict | None) -> str | None:
+    """The kind's own editor: an endpoint, or (for one item) a function of it
+    giving (endpoint, arguments), as a layout's designer page needs its object."""
+    if kd.editor is None:
+        return None
+    if callable(kd.editor):
+        if item is None:
+            return None
+        endpoint, args = kd.editor(item)
+        return url_for(endpoint, **args)
+    return url_for(kd.editor)
 
 
 # ------------------------------------------------------------------ history and diffs
