@@ -115,7 +115,7 @@ class MappingSchema(mm.Schema):
     class Meta:
         unknown = mm.RAISE
     object = mm.fields.String(required=True)
-    name = mm.fields.Raw(required=True)
+    name = mm.fields.String(required=True)
     mapping = mm.fields.Raw(required=True)
 
 

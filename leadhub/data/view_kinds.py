@@ -31,8 +31,8 @@ class _Strict(mm.Schema):
 class LayoutSchema(_Strict):
     # the parts are checked by validate_layout (422 naming each path), not here
     object = mm.fields.String(required=True)
-    name = mm.fields.Raw(required=True)
-    default = mm.fields.Raw(load_default=False)
+    name = mm.fields.String(required=True)
+    default = mm.fields.Boolean(load_default=False, truthy={True}, falsy={False})
     sections = mm.fields.Raw(required=True)
     related_lists = mm.fields.Raw(load_default=list)
     buttons = mm.fields.Raw(load_default=lambda: [{"kind": "standard", "name": n} for n in DEFAULT_BUTTONS])
@@ -43,10 +43,10 @@ class ListViewSchema(_Strict):
     object = mm.fields.String(required=True)
     api_name = mm.fields.String(required=True)
     name = mm.fields.Raw(required=True)
-    columns = mm.fields.Raw(required=True)
+    columns = mm.fields.List(mm.fields.String(), required=True)
     filter = mm.fields.Raw(load_default=None)
-    sort = mm.fields.Raw(load_default=list)
-    position = mm.fields.Raw(load_default=0)
+    sort = mm.fields.List(mm.fields.String(), load_default=list)
+    position = mm.fields.Integer(load_default=0, strict=True)
 
 
 class MenuSchema(_Strict):

@@ -87,19 +87,19 @@ PROPS = ("api_name", "name", "fields", "source", "campaign", "success_message", 
 
 
 class FormSchema(mm.Schema):
-    # checked by check_form (400 naming each property), so every property is taken as it comes
+    # the types here; what they must name (fields, a source option, a campaign, a user) in check_form
     class Meta:
         unknown = mm.RAISE
-    api_name = mm.fields.Raw()
-    name = mm.fields.Raw(required=True)
+    api_name = mm.fields.String()
+    name = mm.fields.String(required=True)
     fields = mm.fields.Raw(required=True)
-    source = mm.fields.Raw(load_default="web_form")
-    campaign = mm.fields.Raw(load_default=None)
-    success_message = mm.fields.Raw(load_default=None)
-    redirect_url = mm.fields.Raw(load_default=None)
-    language = mm.fields.Raw(load_default="zh_CN")
-    active = mm.fields.Raw(load_default=True)
-    owner = mm.fields.Raw(load_default=None)
+    source = mm.fields.String(load_default="web_form")
+    campaign = mm.fields.Integer(load_default=None, allow_none=True, strict=True)
+    success_message = mm.fields.String(load_default=None, allow_none=True)
+    redirect_url = mm.fields.String(load_default=None, allow_none=True)
+    language = mm.fields.String(load_default="zh_CN", validate=mm.validate.OneOf(("zh_CN", "en")))
+    active = mm.fields.Boolean(load_default=True, truthy={True}, falsy={False})
+    owner = mm.fields.Raw(load_default=None)           # a user's id or login
 
 
 def check_form(ctx: Context, data: dict, old: Item | None) -> dict:
