@@ -214,7 +214,7 @@ def test_admin_designs_and_rep_works(server, browser, runtime, app):
     page.goto(f"{server}/o/visit")
     page.select_option("#view", str(view["id"]))
     assert "广东拜访" in page.locator("#view option:checked").inner_text()
-    page.wait_for_url(re.compile(r".*view=\d+.*"))
+    page.wait_for_url(re.compile(rf".*view={view['id']}.*"))      # a shared view by its api name
     rows = page.locator("table.records tbody tr")
     assert rows.count() == 1 and "li.hua@example.com" in rows.first.inner_text()
     page.wait_for_function("document.querySelector('.list-total').textContent.includes('共 1 条记录')")
