@@ -156,7 +156,7 @@ class KindService:
         _no_presented(kd, payload, {})
         data = k.load(kd, payload)
         self._may_write(actor, kd, data, None)
-        with self.db.write() as conn:
+        with _race(kd), self.db.write() as conn:
             ctx = self._context(conn, actor)
             item = self._insert(ctx, kd, data, _note(payload), plugin)
             return {**self.view(item), **ctx.extras}
@@ -170,7 +170,7 @@ class KindService:
         self._may_write(actor, kd, None, None)
         if not isinstance(payload, dict):
             raise BadRequest("The body must be a JSON object.", {"body": "Must be an object."})
-        with self.db.write() as conn:
+        with _race(kd), self.db.write() as conn:
             ctx = self._context(conn, actor)
             old = self.find(kd.name, key, ctx.registry)
             self._may_write(actor, kd, None, old)
@@ -195,7 +195,7 @@ class KindService:
         self._may_write(actor, kd, None, None)
         if kd.singleton:
             raise Conflict(f"{kd.label('en')} cannot be deleted; change it instead.", {"key": "Singleton."})
-        with self.db.write() as conn:
+        with _race(kd), self.db.write() as conn:
             ctx = self._context(conn, actor)
             old = self.find(kd.name, key, ctx.registry)
             self._may_write(actor, kd, None, old)
@@ -299,7 +299,7 @@ class KindService:
             raise NotFound(f"{kd.label('en')} '{key}' has no version {version} to roll back to.",
                            {"version": "No such version."})
         note = f"rolled back to version {version}"
-        with self.db.write() as conn:
+        with _race(kd), self.db.write() as conn:
             ctx = self._context(conn, actor)
             old = ctx.registry.items.get(kd.name, {}).get(str(key))
             loaded = k.load(kd, data)
@@ -439,6 +439,17 @@ class KindService:
 
     def _history_kind(self, kind: str) -> str:
         return kind if kind in ("object", "field") else self.kind(kind).name
+
+
+@contextmanager
+def _race(kd: Kind):
+    """Two writes of one key at the same moment: the unique indexes catch
+    what the checks inside each could not see; a 409 like the checks'."""
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        raise Conflict(f"{kd.label('en')}: the same item was saved by someone else at the same moment; reload it.",
+                       {kd.key_field: "Saved meanwhile."}) from None
 
 
 def _no_presented(kd: Kind, payload: Any, shown: dict) -> None:
