@@ -168,7 +168,7 @@ def test_flood_from_one_address_gets_429(form, public, lead, admin, runtime):
                        environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 201
     forms = webforms.WebForms(runtime)
     import time
-    forms.throttle(form["id"], "10.0.0.1", now=time.time() + 61)   # counts in the next minute: allowed
+    forms.throttle(form["api_name"], "10.0.0.1", now=time.time() + 61)   # counts in the next minute: allowed
     assert len(leads(lead, admin)) == 11
 
 
