@@ -1,7 +1,6 @@
-"""Fixtures: every test gets a fresh database. SQLite always (a copy of a
-file migrated once per session); PostgreSQL when LEADHUB_DATABASE_URL names
-one (each test in a schema of its own, commits not waiting for the disk);
-Redis when LEADHUB_REDIS_URL is set."""
+"""Fixtures: every test gets a fresh database, copied from one migrated once
+per session (a file on SQLite; a template database on PostgreSQL when
+LEADHUB_DATABASE_URL names one). Redis when LEADHUB_REDIS_URL is set."""
 from __future__ import annotations
 
 import contextlib
@@ -26,48 +25,104 @@ needs_pg = pytest.mark.skipif(not ON_PG, reason="needs PostgreSQL: set LEADHUB_D
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs Redis: set LEADHUB_REDIS_URL")
 
 
+class DatabaseTemplates:
+    """Databases migrated once per session, each test getting a copy of one:
+    "base" (the kernel's tables) or "lead" (with the lead plugin installed,
+    which costs 0.5-2 s a test when done per test). SQLite copies a file;
+    PostgreSQL runs CREATE DATABASE ... TEMPLATE (about 25 ms)."""
+
+    def __init__(self, folder):
+        self.folder, self.built = folder, {}
+        self.prefix = f"lht{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        if ON_PG:
+            self.server = sa.engine.make_url(normalise_database_url(PG_URL))
+            self.admin = sa.create_engine(self.server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+    def url(self, name: str) -> str:
+        if not ON_PG:
+            return f"sqlite:///{name}"
+        # commits need not wait for the disk: a test database is thrown away
+        url = self.server.set(database=name).update_query_dict({"options": "-csynchronous_commit=off"})
+        return url.render_as_string(hide_password=False)
+
+    def template(self, kind: str) -> str:
+        if kind not in self.built:
+            self.built[kind] = self._build(kind)
+        return self.built[kind]
+
+    def _build(self, kind: str) -> str:
+        from leadhub.platform import migrate
+        from leadhub.platform.db import Database
+        if kind == "base":
+            name = self._create(None, "base")
+            db = Database(self.url(name))
+            migrate.upgrade(db)
+            db.dispose()
+            return name
+        name = self._create(self.template("base"), kind)
+        rt = Runtime(Config(instance_path=self.folder / f"instance_{kind}", database_url=self.url(name),
+                            redis_url=None, secret_key="test-secret"))
+        rt.start()
+        rt.plugins.install(kind)
+        rt.close()
+        return name
+
+    def _create(self, template: str | None, suffix: str) -> str:
+        if not ON_PG:
+            path = str(self.folder / f"{suffix}.db")
+            if template:
+                shutil.copyfile(template, path)
+            return path
+        name = f"{self.prefix}_{suffix}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return name
+
+    @contextlib.contextmanager
+    def copy(self, kind: str, folder, name: str):
+        """A database of its own, copied from template `kind`, dropped afterwards."""
+        if not ON_PG:
+            path = folder / name
+            shutil.copyfile(self.template(kind), path)
+            yield f"sqlite:///{path}"
+            return
+        db = self._create(self.template(kind), f"{uuid.uuid4().hex[:10]}")
+        try:
+            yield self.url(db)
+        finally:
+            self._drop(db)
+
+    def _drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if ON_PG:
+            for name in self.built.values():
+                self._drop(name)
+            self.admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory):
-    """SQLite: a database file migrated once per session, copied for each
-    test (migrating every test costs ~0.3 s more)."""
-    from leadhub.platform import migrate
-    from leadhub.platform.db import Database
-    if not ON_PG:
-        path = tmp_path_factory.mktemp("template") / "leadhub.db"
-        db = Database(f"sqlite:///{path}")
-        migrate.upgrade(db)
-        db.dispose()
-        yield path
-        return
-    yield None          # PostgreSQL: each test migrates a schema of its own (see database_url)
+    templates = DatabaseTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.close()
 
 
 @contextlib.contextmanager
-def fresh_database(tmp_path, migrated_template, name: str = "leadhub.db"):
-    """The URL of a migrated database of its own (a copied SQLite file, or a
-    PostgreSQL schema dropped afterwards)."""
-    if not ON_PG:
-        shutil.copyfile(migrated_template, tmp_path / name)
-        yield f"sqlite:///{tmp_path / name}"
-        return
-    base = normalise_database_url(PG_URL)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        # commits need not wait for the disk: a test database is thrown away
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema} -csynchronous_commit=off')}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def fresh_database(tmp_path, migrated_template, name: str = "leadhub.db", kind: str = "base"):
+    """The URL of a migrated database of its own."""
+    with migrated_template.copy(kind, tmp_path, name) as url:
+        yield url
 
 
 @pytest.fixture
-def database_url(tmp_path, migrated_template):
-    with fresh_database(tmp_path, migrated_template) as url:
+def database_url(request, tmp_path, migrated_template):
+    """A test marked `@pytest.mark.plugins("lead")` starts with the plugin installed."""
+    marker = request.node.get_closest_marker("plugins")
+    kind = marker.args[0] if marker else "base"
+    with fresh_database(tmp_path, migrated_template, kind=kind) as url:
         yield url
 
 
@@ -79,8 +134,7 @@ def config(tmp_path, database_url):
 
 @pytest.fixture
 def runtime(config):
-    rt = Runtime(config)
-    rt.upgrade_db()
+    rt = Runtime(config).start()
     auth.create_user(rt.db, "admin", "Admin", is_admin=True)
     yield rt
     rt.close()

@@ -22,6 +22,8 @@ PW = "s3cret-pass"
 T0 = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.timezone.utc)
 H = dt.timedelta(hours=1)
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 def iso(value: dt.datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
@@ -37,7 +39,6 @@ class Clock:
 
 @pytest.fixture
 def clock(runtime):
-    runtime.plugins.install("lead")
     c = Clock()
     service(runtime).clock = c
     return c

@@ -26,10 +26,11 @@ ROWS = [
     ["李四", "13700000002", "上海某某贸易有限公司", "ls@fenyang.cn", "展会", ""],
 ]
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 @pytest.fixture
 def lead(runtime):
-    runtime.plugins.install("lead")
     return runtime
 
 
@@ -110,6 +111,7 @@ def test_xlsx_with_numbers_and_dates(api, lead, admin):
     assert alice["company_size"] == 500 and "13800138000" in alice["mobile"]   # not 13800138000.0
 
 
+@pytest.mark.plugins("base")
 def test_any_object_not_only_leads(api, runtime, admin, make_object):
     make_object("product", [{"api_name": "title", "label": {"en": "Title", "zh_CN": "名称"}, "type": "text",
                              "required": True},
@@ -266,6 +268,7 @@ def test_update_key_updates_matching_records(api, lead, admin, runtime):
     assert bad.status_code == 400 and "update_key" in bad.get_json()["error"]["fields"]
 
 
+@pytest.mark.plugins("base")
 def test_same_file_imported_twice_at_the_same_moment(runtime, bare_lead, admin, tmp_path):
     """Two imports of one file racing: every row lands once; the loser's
     batch hits the fingerprint key, rolls back and is retried as skipped."""
@@ -421,6 +424,7 @@ def _import_file(runtime, admin, path) -> tuple[dict, int]:
     return importer.get(admin, record["id"]), peak
 
 
+@pytest.mark.plugins("base")
 def test_memory_does_not_grow_with_the_file(runtime, bare_lead, admin, tmp_path):
     small, big = tmp_path / "small.csv", tmp_path / "big.csv"
     _big_csv(small, 1_500)
@@ -432,6 +436,7 @@ def test_memory_does_not_grow_with_the_file(runtime, bare_lead, admin, tmp_path)
     assert big_peak < small_peak * 1.5, (small_peak, big_peak)
 
 
+@pytest.mark.plugins("base")
 def test_large_file_imports_in_reasonable_time(runtime, bare_lead, admin, tmp_path):
     n = 20_000   # the benchmark runs 100,000 on PostgreSQL
     path = tmp_path / "large.csv"

@@ -24,6 +24,8 @@ PAGES = ("/admin/leads/", "/admin/leads/duplicate-rules", "/admin/leads/duplicat
          "/admin/leads/scoring/events/new", "/admin/leads/web-forms", "/admin/leads/web-forms/new",
          "/admin/leads/follow-up", "/admin/leads/follow-up/stats")
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 def speaking(app, login, language="en"):
     """A browser of `login` that chose `language` in the switcher."""
@@ -34,7 +36,6 @@ def speaking(app, login, language="en"):
 
 @pytest.fixture
 def site(api, app, runtime):
-    runtime.plugins.install("lead")
     admin_id = auth.user_id(runtime.db, "admin")
     runtime.org.update_user(auth.actor_for(runtime.db, runtime.cache, admin_id), admin_id, {"password": PW})
     r = api.post("/users", {"login": "rep", "name": "rep", "password": PW, "roles": ["sales_rep"]})
@@ -70,6 +71,7 @@ def test_admins_only(site):
     assert 'href="/admin/leads/"' in html and "Leads settings" in html
 
 
+@pytest.mark.plugins("base")
 def test_nav_has_no_link_before_the_plugin_is_installed(app, runtime):
     admin_id = auth.user_id(runtime.db, "admin")
     runtime.org.update_user(auth.actor_for(runtime.db, runtime.cache, admin_id), admin_id, {"password": PW})
@@ -318,6 +320,7 @@ def test_forms_need_the_csrf_token(site):
         assert html.count("<form") == html.count('name="csrf_token"') + html.count('method="get"'), url
 
 
+@pytest.mark.plugins("base")
 def test_catalog_covers_the_lead_pages():
     root = Path(__file__).resolve().parent.parent / "leadhub"
     pattern = re.compile(r'''_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')''')

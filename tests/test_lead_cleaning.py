@@ -8,10 +8,11 @@ from tests.conftest import Api, count_rows
 
 PW = "s3cret-pass"
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 @pytest.fixture
 def lead(runtime):
-    runtime.plugins.install("lead")
     return runtime
 
 

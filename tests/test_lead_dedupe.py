@@ -16,10 +16,11 @@ from tests.conftest import Api, count_rows
 PW = "s3cret-pass"
 FENYANG = "北京纷扬科技有限公司"
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 @pytest.fixture
 def lead(runtime):
-    runtime.plugins.install("lead")
     return runtime
 
 
@@ -50,6 +51,7 @@ COMPANY_CITY = [{"field": "company", "normaliser": "company_name", "threshold": 
                 {"field": "city", "normaliser": "exact"}]
 
 
+@pytest.mark.plugins("base")
 def test_company_normaliser():
     assert nz.company_key("北京纷扬科技有限公司") == nz.company_key("纷扬科技（中国）有限公司") == "纷扬科技"
     assert nz.company_key("ＦＥＮＹＡＮＧ Tech Co., Ltd.") == "fenyangtech"

@@ -13,10 +13,11 @@ from tests.conftest import Api, count_rows
 
 MOBILE = [{"field": "mobile", "normaliser": "e164", "threshold": None}]
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 @pytest.fixture
 def lead(runtime):
-    runtime.plugins.install("lead")
     return runtime
 
 
@@ -42,6 +43,7 @@ def test_the_kinds_are_listed_with_their_urls_and_keys(lead, api):
     assert "conditions" in kinds["duplicate_rule"]["properties"]
 
 
+@pytest.mark.plugins("base")
 def test_a_kind_of_an_uninstalled_plugin_does_not_exist(api):
     r = api.get("/meta/duplicate-rules")
     assert r.status_code == 404 and r.get_json()["error"]["fields"] == {"kind": "Unknown kind."}
@@ -142,6 +144,7 @@ def test_a_singleton_is_changed_not_created_or_deleted(lead, api):
     assert [v["action"] for v in versions] == ["updated", "created"]
 
 
+@pytest.mark.plugins("base")
 def test_objects_and_fields_have_history_diff_and_audit(api, runtime, make_object):
     make_object("visit", [{"api_name": "subject", "label": "Subject", "type": "text", "max_length": 80}])
     assert api.patch("/meta/objects/visit/fields/subject", {"max_length": 120, "label": "主题"}).status_code == 200
@@ -197,6 +200,7 @@ def auth_admin(runtime):
     return Actor(user_id=auth.user_id(runtime.db, "admin"), login="admin", is_admin=True)
 
 
+@pytest.mark.plugins("base")
 def test_the_migration_moves_existing_rules_into_items(tmp_path):
     """An instance from before kinds keeps its rules, event types, settings and
     follow-up rules, as items of their kinds with a first version."""
@@ -289,6 +293,7 @@ def test_a_save_from_a_stale_read_is_refused(lead, api):
     assert api.patch("/meta/duplicate-rules/x1", {"action": "tag_only"}).status_code == 200   # no version: last wins
 
 
+@pytest.mark.plugins("base")
 def test_objects_and_fields_roll_back_through_their_own_service(api, make_object, runtime):
     """A field goes back to an earlier definition (a new version, DDL
     included); a deleted one is restored first; a rollback that would lose

@@ -17,10 +17,11 @@ FIELDS = [{"field": "name", "required": True, "label": {"en": "Your name", "zh_C
           {"field": "industry"},
           {"field": "description"}]
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 @pytest.fixture
 def lead(runtime):
-    runtime.plugins.install("lead")
     return runtime
 
 
