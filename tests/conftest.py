@@ -106,6 +106,8 @@ class DatabaseTemplates:
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory):
     templates = DatabaseTemplates(tmp_path_factory.mktemp("templates"))
+    for kind in ("base", "lead"):     # built before any test can monkeypatch what they run
+        templates.template(kind)
     yield templates
     templates.close()
 

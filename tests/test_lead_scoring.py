@@ -19,15 +19,16 @@ PW = "s3cret-pass"
 UTC = dt.timezone.utc
 
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
+
 @pytest.fixture(autouse=True)
-def installed(runtime, monkeypatch, request):
+def only_scoring(monkeypatch, request):
     """The lead plugin with only its scoring part: the other parts (cleaning,
     dedupe, follow-up, forms) have tests of their own, so these tests do not
     depend on them, except the one about the whole intake pipeline."""
     if "whole_intake" not in request.node.name:
-        monkeypatch.setattr(lead_plugin, "PARTS", ("scoring", "scoring_runs"))
-    runtime.plugins.install("lead")
-    return runtime
+        monkeypatch.setattr(lead_plugin, "PARTS", ("scoring", "scoring_runs"))   # before the runtime starts
 
 
 @pytest.fixture
