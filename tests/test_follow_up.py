@@ -162,6 +162,40 @@ def test_a_follow_up_clears_the_deadline_and_moves_the_leads_dates(org, clock):
     assert [i for i in timeline.items(runtime, other, "lead", rec["id"]) if i["kind"] == "follow_up"] == []
 
 
+def test_the_lead_page_shows_the_deadline_and_logs_a_follow_up_in_place(org, clock, app):
+    from tests.test_pages import PW as PAGES_PW, Browser
+    rep_a, admin = org["as"]["rep_a"], org["admin"]
+    for login in ("rep_a", "rep_c"):
+        assert admin.patch(f"/users/{org['users'][login]}", {"password": PAGES_PW}).status_code == 200
+    rec = new_lead(rep_a)
+    page = Browser(app, "rep_a")
+    clock.now = T0 + 1 * H
+    html = page.get(f"/o/lead/{rec['id']}").text
+    assert 'data-panel="follow_up"' in html and "请在 2026-03-03 09:00 前跟进。" in html   # Shanghai time
+    assert html.index('data-panel="follow_up"') < html.index('id="section-')
+    clock.now = T0 + 30 * H
+    assert "已超时：应在 2026-03-03 09:00 前跟进。" in page.get(f"/o/lead/{rec['id']}").text
+
+    composer = {"lead": rec["id"], "method": "wechat", "content": "", "back": f"/o/lead/{rec['id']}"}
+    r = page.post("/o/follow_up/new", composer)                  # nothing said: refused, nothing saved
+    assert r.status_code == 422 and f'name="back" value="/o/lead/{rec["id"]}"' in r.text
+    assert lead(admin, rec["id"])["last_follow_up_at"] is None
+    r = page.post("/o/follow_up/new", {**composer, "content": "加了微信，约周五拜访"})
+    assert r.status_code == 302 and r.headers["Location"] == f"/o/lead/{rec['id']}"
+    after = lead(admin, rec["id"])
+    assert after["follow_up_deadline"] is None and after["last_follow_up_at"] == iso(T0 + 30 * H)
+    html = page.get(f"/o/lead/{rec['id']}").text
+    assert "已跟进，目前没有截止时间。" in html and "最近跟进：2026-03-03 15:00" in html and "加了微信" in html
+
+    # the composer cannot log a follow-up on a lead its user may not see
+    outsider = Browser(app, "rep_c")
+    assert outsider.get(f"/o/lead/{rec['id']}").status_code == 404
+    r = outsider.post("/o/follow_up/new", {**composer, "content": "不该记上"})
+    assert r.status_code == 422
+    assert len(admin.post("/objects/follow_up/query", {"filter": {"field": "lead", "op": "eq",
+                                                                  "value": rec["id"]}}).get_json()["records"]) == 1
+
+
 def test_follow_ups_before_the_owner_changed_do_not_count(org, clock):
     rep_a, admin = org["as"]["rep_a"], org["admin"]
     rec = new_lead(rep_a)

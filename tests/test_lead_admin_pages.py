@@ -326,14 +326,16 @@ def test_catalog_covers_the_lead_pages():
     pattern = re.compile(r'''_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')''')
     lead_dir = root / "plugins" / "lead" / "web"
     marked = set()
-    for path in list((lead_dir / "templates").glob("**/*.html")) + [lead_dir / "admin_pages.py"]:
+    for path in list((lead_dir / "templates").glob("**/*.html")) + [lead_dir / "admin_pages.py",
+                                                                    lead_dir / "record_panels.py"]:
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             marked.add(m.group(1) if m.group(1) is not None else m.group(2))
     from leadhub.plugins.lead.web import admin_pages as ap
     for labels in (ap.ACTION_LABELS, ap.NORMALISER_LABELS, ap.BLACKLIST_LABELS, ap.STRENGTH_LABELS,
                    ap.JOB_STATUS_LABELS):
         marked |= set(labels.values())
-    marked.add(ap.NAV_LABEL)
+    from leadhub.plugins.lead.web import record_panels
+    marked |= {ap.NAV_LABEL, record_panels.TITLE}
     catalog = json.loads((root / "web" / "i18n" / "zh_CN.json").read_text(encoding="utf-8"))
     assert len(marked) > 100
     assert sorted(marked - set(catalog)) == []

@@ -364,6 +364,49 @@ def test_detail_shows_related_lists_history_and_plugin_timeline(crm, api, runtim
     assert "nope-not-for-you" not in crm["a"].get(f"/o/deal/{rid}").text
 
 
+def test_plugins_add_panels_to_the_record_page_for_the_readers_they_choose(crm, runtime):
+    admin, deal = crm["admin"], crm["deal"]
+
+    def stage_box(rt, actor, obj, record):
+        if not actor.is_admin:
+            return None                                   # this panel is for admins only
+        return {"name": "stage", "title": "Stage <check>", "template": "panels/facts.html",
+                "context": {"facts": [["Stage", record.get("stage")], ["Amount", "<b>12.5</b>"]]}}
+
+    def first(rt, actor, obj, record):
+        return {"name": "first", "title": "First box", "template": "panels/facts.html",
+                "context": {"facts": [], "note": "shown first"}}
+
+    def broken(rt, actor, obj, record):
+        raise RuntimeError("plugin bug")
+
+    runtime.slots.add("record_panel", stage_box, object="deal", order=20)
+    runtime.slots.add("record_panel", first, object="deal", order=10)
+    runtime.slots.add("record_panel", broken, object="deal")
+    runtime.slots.add("record_panel", first, object="account")
+    html = admin.get(f"/o/deal/{deal}").text
+    assert 'data-panel="stage"' in html and "Stage &lt;check&gt;" in html and "&lt;b&gt;12.5&lt;/b&gt;" in html
+    assert html.index('data-panel="first"') < html.index('data-panel="stage"') < html.index('id="section-')
+    assert html.count('data-panel="first"') == 1                 # the account's panel stays on accounts
+    rid = int(crm["a"].post("/o/deal/new", {"title": "mine"}).headers["Location"].rsplit("/", 1)[1])
+    mine = crm["a"].get(f"/o/deal/{rid}").text
+    assert 'data-panel="first"' in mine and 'data-panel="stage"' not in mine
+
+
+@pytest.mark.parametrize("target, lands", [
+    ("/o/deal?sort=-amount", "/o/deal?sort=-amount"),
+    ("/%09/example.invalid/phish", "/"), ("/\t/example.invalid", "/"), ("//example.invalid", "/"),
+    ("/\\example.invalid", "/"), ("https://example.invalid/", "/"), ("javascript:alert(1)", "/"), ("", "/"),
+])
+def test_sign_in_only_goes_on_to_a_page_of_this_site(crm, app, target, lands):
+    client = app.test_client()
+    page = client.get("/login", query_string={"next": target})
+    r = client.post("/login", data={"login": "rep_a", "password": PW, "csrf_token": csrf_of(page.text),
+                                    "next": target.replace("%09", "\t")})
+    assert r.status_code == 302 and r.headers["Location"] == lands
+    assert f'value="{lands}"' in page.text or lands == "/"
+
+
 def test_search_and_home(crm):
     a = crm["a"]
     html = a.get("/search?q=A1").text

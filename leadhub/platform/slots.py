@@ -6,8 +6,10 @@ register(runtime); whoever shows the slot asks for its entries:
     for source, options in runtime.slots.entries("timeline"): ...   # the record page
 
 Slots in use: "timeline" (record-page timeline sources, see
-web/pages/timeline.py) and "admin_nav" (entries of the designer's navigation,
-{endpoint, label, shown}, see web/pages/admin.py). A plugin also keeps the one object it needs per
+web/pages/timeline.py), "record_panel" (boxes on a record's page, see
+web/pages/panels.py), "admin_nav" (entries of the designer's navigation,
+{endpoint, label, shown}, see web/pages/admin.py) and "scope" (grants that
+widen who may read or edit records, see identity.load_principal). A plugin also keeps the one object it needs per
 runtime here (`one`: the follow-up service with its clock, the scoring
 engine with its caches) rather than in a module-level registry. Entries live
 on the runtime, one set per process, so a second runtime (tests, tools)

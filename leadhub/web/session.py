@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
@@ -25,14 +26,23 @@ def csrf_valid(sent: str | None) -> bool:
     return bool(expected and sent and hmac.compare_digest(expected, sent))
 
 
-def _safe_next(target: str | None) -> str:
-    # only local paths: an open redirect would let a phishing link bounce through us
-    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+def local_path(target: str | None, default: str = "/") -> str:
+    """`target` if it is a path on this site, else `default`: an open redirect
+    would let a phishing link bounce through us. Browsers drop tabs and
+    newlines and read a backslash as a slash, so "/\t/evil.example" and
+    "/\\evil.example" lead off-site; anything holding those is refused."""
+    if not target or not target.startswith("/") or "\\" in target or \
+            any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return default
+    return target
 
 
 @bp.get("/login")
 def login_form():
-    return render_template("login.html", csrf=csrf_token(), next=_safe_next(request.args.get("next")), error=None)
+    return render_template("login.html", csrf=csrf_token(), next=local_path(request.args.get("next")), error=None)
 
 
 @bp.post("/login")
@@ -44,13 +54,13 @@ def login():
         actor = auth.sign_in(rt.db, rt.cache, request.form.get("login", ""), request.form.get("password", ""),
                              ip=request.remote_addr)
     except Unauthorized as exc:
-        return render_template("login.html", csrf=csrf_token(), next=_safe_next(request.form.get("next")),
+        return render_template("login.html", csrf=csrf_token(), next=local_path(request.form.get("next")),
                                error=exc.message), 401
     session.clear()  # a new session id after sign-in: no fixation
     session["uid"] = actor.user_id
     session.permanent = True
     csrf_token()
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(local_path(request.form.get("next")))
 
 
 @bp.post("/logout")

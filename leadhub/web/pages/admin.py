@@ -16,7 +16,7 @@ from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.choice import OptionsField
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.web.pages import fields as F, meta
-from leadhub.web.pages.common import actor, render_error, render_http_error, require_admin, runtime
+from leadhub.web.pages.common import actor, local_path, render_error, render_http_error, require_admin, runtime
 from leadhub.web.pages.i18n import gettext as _
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -60,7 +60,7 @@ def _admin_nav():
 
 
 def _back(default: str):
-    return redirect(request.form.get("back") or default)
+    return redirect(local_path(request.form.get("back"), default))
 
 
 def _fail(exc: LeadhubError):

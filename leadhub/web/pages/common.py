@@ -10,7 +10,7 @@ from leadhub.platform.errors import LeadhubError, Unauthorized
 from leadhub.platform.permissions import Actor
 from leadhub.web.pages import i18n
 from leadhub.web.pages.i18n import gettext as _
-from leadhub.web.session import SAFE_METHODS, csrf_token, csrf_valid
+from leadhub.web.session import SAFE_METHODS, csrf_token, csrf_valid, local_path  # noqa: F401 (pages import it from here)
 
 
 def runtime():

@@ -12,8 +12,8 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from leadhub.data.query import QuerySpec
 from leadhub.platform import permissions
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
-from leadhub.web.pages import fields as F, meta, timeline
-from leadhub.web.pages.common import actor, render_error, render_http_error, require_signed_in, runtime, user_choices
+from leadhub.web.pages import fields as F, meta, panels, timeline
+from leadhub.web.pages.common import actor, local_path, render_error, render_http_error, require_signed_in, runtime, user_choices
 from leadhub.web.pages.i18n import gettext as _
 
 bp = Blueprint("pages", __name__)
@@ -200,7 +200,7 @@ def save_view(name):
     title = request.form.get("name", "").strip()
     if not title:
         flash(_("Give the view a name."), "error")
-        return redirect(request.form.get("back") or url_for("pages.list_records", name=name))
+        return redirect(local_path(request.form.get("back"), url_for("pages.list_records", name=name)))
     payload = {"name": {"en": title, "zh_CN": title},
                "columns": [c for c in request.form.get("columns", "").split(",") if c],
                "filter": _parse_filter(request.form.get("filter")),
@@ -235,9 +235,7 @@ def bulk(name):
         ids = sorted({int(i) for i in request.form.getlist("ids")})
     except ValueError:
         raise BadRequest("ids must be record ids.", {"ids": "Not a number."}) from None
-    back = request.form.get("back") or url_for("pages.list_records", name=name)
-    if not back.startswith("/") or back.startswith("//"):
-        back = url_for("pages.list_records", name=name)
+    back = local_path(request.form.get("back"), url_for("pages.list_records", name=name))
     if not ids:
         flash(_("Tick at least one record."), "error")
         return redirect(back)
@@ -301,6 +299,7 @@ def detail(name, rid):
         "detail.html", obj=obj, record=record, layout=layout, tz=_tz(),
         related=_related(a, reg, name, rid, layout), history=history,
         timeline=timeline.items(rt, a, name, rid), users=_user_names(history),
+        panels=panels.panels(rt, a, name, record),
         can=dict(edit="edit" in buttons, delete="delete" in buttons, create="create" in a.rights(name).actions,
                  owner="transfer_owner" in buttons),
         clone_args=_clone_args(obj, layout, record) if "clone" in buttons else None,
@@ -411,7 +410,8 @@ def _save(obj, layout, record=None):
             flash(_(exc.message), "error")
         return _render_form(obj, layout, values, shown, record, exc.status)
     flash(_("Saved."), "ok")
-    return redirect(url_for("pages.detail", name=obj.api_name, rid=saved["id"]))
+    # a form posted from another page (the lead page's follow-up composer) goes back there
+    return redirect(local_path(request.form.get("back"), url_for("pages.detail", name=obj.api_name, rid=saved["id"])))
 
 
 @bp.route("/o/<name>/new", methods=["GET", "POST"])
