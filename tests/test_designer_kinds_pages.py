@@ -17,6 +17,8 @@ from tests.test_lead_admin_pages import site, speaking  # noqa: F401  (fixtures)
 RULE_FORM = {"name": "by_wechat", "label": "同微信", "active": "on", "object": "lead", "action": "mark",
              "match_objects": "- lead", "conditions": "- field: wechat\n  normaliser: lower\n", "window_months": "6"}
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 def test_kinds_are_listed_and_an_item_is_made_changed_compared_and_rolled_back(site):
     admin, zh = site["admin"], site["zh"]

@@ -10,6 +10,8 @@ from leadhub.platform import auth
 from tests.conftest import Api, count_rows
 from tests.test_webforms import FIELDS, GOOD, campaign, form, lead, public  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.plugins("lead")   # each test starts with the plugin installed
+
 
 def test_a_form_is_an_item_whose_public_key_survives_edits_and_rollback(api, form, public, runtime):
     assert form["api_name"] == "form_1" and form["owner"] is not None and form["submissions"] == 0
