@@ -15,7 +15,7 @@ from leadhub.platform import migrate
 from leadhub.platform.config import Config
 from leadhub.platform.db import Database
 from leadhub.platform.events import EventBus
-from leadhub.platform.identity import Organisation
+from leadhub.platform.identity import Organisation, PrincipalCache
 from leadhub.platform.jobs import Jobs
 from leadhub.platform.notifications import Notifications
 from leadhub.platform.scheduler import Scheduler
@@ -28,9 +28,9 @@ class Runtime:
 
         self.config = config or Config.from_env()
         self.db = Database(self.config.database_url)
-        self.cache = MetadataCache(self.db)
+        self.slots = Slots()            # where plugins extend the kernel and the pages (timeline, scope, ...)
+        self.cache = MetadataCache(self.db, PrincipalCache(lambda: [fn for fn, _ in self.slots.entries("scope")]))
         self.events = EventBus()
-        self.slots = Slots()            # where plugins extend the pages (timeline, ...)
         self.jobs = Jobs(self, self.config.redis_url)
         self.kinds = KindService(self)                  # rules, views, settings: every metadata kind
         self.metadata = MetadataService(self.db, self.cache, self.kinds, backfill=computed.backfill)

@@ -161,6 +161,47 @@ def test_sharing_all_of_a_users_records(org, api):
         "object": "prospect", "with": {"type": "user", "id": org["users"]["rep_a"]}}).status_code == 403
 
 
+def test_plugins_widen_a_scope_through_the_scope_slot(org, api, runtime):
+    """A plugin's scope contributor (as the pool plugin lets members read a
+    pool's leads) grants records by a column's values, read or edit; the
+    grant reaches lists, reads, writes and counts through the one check, and
+    a change of grants shows after the security version moves."""
+    from leadhub.platform.identity import bump_security
+    from leadhub.platform.permissions import Grant
+    users, rec, rep_a, rep_b = org["users"], org["rec"], org["as"]["rep_a"], org["as"]["rep_b"]
+    assert api.patch(f"/objects/prospect/records/{rec['rep_c']}", {"score": 7}).status_code == 200
+    assert api.patch(f"/objects/prospect/records/{rec['admin']}", {"score": 8}).status_code == 200
+    territories = {users["rep_a"]: Grant("score", frozenset({7})),
+                   users["rep_b"]: Grant("score", frozenset({7, 8}), edit=True)}
+    calls = []
+
+    def pools(conn, principal):
+        calls.append(principal.user_id)
+        grant = territories.get(principal.user_id)
+        return [("prospect", grant), ("activity", Grant("no_such_column", frozenset({1})))] if grant else []
+
+    runtime.slots.add("scope", pools)
+    with runtime.db.write() as conn:
+        bump_security(conn)
+    assert titles(rep_a) == ["rep_a's", "rep_c's"]
+    assert titles(rep_b) == ["rep_b's", "rep_c's", "admin's"]
+    assert rep_a.get("/objects/prospect/records?count=true").get_json()["total"] == 2
+    assert rep_a.get(f"/objects/prospect/records/{rec['rep_c']}").status_code == 200
+    assert rep_a.get(f"/objects/prospect/records/{rec['admin']}").status_code == 404
+    assert rep_a.get("/objects/activity/records").status_code == 200       # a grant on a missing column: skipped
+    # a read grant does not let him write; an edit grant does
+    assert rep_a.patch(f"/objects/prospect/records/{rec['rep_c']}", {"title": "taken"}).status_code == 404
+    assert rep_b.patch(f"/objects/prospect/records/{rec['admin']}", {"title": "worked on"}).status_code == 200
+    assert api.get(f"/objects/prospect/records/{rec['rep_c']}").get_json()["title"] == "rep_c's"
+    # principals are cached per security version: a new grant shows once it moves
+    territories[users["rep_a"]] = Grant("score", frozenset({8}))
+    assert titles(rep_a) == ["rep_a's", "rep_c's"]
+    with runtime.db.write() as conn:
+        bump_security(conn)
+    assert titles(rep_a) == ["rep_a's", "worked on"]
+    assert calls.count(users["rep_a"]) == 2                                   # once per version, not per request
+
+
 def test_handover_moves_everything_and_is_audited(org, api, runtime):
     rep_a, rep_b = org["users"]["rep_a"], org["users"]["rep_b"]
     org["as"]["rep_a"].post("/objects/prospect/records", {"title": "second"})

@@ -18,6 +18,7 @@ from leadhub.platform import tables as t
 from leadhub.platform.ddl import field_column, system_columns
 from leadhub.platform.db import Database
 from leadhub.platform.errors import NotFound
+from leadhub.platform.identity import PrincipalCache
 
 
 
@@ -183,8 +184,9 @@ class MetadataCache:
     """Holds the current Registry for one process and swaps it when the
     database's metadata version differs from the one it was built at."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, principals: PrincipalCache | None = None):
         self.db = db
+        self.principals = principals or PrincipalCache()   # users' rights, per security version
         self._registry: Registry | None = None
         self._lock = threading.Lock()
         self.security_version = 0  # rights version seen with the last registry check

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from leadhub.platform import audit, passwords, tables as t
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from leadhub.platform.identity import ADMIN_ROLE, PrincipalCache
+from leadhub.platform.identity import ADMIN_ROLE
 from leadhub.platform.permissions import Actor
 
 TOKEN_PREFIX = "lh_"
@@ -21,7 +21,6 @@ TOUCH_EVERY = dt.timedelta(minutes=1)   # last_used_at is refreshed at most this
 MAX_FAILURES = 5                        # then the account locks ...
 LOCK_FOR = dt.timedelta(minutes=15)     # ... for this long (doubling while failures go on)
 
-_principals = PrincipalCache()
 
 
 def _digest(token: str) -> str:
@@ -63,7 +62,7 @@ def actor_for(db: Database, cache, uid: int, *, read_only: bool = False, objects
                          .where(t.users.c.id == uid)).first()
         if u is None or not u.active:
             raise Unauthorized("The user is unknown or deactivated.")
-        principal = _principals.get(conn, uid, cache.security_version)
+        principal = cache.principals.get(conn, uid, cache.security_version)
     return Actor(user_id=uid, login=u.login, is_admin=u.is_admin, language=u.language, read_only=read_only,
                  token_objects=frozenset(objects) if objects is not None else None, principal=principal)
 

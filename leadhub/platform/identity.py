@@ -3,10 +3,11 @@ their merge into a Principal per user. Every change here bumps the security
 version, so every process rebuilds the principals it cached."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import zoneinfo
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import marshmallow as mm
 import sqlalchemy as sa
@@ -16,15 +17,28 @@ from leadhub.platform.apinames import check_api_name
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed, messages_text
 from leadhub.platform.labels import normalise_labels
-from leadhub.platform.permissions import (ACTIONS, FIELD_ACCESS, SCOPES, Actor, ObjectRights, Principal, Shared,
-                                          require_admin)
+from leadhub.platform.permissions import (ACTIONS, FIELD_ACCESS, SCOPES, Actor, Grant, ObjectRights, Principal,
+                                          Shared, require_admin)
 
 ADMIN_ROLE = "system_admin"
 
 
 # ------------------------------------------------------------------ principals
 
-def load_principal(conn: sa.Connection, user_id: int) -> Principal:
+def load_principal(conn: sa.Connection, user_id: int, contributors: Iterable = ()) -> Principal:
+    """What `user_id` may do. Each scope contributor (a plugin's entry in the
+    "scope" slot) is called as contributor(conn, principal) and returns
+    (object, Grant) pairs widening the scope; a plugin whose grants change
+    (pool members, say) calls bump_security so every process reloads them."""
+    principal = _principal(conn, user_id)
+    grants: dict[str, list[Grant]] = {}
+    for contributor in contributors:
+        for obj, grant in contributor(conn, principal) or ():
+            grants.setdefault(obj, []).append(grant)
+    return dataclasses.replace(principal, grants={o: tuple(g) for o, g in grants.items()}) if grants else principal
+
+
+def _principal(conn: sa.Connection, user_id: int) -> Principal:
     user = conn.execute(sa.select(t.users.c.department_id).where(t.users.c.id == user_id)).first()
     dept = user.department_id if user else None
     tree: set[int] = set()
@@ -101,9 +115,11 @@ def _shares(conn, user_id: int, dept: int | None, groups: frozenset[int]) -> dic
 
 
 class PrincipalCache:
-    """Principals per user, valid for one security version."""
+    """Principals per user, valid for one security version; one per runtime
+    (its `contributors()` are the runtime's scope slot)."""
 
-    def __init__(self):
+    def __init__(self, contributors: Callable[[], Iterable] = tuple):
+        self.contributors = contributors
         self._version = None
         self._items: dict[int, Principal] = {}
         self._lock = threading.Lock()
@@ -114,7 +130,7 @@ class PrincipalCache:
                 self._items, self._version = {}, version
             p = self._items.get(user_id)
         if p is None:
-            p = load_principal(conn, user_id)
+            p = load_principal(conn, user_id, self.contributors())
             with self._lock:
                 if version == self._version:
                     self._items[user_id] = p

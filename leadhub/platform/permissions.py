@@ -54,6 +54,16 @@ class Shared:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """A plugin's widening of one object's scope (the "scope" slot): the
+    records whose `column` holds one of `values`, e.g. the leads of the pools
+    a rep is a member of. Read-only unless `edit`."""
+    column: str
+    values: frozenset
+    edit: bool = False
+
+
+@dataclass(frozen=True)
 class Principal:
     """What a user may do, resolved from roles, departments, groups, managers
     and shares. Everything a scope needs is here as plain ids, so the scope
@@ -68,6 +78,7 @@ class Principal:
     rights: Mapping[str, ObjectRights] = field(default_factory=dict)  # by object, "*" for the rest
     shared: Mapping[str, Shared] = field(default_factory=dict)        # by object
     roles: tuple[str, ...] = ()                         # role api names, by role id (layouts are chosen by them)
+    grants: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)  # by object, from plugins
 
     def rights_for(self, obj_name: str) -> ObjectRights:
         return self.rights.get(obj_name) or self.rights.get("*") or NO_RIGHTS
@@ -134,7 +145,8 @@ def check_writable(actor: Actor, obj_name: str, field_names) -> None:
 def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = "read") -> sa.ColumnElement | None:
     """WHERE clause limiting `actor` to the records it may read (or edit); None = all.
     Own records, the records of everyone reporting to the actor, of the
-    department (or its tree) as the role's scope says, and what was shared."""
+    department (or its tree) as the role's scope says, what was shared, and
+    what plugins grant (columns absent from `table` are skipped)."""
     rights = actor.rights(obj_name)
     if rights.scope == "all":
         return None
@@ -151,5 +163,10 @@ def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = 
     if shared is not None:
         owners |= shared.edit_owners if access == "edit" else shared.owners | shared.edit_owners
         records = shared.edit_records if access == "edit" else shared.records | shared.edit_records
-    clause = table.c.owner == p.user_id if len(owners) == 1 else table.c.owner.in_(sorted(owners))
-    return sa.or_(clause, table.c.id.in_(sorted(records))) if records else clause
+    clauses = [table.c.owner == p.user_id if len(owners) == 1 else table.c.owner.in_(sorted(owners))]
+    if records:
+        clauses.append(table.c.id.in_(sorted(records)))
+    for grant in p.grants.get(obj_name, ()):
+        if grant.values and (access == "read" or grant.edit) and grant.column in table.c:
+            clauses.append(table.c[grant.column].in_(sorted(grant.values)))
+    return sa.or_(*clauses) if len(clauses) > 1 else clauses[0]
