@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from leadhub.expressions import Expression
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kinds import Item
+from leadhub.metadata.types.computed import formula_order
 from leadhub.platform import tables as t
 from leadhub.platform.ddl import field_column, system_columns
 from leadhub.platform.db import Database
@@ -115,27 +116,6 @@ class Registry:
         return [(obj, f) for obj in self.objects.values()
                 for f in obj.fields_of_type("lookup", "master_detail")
                 if f.settings.get("reference_to") == target]
-
-
-def formula_order(compiled: dict[str, tuple[FieldDef, Expression]]) -> list[str]:
-    """Topological order of formulas by the formulas they read; ValueError on a cycle."""
-    order, state = [], {}
-
-    def visit(name, path):
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "visiting":
-            raise ValueError("Formulas refer to each other in a circle: " + " -> ".join(path + [name]))
-        state[name] = "visiting"
-        for dep in sorted(compiled[name][1].names):
-            if dep in compiled:
-                visit(dep, path + [name])
-        state[name] = "done"
-        order.append(name)
-
-    for name in sorted(compiled):
-        visit(name, [])
-    return order
 
 
 def load_registry(conn: sa.Connection) -> Registry:

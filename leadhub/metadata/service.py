@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kind_service import bump_version, record_history
 from leadhub.metadata.kinds import Context
-from leadhub.metadata.registry import MetadataCache, Registry, formula_order, load_registry
+from leadhub.metadata.registry import MetadataCache, Registry, load_registry
 from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.computed import format_number
 from leadhub.platform import audit, ddl, permissions, tables as t
@@ -26,7 +26,6 @@ from leadhub.platform.permissions import Actor
 FIELD_PROPS = ("api_name", "label", "type", "help_text", "required", "unique", "indexed",
                "read_only", "track_history", "default", "position")
 OBJECT_PROPS = ("api_name", "label", "description", "name_field", "track_history", "fields")
-UNIQUE_TYPES = ("text", "email", "phone", "url", "integer", "decimal", "currency", "date", "auto_number")
 MAX_FIELDS = 500
 
 
@@ -242,7 +241,7 @@ class MetadataService:
                 raise Conflict("A field's api_name cannot change: integrations and formulas use it.",
                                {"api_name": "Cannot change."})
             new = self._build_field(reg, obj, {"api_name": field_name, **payload}, old=old)
-            if new.type_name != old.type_name and (old.type_name, new.type_name) != ("text", "long_text"):
+            if new.type_name != old.type_name and new.type_name not in old.type.becomes:
                 raise Conflict(f"Changing type {old.type_name} to {new.type_name} could lose data; only "
                                "text to long_text is allowed. Add a new field and copy the values instead.",
                                {"type": "Unsafe type change."})
@@ -452,15 +451,13 @@ class MetadataService:
             plugin=base.get("plugin"), id=base.get("id"))
         if errors:
             raise ValidationFailed(errors)
-        if type_name == "master_detail":
-            fd.required = True
-        if type_name == "auto_number":
-            fd.unique = True
+        fd.required = fd.required or ftype.always_required
+        fd.unique = fd.unique or ftype.always_unique
         if ftype.computed:
             for prop in ("required", "default"):
                 if getattr(fd, prop):
                     errors[prop] = f"A {type_name} field is computed; it cannot be {prop}."
-        if fd.unique and type_name not in UNIQUE_TYPES:
+        if fd.unique and not ftype.may_be_unique:
             errors["unique"] = f"A {type_name} field cannot be unique."
         if fd.default is not None and not ftype.computed:
             try:
@@ -477,21 +474,15 @@ class MetadataService:
     @staticmethod
     def _validate_in_object(reg: Registry, obj: ObjectDef, fd: FieldDef) -> None:
         errors = fd.type.check_settings(fd, obj, reg)
-        if not errors and fd.type_name == "formula":
-            compiled = {f.api_name: (f, f.type.compile(f, obj)) for f in obj.fields_of_type("formula")}
-            try:
-                formula_order(compiled)
-            except ValueError as exc:
-                errors = {"expression": str(exc)}
         if errors:
             raise ValidationFailed(errors)
 
     def _backfill(self, conn, reg: Registry, obj: ObjectDef, fd: FieldDef, now) -> None:
         """Give existing records a value for a new or changed computed field."""
-        if fd.type_name in ("formula", "rollup"):
+        if fd.type.fills_existing == "computed":
             if self.backfill_computed is not None:
                 self.backfill_computed(conn, reg, obj.api_name, fd, now)
-        elif fd.type_name == "auto_number":
+        elif fd.type.fills_existing == "numbered":
             self._number_existing(conn, reg, obj, fd, now)
 
     @staticmethod

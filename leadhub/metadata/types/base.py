@@ -47,6 +47,14 @@ class FieldType(ABC):
     is_reference: ClassVar[bool] = False   # its value is another record's id (pages show that record's name)
     always_indexed: ClassVar[bool] = False  # joined or searched by value: its column always has an index
     searchable: ClassVar[bool] = False      # global search looks for text in it
+    may_be_unique: ClassVar[bool] = False   # a unique constraint on its values makes sense
+    always_unique: ClassVar[bool] = False   # unique whatever the definition says (auto-number)
+    always_required: ClassVar[bool] = False  # required whatever the definition says (a detail's master)
+    becomes: ClassVar[frozenset[str]] = frozenset()  # types it may change into without losing data
+    controls_choices: ClassVar[bool] = False  # may be the controlling field of a dependent picklist
+    # how records that exist when the field is added get a value: "computed"
+    # (formula, roll-up: evaluated) or "numbered" (auto-number: in creation order)
+    fills_existing: ClassVar[str | None] = None
 
     # --- settings -------------------------------------------------------------
     @classmethod

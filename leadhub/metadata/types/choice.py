@@ -118,6 +118,7 @@ class _ChoiceType(FieldType):
 @register
 class PicklistType(_ChoiceType):
     name = "picklist"
+    controls_choices = True
     operators = EQUALITY
     Settings = PicklistSettings
 
@@ -210,6 +211,7 @@ class DependentSettings(PicklistSettings):
 @register
 class DependentPicklistType(_ChoiceType):
     name = "dependent_picklist"
+    controls_choices = True
     operators = EQUALITY
     Settings = DependentSettings
     widget = "dependent"

@@ -52,12 +52,35 @@ class AutoNumberSettings(mm.Schema):
             raise mm.ValidationError(str(exc)) from None
 
 
+def formula_order(compiled: dict[str, tuple]) -> list[str]:
+    """Topological order of formulas by the formulas they read; ValueError on a cycle."""
+    order, state = [], {}
+
+    def visit(name, path):
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise ValueError("Formulas refer to each other in a circle: " + " -> ".join(path + [name]))
+        state[name] = "visiting"
+        for dep in sorted(compiled[name][1].names):
+            if dep in compiled:
+                visit(dep, path + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in sorted(compiled):
+        visit(name, [])
+    return order
+
+
 @register
 class AutoNumberType(FieldType):
     """Unique per object; numbers come from lh_autonumbers in the writing
     transaction, so a rolled-back insert may leave a gap but never a repeat."""
     name = "auto_number"
     computed = True
+    may_be_unique = always_unique = True
+    fills_existing = "numbered"
     always_indexed = True      # people search by the number
     searchable = True
     operators = EQUALITY | ORDERED | TEXT
@@ -91,6 +114,7 @@ class FormulaType(FieldType):
     so it can be filtered, sorted and reported like any column."""
     name = "formula"
     computed = True
+    fills_existing = "computed"
     Settings = FormulaSettings
 
     def result_field(self, field):
@@ -132,7 +156,8 @@ class FormulaType(FieldType):
     def check_settings(self, field, obj, registry):
         try:
             self.compile(field, obj)
-        except ExpressionError as exc:
+            formula_order({f.api_name: (f, f.type.compile(f, obj)) for f in obj.fields_of_type("formula")})
+        except ValueError as exc:           # a bad expression, or formulas reading each other in a circle
             return {"expression": str(exc)}
         return {}
 
@@ -187,6 +212,7 @@ class RollupType(FieldType):
     """count/sum/min/max of child records through a lookup, kept current by
     the record service whenever a child is written."""
     name = "rollup"
+    fills_existing = "computed"
     computed = True
     operators = EQUALITY | ORDERED
     Settings = RollupSettings

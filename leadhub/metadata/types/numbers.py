@@ -56,6 +56,7 @@ def _fits(precision: int, scale: int):
 @register
 class IntegerType(FieldType):
     name = "integer"
+    may_be_unique = True
     operators = EQUALITY | ORDERED
     openapi_type = {"type": "integer", "format": "int64"}
     widget = "integer"
@@ -95,6 +96,7 @@ class PercentSettings(DecimalSettings):
 @register
 class DecimalType(FieldType):
     name = "decimal"
+    may_be_unique = True
     operators = EQUALITY | ORDERED
     Settings = DecimalSettings
     widget = "decimal"
@@ -145,6 +147,7 @@ class CurrencyType(DecimalType):
 @register
 class PercentType(DecimalType):
     name = "percent"
+    may_be_unique = False
     Settings = PercentSettings
 
     def format(self, field, value, out):
@@ -157,6 +160,7 @@ class BooleanType(FieldType):
     operators = EQUALITY
     openapi_type = {"type": "boolean"}
     widget = "checkbox"
+    controls_choices = True
 
     def parse_text(self, field, text):
         return BOOLEAN_WORDS.get(text.casefold(), text)

@@ -82,6 +82,7 @@ class LookupType(ReferenceType):
 @register
 class MasterDetailType(ReferenceType):
     name = "master_detail"
+    always_required = True
     Settings = MasterDetailSettings
 
     def check_settings(self, field, obj, registry):

@@ -31,6 +31,7 @@ class DateTimeField(mm.fields.AwareDateTime):
 @register
 class DateType(FieldType):
     name = "date"
+    may_be_unique = True
     operators = EQUALITY | ORDERED | RELATIVE_DATES
     openapi_type = {"type": "string", "format": "date"}
     widget = "date"

@@ -77,6 +77,8 @@ class _StringType(FieldType):
 @register
 class TextType(_StringType):
     name = "text"
+    may_be_unique = True
+    becomes = frozenset({"long_text"})
     Settings = TextSettings
 
 
@@ -110,6 +112,7 @@ class EmailField(CleanString):
 @register
 class EmailType(_StringType):
     name = "email"
+    may_be_unique = True
     fixed_length = 254
     widget = "email"
 
@@ -135,6 +138,7 @@ class PhoneField(CleanString):
 @register
 class PhoneType(_StringType):
     name = "phone"
+    may_be_unique = True
     fixed_length = 32
     widget = "tel"
 
@@ -160,6 +164,7 @@ class UrlField(CleanString):
 @register
 class UrlType(_StringType):
     name = "url"
+    may_be_unique = True
     fixed_length = 2048
     widget = "url"
 

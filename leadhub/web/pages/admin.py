@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.choice import OptionsField
+from leadhub.metadata.types.relations import USER
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.web.pages import fields as F, meta
 from leadhub.web.pages.common import actor, local_path, render_error, render_http_error, require_admin, runtime
@@ -149,12 +150,13 @@ def settings_inputs(type_name: str, obj, reg) -> list[dict]:
             kind = "json"
         elif key == "reference_to":
             kind = "select"
-            choices = [("user", _("User"))] if type_name == "user" else \
+            fixed = [v.comparable for v in field.validators if isinstance(v, mm.validate.Equal)]
+            choices = [(USER, _("User"))] if fixed == [USER] else \
                 [(o.api_name, o.label(g.lang)) for o in reg.objects.values()]
         elif key == "controlling_field":
             kind = "select"
             choices = [(f.api_name, f.label(g.lang)) for f in obj.fields.values()
-                       if f.type_name in ("picklist", "dependent_picklist", "boolean")]
+                       if f.type.controls_choices]
         elif key == "child_object":
             kind = "select"
             choices = [(o.api_name, o.label(g.lang)) for o in reg.objects.values()]
@@ -295,12 +297,19 @@ def field_page(name, field):
         except (ValidationFailed, Conflict, BadRequest) as exc:
             errors, status = exc.fields, exc.status
             flash(_(exc.message), "error")
-    controller = obj.fields.get(fd.settings.get("controlling_field", "")) if fd.type_name == "dependent_picklist" else None
+    controller = obj.fields.get(fd.settings.get("controlling_field", ""))
     return render_template("admin/field.html", obj=obj, fd=fd, reg=reg, errors=errors,
                            settings=settings_inputs(fd.type_name, obj, reg), type_labels=TYPE_LABELS,
                            options_text=options_text(fd), controller=controller,
-                           controller_options=(F.options(controller, False) if controller and controller.type_name != "boolean"
-                                               else [("true", _("Yes")), ("false", _("No"))] if controller else [])), status
+                           controller_options=_controller_options(controller)), status
+
+
+def _controller_options(controller) -> list[tuple[str, str]]:
+    """What a dependent picklist's controlling field can hold: its options, or
+    yes and no for a checkbox (which has none)."""
+    if controller is None:
+        return []
+    return F.options(controller, False) if "options" in controller.settings else [("true", _("Yes")), ("false", _("No"))]
 
 
 @bp.post("/objects/<name>/fields/<field>/delete")
