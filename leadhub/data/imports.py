@@ -759,18 +759,27 @@ class Importer:
         with self.runtime.db.write() as conn:
             moved = conn.execute(imports.update().where(imports.c.id == import_id, imports.c.status == "preview",
                                                         *self._mine(actor)).values(status="queued")).rowcount
+            if moved:
+                self.runtime.jobs.enqueue(run_import, import_id)     # durable: written with the status
         if not moved:
             imp = self._own(actor, import_id)
             raise Conflict(f"The import is already {imp['status']}.", {"status": imp["status"]})
-        self.runtime.jobs.enqueue(run_import, import_id)
         return self.get(actor, import_id)
 
     # ---- the job
     def run(self, import_id: int) -> dict:
-        """Claim a queued import and stream its rows in batches."""
+        """Claim the import and stream its rows in batches. A run its worker
+        left (the job is retried when its heartbeat stops) resumes after the
+        last batch it committed: a batch's records and its rows' outcomes
+        commit together, so no row is done twice or lost. The job layer lets
+        one runner at a time hold the job."""
         with self.runtime.db.write() as conn:
-            claimed = conn.execute(imports.update().where(imports.c.id == import_id, imports.c.status == "queued")
-                                   .values(status="running", started_at=utcnow())).rowcount
+            claimed = conn.execute(imports.update().where(imports.c.id == import_id,
+                                                          imports.c.status.in_(("queued", "running")))
+                                   .values(status="running", started_at=sa.func.coalesce(imports.c.started_at,
+                                                                                          utcnow()))).rowcount
+            done_up_to = conn.execute(sa.select(sa.func.max(import_rows.c.row_no))
+                                      .where(import_rows.c.import_id == import_id)).scalar() or 0
         if not claimed:
             return {"id": import_id, "claimed": False}
         imp = self._load(import_id)
@@ -785,6 +794,8 @@ class Importer:
             conv = RowConverter(self.runtime.cache.current().get(imp["object"]), imp["header"], imp["mapping"])
             batch: list[Row] = []
             for n, cells in data_rows(path, imp["file_format"], imp["encoding"]):
+                if n <= done_up_to:
+                    continue
                 batch.append(Row(n, cells))
                 if len(batch) >= BATCH:
                     self._commit_batch(actor, imp, conv, batch)
@@ -914,3 +925,11 @@ class Importer:
 def run_import(import_id: int) -> dict:
     """The job: RQ runs it in a worker, or Jobs.enqueue inline."""
     return Importer(current_runtime()).run(import_id)
+
+
+def _import_given_up(reason: str, import_id: int) -> None:
+    """Its job failed for good (the worker died on every attempt): say so."""
+    Importer(current_runtime())._set(import_id, status="failed", error=reason[:2000], finished_at=utcnow())
+
+
+run_import.give_up = _import_given_up

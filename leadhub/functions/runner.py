@@ -163,7 +163,7 @@ class FunctionRunner:
         for fn in self.runtime.functions.bound(ev.registry, "after_save", ev.object, op):
             args = (fn.api_name, ev.actor.user_id, "after_save", ev.object, ev.values.get("id") or ev.record_id)
             if fn.run_async:
-                ev.on_commit(lambda args=args: self.runtime.jobs.enqueue(run_function_job, *args))
+                self.runtime.jobs.enqueue(run_function_job, *args)      # with the write: runs iff it commits
             else:
                 ev.on_commit(lambda args=args: run_function_job(*args, runtime=self.runtime))
 

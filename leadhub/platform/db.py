@@ -8,6 +8,8 @@ queue instead of failing on a lock upgrade.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator
@@ -125,6 +127,7 @@ class Database:
     def __init__(self, url: str, **engine_kwargs):
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
+        _databases.add(self)
         self._write_engine = self.engine.execution_options(leadhub_write=True)
         # (connection, after-commit callbacks, after-end callbacks) of the
         # write open in this context
@@ -210,3 +213,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# A forked child (RQ's worker forks one per job) must not use the connections
+# its parent pooled: both would talk over one socket (PostgreSQL answers
+# "DuplicatePreparedStatement", "server closed the connection"). The child
+# gets empty pools; close=False leaves the parent's connections alone.
+_databases: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+def _forget_pools_in_child() -> None:
+    for database in list(_databases):
+        database.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)

@@ -116,15 +116,8 @@ class Notifications:
                      "created_at": now} for uid in ids if uid in set(active)]
             new_ids = [conn.execute(notifications.insert().values(**row)).inserted_primary_key[0]
                        for row in rows]
-            if self.mail_configured:
-                db.on_commit(lambda: self._enqueue_mail(new_ids))
-
-    def _enqueue_mail(self, ids: list[int]) -> None:
-        # runs after the commit: the write is done, so nothing here may raise
-        try:
-            self.runtime.jobs.enqueue(deliver_mail, ids)
-        except Exception:
-            log.exception("Could not queue e-mail for notifications %s", ids)
+            if self.mail_configured:            # a job row in this transaction: mail goes iff they exist
+                self.runtime.jobs.enqueue(deliver_mail, new_ids)
 
     # the caller's own notifications --------------------------------------
 

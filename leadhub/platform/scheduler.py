@@ -49,8 +49,13 @@ class Scheduler:
         self.tasks[name] = Task(name, int(seconds), fn)
 
     def tick(self, now: dt.datetime | None = None) -> list[str]:
-        """Claim and run every due task; returns the names claimed."""
+        """Recover background work (see Jobs.recover), then claim and run
+        every due task; returns the names claimed."""
         now = now or utcnow()
+        try:
+            self.runtime.jobs.recover(now)
+        except Exception:  # noqa: BLE001  the tasks still run; the next tick tries again
+            log.exception("recovering jobs failed")
         claimed = [task.name for task in list(self.tasks.values()) if self._claim(task, now)]
         for name in claimed:
             self.runtime.jobs.enqueue(run_task, name)

@@ -210,6 +210,30 @@ schedules = sa.Table(
 )
 
 
+# Background work (jobs.py): the database is its source of truth. A job row is
+# written in the enqueuing transaction (an outbox), dispatched to RQ or run
+# inline after commit, claimed by one runner, kept alive by a heartbeat, and
+# retried or failed visibly when its runner dies.
+jobs = sa.Table(
+    "lh_jobs", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("fn", sa.String(200), nullable=False),              # dotted path of a module-level function
+    sa.Column("args", sa.JSON, nullable=False),                   # {"args": [...], "kwargs": {...}}
+    sa.Column("status", sa.String(16), nullable=False),           # pending | queued | running | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("not_before", UTCDateTime, nullable=False),         # a retry waits until then
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("queued_at", UTCDateTime),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("worker", sa.String(120)),                          # host:pid of the runner
+    sa.Column("error", sa.Text),
+    sa.Index("ix_lh_jobs_status_not_before", "status", "not_before"),
+)
+
+
 # Metadata kinds (metadata/kinds.py): every rule, view and setting is one item
 # of one kind, its definition a JSON document validated by the kind's schema.
 # Objects and fields keep their own tables (they carry DDL) but share the

@@ -62,10 +62,16 @@ def _reject_constant(name: str):
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
-def int_arg(key: str) -> int:
-    """A whole-number query argument, or a 400 naming it."""
+def int_arg(key: str, default: int | None = None, low: int = -2 ** 63, high: int = 2 ** 63 - 1) -> int:
+    """A whole-number query argument within [low, high] (`default` when it is
+    absent and one is given), or a 400 naming it."""
     raw = request.args.get(key)
+    if default is not None and raw in (None, ""):
+        return default
     try:
-        return int(raw)
+        value = int(raw)
     except (TypeError, ValueError):
         raise BadRequest(f"{key} must be a whole number.", {key: "Not a number."}) from None
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be between {low} and {high}.", {key: f"Between {low} and {high}."})
+    return value

@@ -30,7 +30,7 @@ def start_scan(runtime, actor: Actor, rule_name: str) -> dict:
         scan_id = conn.execute(duplicate_scans.insert().values(
             rule=rule_name, status="queued", requested_by=actor.user_id, created_at=utcnow(), scanned=0
         ).returning(duplicate_scans.c.id)).scalar_one()
-    runtime.jobs.enqueue(run_scan, scan_id)
+        runtime.jobs.enqueue(run_scan, scan_id)
     return get_scan(runtime, rule_name, scan_id)
 
 
@@ -67,6 +67,16 @@ def run_scan(scan_id: int) -> None:
         values = dict(status="failed", error=f"{type(exc).__name__}: {exc}")
     with runtime.db.write() as conn:
         conn.execute(sa.update(s).where(s.c.id == scan_id).values(finished_at=utcnow(), **values))
+
+
+def _scan_given_up(reason: str, scan_id: int) -> None:
+    runtime = current_runtime()
+    with runtime.db.write() as conn:
+        conn.execute(sa.update(duplicate_scans).where(duplicate_scans.c.id == scan_id).values(
+            status="failed", error=reason[:2000], finished_at=utcnow()))
+
+
+run_scan.give_up = _scan_given_up
 
 
 def _scan(runtime, rule: Rule) -> tuple[list[dict], int]:

@@ -63,15 +63,9 @@ def check(ctx: Context, data: dict, old) -> dict:
 
 
 def on_change(ctx: Context, old, new) -> None:
-    """Leads in the rule's status get their deadlines worked out again, after the commit."""
-    runtime, statuses = ctx.runtime, [(new or old).key]
-
-    def enqueue() -> None:
-        try:
-            runtime.jobs.enqueue(recompute_deadlines, statuses)
-        except Exception:  # the rule is saved; the next write of each lead catches up
-            log.exception("Could not queue deadline recomputation for %s", statuses)
-    runtime.db.on_commit(enqueue)
+    """Leads in the rule's status get their deadlines worked out again: a
+    durable job written with the rule, run after the commit."""
+    ctx.runtime.jobs.enqueue(recompute_deadlines, [(new or old).key])
 
 
 KIND = Kind(name="follow_up_rule", url="follow-up-rules", plugin="lead", schema=RuleSchema, key="status",

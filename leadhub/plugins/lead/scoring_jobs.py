@@ -1,6 +1,6 @@
 """Rescoring jobs: their rows and their queue. A rule or settings change
-queues a job row in its own transaction and, once that commits, enqueues
-scoring_runs.run_rescore (RQ with Redis, inline otherwise), named by path:
+queues a job row in its own transaction with a durable job (lh_jobs) that,
+once that commits, runs scoring_runs.run_rescore (RQ with Redis, inline otherwise), named by path:
 the runs use the engine, which imports this module."""
 from __future__ import annotations
 
@@ -39,5 +39,5 @@ def request(runtime, conn, actor: Actor, kind: str = "rescore") -> int:
     job_id = conn.execute(score_jobs.insert().values(
         kind=kind, status="queued", done=0, changed=0, created_by=actor.user_id, created_at=utcnow())
     ).inserted_primary_key[0]
-    runtime.db.on_commit(lambda: runtime.jobs.enqueue(RUN, job_id))
+    runtime.jobs.enqueue(RUN, job_id)          # in the caller's transaction (durable), run after it commits
     return job_id

@@ -30,6 +30,13 @@ def run_rescore(job_id: int) -> dict:
     return rescore(current_runtime(), job_id)
 
 
+def _rescore_given_up(reason: str, job_id: int) -> None:
+    _set(current_runtime(), job_id, status="failed", error=reason[:2000], finished_at=utcnow())
+
+
+run_rescore.give_up = _rescore_given_up
+
+
 def _set(runtime, job_id: int, **values) -> None:
     with runtime.db.write() as conn:
         conn.execute(sa.update(score_jobs).where(score_jobs.c.id == job_id).values(**values))
@@ -38,9 +45,11 @@ def _set(runtime, job_id: int, **values) -> None:
 def rescore(runtime, job_id: int, now: dt.datetime | None = None) -> dict:
     """Rescore the job's leads (all of them, or for "decay" those with events)."""
     with runtime.db.write() as conn:
-        # claim it with a conditional update: a job enqueued twice, or picked
-        # by two workers at once, runs once
-        claimed = conn.execute(sa.update(score_jobs).where(score_jobs.c.id == job_id, score_jobs.c.status == "queued")
+        # claim it with a conditional update: a job enqueued twice runs once. A
+        # run its worker left ("running") is taken up again: the job layer
+        # lets one runner at a time hold it, and rescoring is idempotent
+        claimed = conn.execute(sa.update(score_jobs).where(score_jobs.c.id == job_id,
+                                                           score_jobs.c.status.in_(("queued", "running")))
                                .values(status="running", started_at=utcnow())).rowcount
         row = conn.execute(sa.select(score_jobs).where(score_jobs.c.id == job_id)).mappings().first()
         if not claimed:

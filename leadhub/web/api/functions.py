@@ -136,6 +136,25 @@ def list_schedules():
     return {"schedules": runtime().scheduler.status()}
 
 
+@api.get("/jobs")
+def list_jobs():
+    """Background work (admins): counts by status and the newest jobs."""
+    from leadhub.platform import jobs, permissions
+    permissions.require_admin(g.actor)
+    status = request.args.get("status") or None
+    if status is not None and status not in jobs.STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(jobs.STATUSES)}.", {"status": "Unknown status."})
+    listed = runtime().jobs.list(status=status, limit=int_arg("limit", 100, 1, 1000))
+    return {"counts": runtime().jobs.counts(), "jobs": [job_out(j) for j in listed]}
+
+
+def job_out(row: dict) -> dict:
+    return {"id": row["id"], "function": row["fn"], "status": row["status"], "attempts": row["attempts"],
+            "max_attempts": row["max_attempts"], "error": row["error"], "worker": row["worker"],
+            **{k: row[k] for k in ("created_at", "queued_at", "started_at", "heartbeat_at", "finished_at",
+                                   "not_before")}}
+
+
 def _params(payload: dict, allowed: set = frozenset()) -> dict | None:
     unknown = set(payload) - {"params"} - set(allowed)
     if unknown:

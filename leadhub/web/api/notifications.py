@@ -3,25 +3,15 @@ from __future__ import annotations
 
 from flask import g, request
 
-from leadhub.platform.errors import BadRequest
 from leadhub.web.api.base import api, runtime
-
-
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number.", {name: "Not a number."}) from None
+from leadhub.web.jsonio import int_arg
 
 
 @api.get("/notifications")
 def list_notifications():
     unread = request.args.get("unread", "").lower() in ("1", "true", "yes")
-    return runtime().notifications.list(g.actor, unread_only=unread, page=_int_arg("page", 1),
-                                        page_size=_int_arg("page_size", 50))
+    return runtime().notifications.list(g.actor, unread_only=unread, page=int_arg("page", 1, 1, 100_000),
+                                        page_size=int_arg("page_size", 50, 1, 500))
 
 
 @api.get("/notifications/count")

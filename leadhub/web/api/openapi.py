@@ -69,6 +69,10 @@ def _function_paths() -> dict:
         "/meta/function-runs": {"get": {"summary": "The execution log, with the JSON filter",
                                         "responses": ok("400", "403")}},
         "/meta/schedules": {"get": {"summary": "Periodic tasks and their due times", "responses": ok("403")}},
+        "/jobs": {"get": {"summary": "Background jobs (?status=pending|queued|running|done|failed&limit=)",
+                          "parameters": [{"name": "status", "in": "query", "schema": {"type": "string"}},
+                                         {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+                          "responses": ok("400", "403")}},
         "/functions/{function}/test": {"parameters": fn, "post": {
             "summary": "Test bench: a dry run of saved or draft code", "responses": ok("400", "403", "404")}},
         "/functions/{function}/run": {"parameters": fn, "post": {
