@@ -134,6 +134,8 @@ def serve(demo, host, port, threads):
     click.echo(f"leadhub on http://{host}:{port}/  (database: {runtime.config.database_url}, "
                f"jobs: {'inline' if runtime.jobs.inline else 'RQ'})")
     _print_logins(password, token, demo)
+    if (warning := runtime.jobs.redis_warning()):
+        click.echo(warning)
     click.echo(f"Sign in at http://{host}:{port}/login, or try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/meta/objects")
     runtime.scheduler.start()      # sweeps and scheduled functions; several servers may tick safely
     try:
@@ -276,6 +278,9 @@ def worker(burst):
     from rq import Worker
 
     from leadhub.platform import jobs
+    if (warning := runtime.jobs.redis_warning()):
+        raise click.ClickException(warning.replace("leadhub works, and background jobs wait",
+                                                   "a worker needs it; jobs wait"))
     runtime.start()
     jobs.bind(runtime)
     queue = runtime.jobs.queue()

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 QUEUE = "leadhub"
 STATUSES = ("pending", "queued", "running", "done", "failed")
-HEARTBEAT_SECONDS = 10       # a running job's row is touched this often ...
-STALE_AFTER = 60             # ... and its runner is taken for dead after this long without
 LOST_AFTER = 120             # a queued job RQ no longer holds is dispatched again after this long
 KEEP_DONE = dt.timedelta(days=3)
 RQ_TIMEOUT = 6 * 3600        # RQ's own limit; a long import keeps beating well inside it
@@ -67,6 +65,12 @@ def run_job(job_id: int) -> None:
     current_runtime().jobs.run(job_id)
 
 
+def rq_id(job_id: int, attempts: int) -> str:
+    """RQ's id for one dispatch of a job: a retry is a new RQ job, so RQ's
+    records of a dead attempt never stand in for it."""
+    return f"leadhub-{job_id}-{attempts + 1}"
+
+
 def _path(fn: Callable[..., Any] | str) -> str:
     if isinstance(fn, str):
         return fn
@@ -80,7 +84,7 @@ class Jobs:
         self.runtime = runtime
         self.redis_url = redis_url
         self.queue_name = queue_name
-        self.stale_after = STALE_AFTER
+        self.stale_after = runtime.config.job_stale_seconds    # no heartbeat for this long: its runner died
         self.lost_after = LOST_AFTER
         self._queue = None
         self._redis_down = False          # said once, not per job
@@ -104,6 +108,15 @@ class Jobs:
         except Exception:  # noqa: BLE001  any failure to reach Redis means the same here
             return False
 
+    def redis_warning(self) -> str | None:
+        """At start: what to tell the operator when Redis does not answer
+        (said once; dispatch then stays quiet until it answers again)."""
+        if self.inline or self.redis_answers():
+            return None
+        self._redis_down = True
+        return (f"Redis at {self.redis_url} does not answer: leadhub works, and background jobs wait in the "
+                "database until it does.")
+
     # ------------------------------------------------------------ enqueue
     def enqueue(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> int:
         """Write a job for `fn(*args, **kwargs)` in the open write transaction
@@ -125,21 +138,27 @@ class Jobs:
         if self.inline:
             self.run(job_id)
             return
+        j = jobs_table
+        with self.runtime.db.write() as conn:     # marked first: two dispatchers never both send it
+            attempts = conn.execute(sa.update(j).where(j.c.id == job_id, j.c.status == "pending")
+                                    .values(status="queued", queued_at=utcnow()).returning(j.c.attempts)).scalar()
+        if attempts is None:
+            return
         try:
-            self.queue().enqueue("leadhub.platform.jobs.run_job", job_id, job_id=f"leadhub-{job_id}",
+            self.queue().enqueue("leadhub.platform.jobs.run_job", job_id, job_id=rq_id(job_id, attempts),
                                  job_timeout=RQ_TIMEOUT, result_ttl=600, failure_ttl=7 * 86400)
         except Exception as exc:  # noqa: BLE001  redis errors of every kind: the job waits in the database
             if not self._redis_down:
                 log.warning("Redis at %s does not answer (%s); jobs wait in the database until it does",
                             self.redis_url, exc)
             self._redis_down = True
+            with self.runtime.db.write() as conn:
+                conn.execute(sa.update(j).where(j.c.id == job_id, j.c.status == "queued")
+                             .values(status="pending", queued_at=None))
             return
         if self._redis_down:
             log.warning("Redis answers again; waiting jobs are being dispatched")
         self._redis_down = False
-        with self.runtime.db.write() as conn:
-            conn.execute(sa.update(jobs_table).where(jobs_table.c.id == job_id, jobs_table.c.status == "pending")
-                         .values(status="queued", queued_at=utcnow()))
 
     # ------------------------------------------------------------ running
     def run(self, job_id: int) -> str | None:
@@ -232,14 +251,14 @@ class Jobs:
             return 0
         j = jobs_table
         with self.runtime.db.read() as conn:
-            waiting = conn.execute(sa.select(j.c.id).where(
-                j.c.status == "queued", j.c.queued_at < now - dt.timedelta(seconds=self.lost_after))).scalars().all()
+            waiting = conn.execute(sa.select(j.c.id, j.c.attempts).where(
+                j.c.status == "queued", j.c.queued_at < now - dt.timedelta(seconds=self.lost_after))).all()
         if not waiting:
             return 0
         try:
             from rq.job import Job
             connection = self.queue().connection
-            lost = [i for i in waiting if not Job.exists(f"leadhub-{i}", connection=connection)]
+            lost = [i for i, attempts in waiting if not Job.exists(rq_id(i, attempts), connection=connection)]
         except Exception:  # noqa: BLE001  Redis down: they stay queued until it answers
             return 0
         if lost:
@@ -271,6 +290,8 @@ class _Heartbeat:
 
     def __init__(self, runtime: "Runtime"):
         self.runtime = runtime
+        if runtime.config.job_heartbeat_seconds * 2 > runtime.config.job_stale_seconds:
+            raise ValueError("LEADHUB_JOB_STALE_SECONDS must be at least twice LEADHUB_JOB_HEARTBEAT_SECONDS.")
         self.running: set[int] = set()
         self._lock = threading.Lock()
         self._pid: int | None = None
@@ -288,7 +309,7 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         while True:
-            threading.Event().wait(HEARTBEAT_SECONDS)
+            threading.Event().wait(self.runtime.config.job_heartbeat_seconds)
             with self._lock:
                 ids = sorted(self.running)
                 if not ids:             # idle: the next job starts a new beat
