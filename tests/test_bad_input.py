@@ -1194,3 +1194,47 @@ def test_metadata_changes_by_a_non_admin_are_a_403(app, runtime, crm):
     refused(rep.delete("/meta/objects/deal/fields/notes"), 403)
     refused(rep.delete("/meta/objects/note"), 403)
     assert snapshot(runtime) == before
+
+
+# ================================================================ numbers out of range
+BEYOND = "9" * 25          # no id is this long: beyond 64 bits
+
+
+@pytest.mark.parametrize("method,path", [
+    ("get", f"/users/{BEYOND}"), ("patch", f"/users/{BEYOND}"), ("delete", f"/users/{BEYOND}"),
+    ("get", f"/roles/{BEYOND}"), ("patch", f"/roles/{BEYOND}"), ("get", f"/departments/{BEYOND}"),
+    ("get", f"/groups/{BEYOND}"), ("get", f"/imports/{BEYOND}"), ("post", f"/imports/{BEYOND}/start"),
+    ("delete", f"/tokens/{BEYOND}"), ("get", f"/objects/deal/records/{BEYOND}"),
+    ("get", f"/imports/mappings/{BEYOND}"), ("get", f"/meta/layouts/{BEYOND}"),
+])
+def test_ids_beyond_64_bits_are_a_404(api, crm, method, path):
+    r = getattr(api, method)(path, {} if method in ("patch", "post") else None)
+    refused(r, 404)
+
+
+def test_a_number_json_cannot_hold_is_refused_naming_the_field(api, runtime, a_deal):
+    before = snapshot(runtime)
+    for literal in ("1e309", "-1e309"):
+        r = raw(api, "patch", f"/objects/deal/records/{a_deal['id']}", '{"quantity": %s}' % literal)
+        refused(r, 422, "quantity")
+        r = raw(api, "post", "/objects/deal/records", '{"title": "x", "amount": %s}' % literal)
+        refused(r, 422, "amount")
+    assert snapshot(runtime) == before
+
+
+def test_a_formula_overflowing_its_column_is_a_422_naming_it_on_save_and_backfill(api, runtime, a_deal):
+    r = api.post("/meta/objects/deal/fields", {"api_name": "huge", "label": "Huge", "type": "formula",
+                                               "return_type": "integer", "expression": "quantity * 9999999999999999"})
+    assert r.status_code == 201, r.get_json()
+    before = snapshot(runtime)
+    refused(api.patch(f"/objects/deal/records/{a_deal['id']}", {"quantity": 9999}), 422, "huge")
+    refused(api.post("/objects/deal/records", {**VALID_DEAL, "quantity": 99999}), 422, "huge")
+    assert snapshot(runtime) == before
+    # backfill: a new formula that overflows on a stored record creates nothing
+    assert api.patch(f"/objects/deal/records/{a_deal['id']}", {"quantity": 900}).status_code == 200
+    before = snapshot(runtime)
+    r = api.post("/meta/objects/deal/fields", {"api_name": "huger", "label": "Huger", "type": "formula",
+                                               "return_type": "decimal", "scale": 2,
+                                               "expression": "quantity * 99999999999999999999999999"})
+    refused(r, 422, "huger")
+    assert snapshot(runtime) == before

@@ -240,6 +240,23 @@ def test_validation_errors_show_beside_the_field(crm, api):
     assert r.status_code == 422 and "此字段为必填项" in r.text.split('data-field="email"')[1]
 
 
+def test_a_form_saved_after_someone_else_changed_the_record_says_who_and_keeps_theirs(crm, api):
+    a = crm["a"]
+    rid = int(a.post("/o/deal/new", {"title": "first"}).headers["Location"].rsplit("/", 1)[1])
+    form = a.get(f"/o/deal/{rid}/edit").text
+    version = re.search(r'name="_version" value="(\d+)"', form).group(1)
+    assert version == "1"
+    assert api.patch(f"/objects/deal/records/{rid}", {"title": "theirs"}).status_code == 200   # meanwhile
+    r = a.post(f"/o/deal/{rid}/edit", {"title": "mine", "_version": version})
+    assert r.status_code == 409
+    assert "Admin 在 " in r.text and "修改了这条记录（在您打开此表单之后）" in r.text
+    assert 'value="mine"' in r.text                                     # what was typed is still there
+    assert api.get(f"/objects/deal/records/{rid}").get_json()["title"] == "theirs"
+    fresh = re.search(r'name="_version" value="(\d+)"', a.get(f"/o/deal/{rid}/edit").text).group(1)
+    assert a.post(f"/o/deal/{rid}/edit", {"title": "mine", "_version": fresh}).status_code == 302
+    assert api.get(f"/objects/deal/records/{rid}").get_json()["title"] == "mine"
+
+
 def test_widgets_round_trip_through_the_form(crm, api):
     a = crm["a"]
     r = a.post("/o/deal/new", {"title": "widgets", "amount": "1,234.5".replace(",", ""), "province": "guangdong",

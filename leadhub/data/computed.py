@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from leadhub.expressions import EvaluationError
 from leadhub.metadata.definitions import ObjectDef
 from leadhub.metadata.registry import Registry
+from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,20 @@ BATCH = 1000
 def apply_formulas(registry: Registry, obj_name: str, values: dict[str, Any], now: dt.datetime) -> None:
     """Evaluate the object's formulas into `values`, dependencies first. A
     formula that fails on this record's data stores null (like a spreadsheet's
-    #ERROR) rather than refusing the user's write."""
+    #ERROR) rather than refusing the user's write; a result too large for
+    its column is refused (422 naming the formula), never a database error."""
     for fd, expr in registry.formulas(obj_name):
         try:
             result = expr.evaluate(values, now)
         except EvaluationError as exc:
             log.info("formula %s.%s failed: %s", obj_name, fd.api_name, exc)
             result = None
-        values[fd.api_name] = fd.type.coerce(fd, result)
+        try:
+            values[fd.api_name] = fd.type.coerce(fd, result)
+        except OverflowError as exc:
+            raise ValidationFailed({fd.api_name: f"The formula's result is too large to store: {exc}."},
+                                   f"Formula {fd.api_name} gives a result too large to store"
+                                   + (f" for record {values['id']}." if values.get("id") else ".")) from None
 
 
 def initial_rollups(obj: ObjectDef, values: dict[str, Any]) -> None:

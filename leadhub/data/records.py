@@ -195,7 +195,8 @@ class RecordService:
             for values in values_list:
                 computed.initial_rollups(obj, values)
                 computed.apply_formulas(reg, obj_name, values, now)
-                values.update(created_by=actor.user_id, created_at=now, updated_by=actor.user_id, updated_at=now)
+                values.update(created_by=actor.user_id, created_at=now, updated_by=actor.user_id, updated_at=now,
+                              version=1)
             table = reg.table(obj_name)
             db_rows = [self._to_db(reg, obj, v) for v in values_list]
             ids = self._insert(conn, obj, table, db_rows)
@@ -226,7 +227,12 @@ class RecordService:
         its row lock) returning them. They are laid over the validated
         changes before the before_update handlers run, and are checked for
         references and uniqueness like the rest. Never reachable from a
-        request's payload."""
+        request's payload.
+
+        A row may carry "_version", the version its writer read: when the
+        record has moved on since, nothing is written and the answer is a 409
+        naming who changed it, when, and the current version. Without it
+        the write goes ahead (API compatibility)."""
         permissions.require(actor, obj_name, "edit")
         self._check_batch(rows)
         with self._transaction() as (conn, on_commit):
@@ -242,11 +248,14 @@ class RecordService:
                 ids.append(rid)
             if len(set(ids)) != len(ids):
                 raise BadRequest("The same id appears twice in one bulk update.", {"id": "Duplicate id."})
+            expected = [_expected_version(row, i, _single) for i, row in enumerate(rows)]
             self._check_writable(actor, obj, rows)
             olds = self._load_for_update(conn, reg, obj, table, actor, ids, _single)
+            self._check_versions(conn, obj, ids, expected, olds, _single)
             changes = self._collect(
                 rows, _single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
-                                                                {k: v for k, v in row.items() if k != "id"}))
+                                                                {k: v for k, v in row.items()
+                                                                 if k not in ("id", "_version")}))
             if system:
                 for rid, values in zip(ids, changes):
                     given = system.get(rid)
@@ -266,9 +275,9 @@ class RecordService:
                 if "owner" in merged and merged["owner"] != old.get("owner"):
                     diff["owner"] = merged["owner"]
                 if diff:
-                    merged.update(updated_by=actor.user_id, updated_at=now)
+                    merged.update(updated_by=actor.user_id, updated_at=now, version=old["version"] + 1)
                     db_values = {obj.fields[k].column: obj.fields[k].type.to_db(v) for k, v in diff.items()}
-                    db_values.update(updated_by=actor.user_id, updated_at=now)
+                    db_values.update(updated_by=actor.user_id, updated_at=now, version=table.c.version + 1)
                     conn.execute(sa.update(table).where(table.c.id == rid).values(db_values))
                     self._write_history(conn, obj, rid, old, diff, actor, now)
                     if "owner" in diff:
@@ -592,6 +601,25 @@ class RecordService:
                            {"id": f"Not found: {', '.join(map(str, missing))}."})
         return found
 
+    @staticmethod
+    def _check_versions(conn, obj: ObjectDef, ids: list[int], expected: list[int | None], olds: dict,
+                        single: bool) -> None:
+        """Refuse (409) rows whose writer read an older version; the rows are
+        locked, so nobody moves them between this check and the write."""
+        for i, (rid, want) in enumerate(zip(ids, expected)):
+            old = olds[rid]
+            if want is None or want == old["version"]:
+                continue
+            who = conn.execute(sa.select(t.users.c.name).where(t.users.c.id == old["updated_by"])).scalar() \
+                if old.get("updated_by") else None
+            when = old["updated_at"].strftime("%Y-%m-%d %H:%M:%S UTC") if old.get("updated_at") else "?"
+            key = "_version" if single else f"records.{i}._version"
+            raise Conflict(f"{obj.api_name} record {rid} was changed by {who or 'someone else'} at {when} "
+                           f"(now version {old['version']}; you had {want}). Reload it and make your change again.",
+                           {key: f"Current version is {old['version']}.", "current_version": old["version"],
+                            "changed_by": who,
+                            "changed_at": old["updated_at"].isoformat() if old.get("updated_at") else None})
+
     def _write_history(self, conn, obj: ObjectDef, rid: int, old: dict, diff: dict, actor: Actor, now) -> None:
         rows = [{"object": obj.api_name, "record_id": rid, "field": k,
                  "old_value": json_value(old.get(k)), "new_value": json_value(v),
@@ -660,3 +688,13 @@ class RecordService:
     def _visible(actor: Actor, obj: ObjectDef) -> list[str]:
         return [name for name in obj.fields if permissions.visible(actor, obj.api_name, name)]
 
+
+def _expected_version(row: Any, i: int, single: bool) -> int | None:
+    """The `_version` a row was written against (None: not given)."""
+    want = row.get("_version") if isinstance(row, dict) else None
+    if want is None:
+        return None
+    if isinstance(want, bool) or not isinstance(want, int) or not 1 <= want <= 2 ** 31 - 1:
+        raise BadRequest("_version must be the record's version, a whole number from 1.",
+                         {"_version" if single else f"records.{i}._version": "Not a version."})
+    return want

@@ -34,6 +34,7 @@ def system_fields(obj_name: str) -> list[FieldDef]:
         f("created_at", "datetime", "Created at", "创建时间", read_only=True),
         f("updated_by", "user", "Updated by", "修改人", settings={"reference_to": "user"}, read_only=True),
         f("updated_at", "datetime", "Updated at", "修改时间", read_only=True),
+        f("version", "integer", "Version", "版本", read_only=True),
     ]
 
 

@@ -29,6 +29,9 @@ def system_columns() -> list[sa.Column]:
         sa.Column("updated_by", sa.BigInteger),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.Column("deleted_at", UTCDateTime),
+        # bumped by every change through the record service: a write that read
+        # an older version is refused (optimistic concurrency)
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     ]
 
 

@@ -162,7 +162,8 @@ class FormulaType(FieldType):
         return {}
 
     def coerce(self, field, value):
-        """Fit an evaluated value to the return type; None when it cannot."""
+        """Fit an evaluated value to the return type; None when it cannot,
+        OverflowError when it is a number too large for the column."""
         if value is None:
             return None
         rt = field.settings["return_type"]
@@ -173,10 +174,17 @@ class FormulaType(FieldType):
             if rt == "boolean":
                 return bool(value)
             if rt == "integer":
-                return int(decimal.Decimal(value).to_integral_value(decimal.ROUND_HALF_UP))
+                number = int(decimal.Decimal(value).to_integral_value(decimal.ROUND_HALF_UP))
+                if not -2 ** 63 <= number < 2 ** 63:
+                    raise OverflowError(f"{number} is beyond a whole number's range (about ±9.2e18)")
+                return number
             if rt in ("decimal", "currency", "percent"):
-                return decimal.Decimal(value).quantize(
-                    decimal.Decimal(1).scaleb(-field.settings["scale"]), rounding=decimal.ROUND_HALF_UP)
+                number = decimal.Decimal(value)
+                if number.is_finite() and number != 0 and number.adjusted() >= 28 - field.settings["scale"]:
+                    raise OverflowError(f"{number:.6E} has more than {28 - field.settings['scale']} digits "
+                                        "before the point")
+                return number.quantize(decimal.Decimal(1).scaleb(-field.settings["scale"]),
+                                       rounding=decimal.ROUND_HALF_UP)
             if rt == "date":
                 return value.date() if isinstance(value, dt.datetime) else value if isinstance(value, dt.date) else None
             if rt == "datetime":

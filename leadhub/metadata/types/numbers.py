@@ -20,9 +20,12 @@ class IntegerField(Strict, mm.fields.Integer):
         if isinstance(value, str) and _WHOLE.match(value):
             value = int(value)
         elif isinstance(value, (float, decimal.Decimal)) and not isinstance(value, bool):
-            if not decimal.Decimal(value).is_finite() or decimal.Decimal(value) % 1:
+            number = decimal.Decimal(value)
+            if not number.is_finite() or number != number.to_integral_value():
                 raise self.make_error("invalid")
-            value = int(value)
+            if abs(number) > INT64:     # 1e309 and the like: whole, but no column holds them
+                raise mm.ValidationError(f"Must be between {-INT64} and {INT64}.")
+            value = int(number)
         value = super()._deserialize(value, attr, data, **kwargs)
         if not -INT64 <= value <= INT64:  # a 64-bit column: larger is an error, not an overflow
             raise mm.ValidationError(f"Must be between {-INT64} and {INT64}.")

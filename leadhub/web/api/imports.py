@@ -64,12 +64,12 @@ def list_imports():
     return {"imports": _importer().list(g.actor)}
 
 
-@api.get("/imports/<int:import_id>")
+@api.get("/imports/<id:import_id>")
 def get_import(import_id):
     return _importer().get(g.actor, import_id)
 
 
-@api.post("/imports/<int:import_id>/preview")
+@api.post("/imports/<id:import_id>/preview")
 def preview_import(import_id):
     """Change the mapping of an import not yet started (JSON: mapping,
     mapping_id, update_key) and answer its preview again."""
@@ -82,12 +82,12 @@ def preview_import(import_id):
     return {**record, "preview": imp.preview(g.actor, import_id)}
 
 
-@api.post("/imports/<int:import_id>/start")
+@api.post("/imports/<id:import_id>/start")
 def start_import(import_id):
     return _importer().start(g.actor, import_id), 202
 
 
-@api.get("/imports/<int:import_id>/report")
+@api.get("/imports/<id:import_id>/report")
 def import_report(import_id):
     """Every row's outcome with its original values; ?outcome=rejected narrows."""
     fmt = request.args.get("format", "csv")
@@ -152,12 +152,12 @@ def save_mapping():
     return _importer().save_mapping(g.actor, body()), 201
 
 
-@api.get("/imports/mappings/<int:mapping_id>")
+@api.get("/imports/mappings/<id:mapping_id>")
 def get_mapping(mapping_id):
     return _importer().mapping(g.actor, mapping_id)
 
 
-@api.delete("/imports/mappings/<int:mapping_id>")
+@api.delete("/imports/mappings/<id:mapping_id>")
 def delete_mapping(mapping_id):
     _importer().delete_mapping(g.actor, mapping_id)
     return "", 204

@@ -27,28 +27,28 @@ def create_user():
     return org().create_user(g.actor, body()), 201
 
 
-@api.get("/users/<int:uid>")
+@api.get("/users/<id:uid>")
 def get_user(uid):
     return org().get_user(uid)
 
 
-@api.patch("/users/<int:uid>")
+@api.patch("/users/<id:uid>")
 def update_user(uid):
     return org().update_user(g.actor, uid, body())
 
 
-@api.delete("/users/<int:uid>")
+@api.delete("/users/<id:uid>")
 def deactivate_user(uid):
     org().deactivate_user(g.actor, uid)
     return "", 204
 
 
-@api.post("/users/<int:uid>/handover")
+@api.post("/users/<id:uid>/handover")
 def handover(uid):
     return runtime().ownership.handover(g.actor, uid, body())
 
 
-@api.post("/users/<int:uid>/shares")
+@api.post("/users/<id:uid>/shares")
 def share_owner(uid):
     return runtime().ownership.share_owner(g.actor, uid, body()), 201
 
@@ -82,17 +82,17 @@ def create_department():
     return org().save_department(g.actor, body()), 201
 
 
-@api.get("/departments/<int:did>")
+@api.get("/departments/<id:did>")
 def get_department(did):
     return org().get_department(did)
 
 
-@api.patch("/departments/<int:did>")
+@api.patch("/departments/<id:did>")
 def update_department(did):
     return org().save_department(g.actor, body(), did)
 
 
-@api.delete("/departments/<int:did>")
+@api.delete("/departments/<id:did>")
 def delete_department(did):
     org().delete_department(g.actor, did)
     return "", 204
@@ -108,17 +108,17 @@ def create_group():
     return org().save_group(g.actor, body()), 201
 
 
-@api.get("/groups/<int:gid>")
+@api.get("/groups/<id:gid>")
 def get_group(gid):
     return org().get_group(gid)
 
 
-@api.patch("/groups/<int:gid>")
+@api.patch("/groups/<id:gid>")
 def update_group(gid):
     return org().save_group(g.actor, body(), gid)
 
 
-@api.delete("/groups/<int:gid>")
+@api.delete("/groups/<id:gid>")
 def delete_group(gid):
     org().delete_group(g.actor, gid)
     return "", 204
@@ -126,7 +126,8 @@ def delete_group(gid):
 
 # roles: addressed by id or api_name
 def _role_key(key: str):
-    return int(key) if key.isdigit() else key
+    # a number beyond 64 bits names no role (and must not reach the database)
+    return int(key) if key.isdigit() and int(key) <= 2 ** 63 - 1 else key
 
 
 @api.get("/roles")
@@ -200,7 +201,7 @@ def list_tokens():
     return {"tokens": auth.list_tokens(runtime().db, g.actor)}
 
 
-@api.delete("/tokens/<int:token_id>")
+@api.delete("/tokens/<id:token_id>")
 def revoke_token(token_id):
     auth.revoke_token(runtime().db, g.actor, token_id)
     return "", 204
@@ -217,7 +218,7 @@ def list_shares(name, record_id):
     return {"shares": runtime().ownership.list_shares(g.actor, name, record_id)}
 
 
-@api.delete("/objects/<name>/records/<id:record_id>/shares/<int:share_id>")
+@api.delete("/objects/<name>/records/<id:record_id>/shares/<id:share_id>")
 def delete_share(name, record_id, share_id):
     runtime().ownership.delete_share(g.actor, name, record_id, share_id)
     return "", 204

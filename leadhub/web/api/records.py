@@ -184,12 +184,37 @@ def bulk_delete_records(name):
 
 @api.get("/objects/<name>/records/<id:record_id>")
 def get_record(name, record_id):
-    return runtime().records.get(g.actor, name, record_id, _fields_arg())
+    return _tagged(runtime().records.get(g.actor, name, record_id, _fields_arg()))
 
 
 @api.patch("/objects/<name>/records/<id:record_id>")
 def update_record(name, record_id):
-    return runtime().records.update(g.actor, name, record_id, body())
+    """A write against the version read (If-Match: "3", or "_version": 3 in
+    the body) is refused with a 409 when the record has moved on since."""
+    payload = body()
+    wanted = _if_match()
+    if wanted is not None and isinstance(payload, dict):
+        if payload.get("_version", wanted) != wanted:
+            raise BadRequest("If-Match and _version name different versions.", {"_version": "Differs from If-Match."})
+        payload = {**payload, "_version": wanted}
+    return _tagged(runtime().records.update(g.actor, name, record_id, payload))
+
+
+def _tagged(record: dict):
+    """The record with its version as the ETag (when the reader asked for it)."""
+    if record.get("version") is None:
+        return record
+    return record, 200, {"ETag": f'"{record["version"]}"'}
+
+
+def _if_match() -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    tag = raw.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or not 1 <= int(tag) <= 2 ** 31 - 1:
+        raise BadRequest('If-Match must be the ETag the record was read with, e.g. "3".', {"If-Match": "Not a version."})
+    return int(tag)
 
 
 @api.delete("/objects/<name>/records/<id:record_id>")

@@ -369,7 +369,7 @@ def assign_layouts(name):
     return redirect(url_for("admin.layouts", name=name))
 
 
-@bp.route("/objects/<name>/layouts/<int:layout_id>", methods=["GET", "POST"])
+@bp.route("/objects/<name>/layouts/<id:layout_id>", methods=["GET", "POST"])
 def layout_editor(name, layout_id):
     svc = _layouts()
     reg = runtime().cache.current()
@@ -399,7 +399,7 @@ def layout_editor(name, layout_id):
                                        for f in obj.fields.values() if not f.system or f.api_name == "owner"]), status
 
 
-@bp.post("/objects/<name>/layouts/<int:layout_id>/delete")
+@bp.post("/objects/<name>/layouts/<id:layout_id>/delete")
 def delete_layout(name, layout_id):
     try:
         _layouts().delete_layout(actor(), name, layout_id)
@@ -409,7 +409,7 @@ def delete_layout(name, layout_id):
     return redirect(url_for("admin.layouts", name=name))
 
 
-@bp.get("/objects/<name>/layouts/<int:layout_id>/preview")
+@bp.get("/objects/<name>/layouts/<id:layout_id>/preview")
 def preview_layout(name, layout_id):
     """The form as this layout draws it (nothing is saved from a preview)."""
     layout = _layouts().get_layout(name, layout_id)

@@ -46,7 +46,7 @@ def import_upload(name):
     return redirect(url_for("pages.import_review", name=name, import_id=record["id"]))
 
 
-@bp.get("/o/<name>/import/<int:import_id>")
+@bp.get("/o/<name>/import/<id:import_id>")
 def import_review(name, import_id):
     """Before the start: the mapping and the first rows; after: progress."""
     obj = runtime().cache.current().get(name)
@@ -56,7 +56,7 @@ def import_review(name, import_id):
                            fields=[f for f in obj.custom_fields() if f.writable])
 
 
-@bp.post("/o/<name>/import/<int:import_id>")
+@bp.post("/o/<name>/import/<id:import_id>")
 def import_start(name, import_id):
     """Save the mapping chosen in the form; start, or show the new preview."""
     imp = _importer()

@@ -37,7 +37,7 @@ def notifications():
                            has_more=len(out["notifications"]) == PAGE_SIZE, tz=runtime().config.timezone)
 
 
-@bp.post("/notifications/<int:nid>/read")
+@bp.post("/notifications/<id:nid>/read")
 def read(nid):
     item = runtime().notifications.mark_read(actor(), nid)
     link = item.get("link") if request.form.get("open") else None

@@ -3,6 +3,7 @@ Every read and write goes through runtime.records with the signed-in user's
 Actor, so the pages see exactly what the API would show him."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from werkzeug.datastructures import MultiDict
@@ -394,6 +395,8 @@ def _save(obj, layout, record=None):
     a = actor()
     rt = runtime()
     payload, errors = _payload(obj, layout, record is None)
+    if record is not None and request.form.get("_version", "").isdigit():
+        payload["_version"] = int(request.form["_version"])      # the version the form was filled from
     values = F.form_values(request.form, record, obj, layout, _tz())
     if errors:  # the layout's own rule failed: still let the service name every other error (dry run)
         try:
@@ -405,6 +408,9 @@ def _save(obj, layout, record=None):
     try:
         saved = _write(a, obj, record, payload)
     except (ValidationFailed, Conflict) as exc:
+        if "current_version" in exc.fields:
+            flash(_changed_meanwhile(exc.fields), "error")
+            return _render_form(obj, layout, values, {}, record, 409)
         shown = {k: v for k, v in exc.fields.items() if k in values}
         if not shown or len(shown) < len(exc.fields):
             flash(_(exc.message), "error")
@@ -412,6 +418,14 @@ def _save(obj, layout, record=None):
     flash(_("Saved."), "ok")
     # a form posted from another page (the lead page's follow-up composer) goes back there
     return redirect(local_path(request.form.get("back"), url_for("pages.detail", name=obj.api_name, rid=saved["id"])))
+
+
+def _changed_meanwhile(fields: dict) -> str:
+    """Someone saved the record after this form was opened: who, when, what now."""
+    when = dt.datetime.fromisoformat(fields["changed_at"]) if fields.get("changed_at") else None
+    return _("%(who)s changed this record at %(when)s, after you opened this form. Your changes are not saved: "
+             "reload the page to see theirs, then make yours again.") % {
+        "who": fields.get("changed_by") or _("Someone"), "when": F.local_time(when, _tz()) if when else "?"}
 
 
 @bp.route("/o/<name>/new", methods=["GET", "POST"])
@@ -439,7 +453,7 @@ def edit(name, rid):
     reg, obj = _obj(name, "edit")
     layout = meta.effective_layout(a, name)
     names = [i["field"] for s in layout["sections"] for i in s["fields"]]
-    record = rt.records.get(a, name, rid, F.query_fields(reg, a, obj, names))
+    record = rt.records.get(a, name, rid, F.query_fields(reg, a, obj, names + ["version"]))
     if request.method == "POST":
         return _save(obj, layout, record)
     values = {n: F.input_value(obj.fields[n], record.get(n), _tz()) for n in names if n in obj.fields}

@@ -274,7 +274,7 @@ def add_blacklist_entry():
     return redirect(url_for("lead_admin.blacklists", type=payload["type"]))
 
 
-@bp.post("/blacklists/<int:entry_id>/delete")
+@bp.post("/blacklists/<id:entry_id>/delete")
 def delete_blacklist_entry(entry_id):
     runtime().kinds.delete(actor(), BLACKLIST, str(entry_id))
     flash(_("Entry deleted."), "ok")
@@ -366,13 +366,13 @@ def create_scoring_rule():
     return redirect(url_for("lead_admin.scoring_page"))
 
 
-@bp.get("/scoring/rules/<int:rule_id>")
+@bp.get("/scoring/rules/<id:rule_id>")
 def edit_scoring_rule(rule_id):
     rule = runtime().kinds.get(actor(), scoring.RULE_KIND.name, str(rule_id))
     return _scoring_rule_editor(rule, rule, {})
 
 
-@bp.post("/scoring/rules/<int:rule_id>")
+@bp.post("/scoring/rules/<id:rule_id>")
 def update_scoring_rule(rule_id):
     rule = runtime().kinds.get(actor(), scoring.RULE_KIND.name, str(rule_id))
     payload = _scoring_rule_payload()
@@ -384,7 +384,7 @@ def update_scoring_rule(rule_id):
     return redirect(url_for("lead_admin.scoring_page"))
 
 
-@bp.post("/scoring/rules/<int:rule_id>/delete")
+@bp.post("/scoring/rules/<id:rule_id>/delete")
 def delete_scoring_rule(rule_id):
     out = runtime().kinds.delete(actor(), scoring.RULE_KIND.name, str(rule_id))
     _flash_job(_("Scoring rule deleted."), out.get("rescore_job"))
@@ -493,13 +493,13 @@ def create_web_form():
     return redirect(url_for("lead_admin.edit_web_form", form_id=form["id"]))
 
 
-@bp.get("/web-forms/<int:form_id>")
+@bp.get("/web-forms/<id:form_id>")
 def edit_web_form(form_id):
     form = _forms().get(actor(), form_id)
     return _form_editor(form, form, {})
 
 
-@bp.post("/web-forms/<int:form_id>")
+@bp.post("/web-forms/<id:form_id>")
 def update_web_form(form_id):
     form = _forms().get(actor(), form_id)
     payload = _form_payload(form)
@@ -511,7 +511,7 @@ def update_web_form(form_id):
     return redirect(url_for("lead_admin.edit_web_form", form_id=form_id))
 
 
-@bp.post("/web-forms/<int:form_id>/delete")
+@bp.post("/web-forms/<id:form_id>/delete")
 def delete_web_form(form_id):
     _forms().delete(actor(), form_id)
     flash(_("Web form deleted."), "ok")

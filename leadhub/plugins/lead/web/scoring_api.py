@@ -30,7 +30,7 @@ def start_rescore():
     return scoring_jobs.get_job(rt, job_id), 202
 
 
-@bp.get("/meta/scoring-rules/rescore/<int:job_id>")
+@bp.get("/meta/scoring-rules/rescore/<id:job_id>")
 def rescore_progress(job_id):
     return scoring_jobs.get_job(runtime(), job_id)
 
