@@ -423,8 +423,7 @@ def _save(obj, layout, record=None):
 def _changed_meanwhile(fields: dict) -> str:
     """Someone saved the record after this form was opened: who, when, what now."""
     when = dt.datetime.fromisoformat(fields["changed_at"]) if fields.get("changed_at") else None
-    return _("%(who)s changed this record at %(when)s, after you opened this form. Your changes are not saved: "
-             "reload the page to see theirs, then make yours again.") % {
+    return _("%(who)s changed this record at %(when)s. Nothing of yours was saved: reload, then make your change.") % {
         "who": fields.get("changed_by") or _("Someone"), "when": F.local_time(when, _tz()) if when else "?"}
 
 
