@@ -1,6 +1,7 @@
 """The `leadhub` command: init, serve, db upgrade, token create, worker, plugins."""
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -104,6 +105,7 @@ def _print_logins(password: str, token: str, demo: bool) -> None:
 @click.version_option(package_name="leadhub")
 def main():
     """leadhub: open, self-hosted lead management on a low-code metadata platform."""
+    os.umask(0o077)     # what leadhub writes (database, uploads, logs) is the server user's alone
 
 
 @main.command()

@@ -300,6 +300,8 @@ def test_decimal_json_numbers_beyond_scale_are_refused(api, runtime, a_deal):
     ("email", "a@.com"), ("email", "a@example.c"),
     ("phone", "call me"), ("phone", "12"), ("phone", "+86+138"),
     ("website", "ftp://example.com"), ("website", "not a url"), ("website", "http://"),
+    ("website", 'https://example.com/"><script>alert(1)</script>'), ("website", "https://example.com/a b"),
+    ("website", "https://example.com/it's"), ("website", "https://example.com/\\evil"),
     ("website", "javascript:alert(1)"),
 ])
 def test_malformed_email_phone_url_is_refused(api, runtime, a_deal, field, value):

@@ -249,6 +249,74 @@ def test_tokens_scoped_revoked_expired(org, api, app, runtime):
     assert api.post("/tokens", {"user": "boss", "read_only": True}).status_code == 201
 
 
+def test_a_limited_token_is_limited_on_every_endpoint_and_cannot_mint_a_wider_one(org, api, app):
+    rep_a = org["as"]["rep_a"]
+    ro = Api(app.test_client(), rep_a.post("/tokens", {"name": "ro", "read_only": True}).get_json()["token"])
+    only = Api(app.test_client(), rep_a.post("/tokens", {"objects": ["activity"]}).get_json()["token"])
+    admin_ro = Api(app.test_client(), api.post("/tokens", {"read_only": True}).get_json()["token"])
+    for limited in (ro, only, admin_ro):                       # neither mints a token, for itself or anyone
+        assert limited.post("/tokens", {"name": "wider"}).status_code == 403
+    assert admin_ro.post("/tokens", {"user": "boss"}).status_code == 403
+    # read-only: every write is refused, reads (including a query sent by POST) work
+    for method, path, payload in [("patch", "/me", {"language": "en"}), ("post", "/notifications/read-all", {}),
+                                  ("post", "/departments", {"name": "x"}), ("delete", "/tokens/1", None),
+                                  ("post", "/imports", {}), ("post", "/functions/anything/run", {})]:
+        assert ro.__getattr__(method)(path, payload).status_code == 403, path
+    assert ro.post("/objects/prospect/query", {"fields": ["title"]}).status_code == 200
+    assert admin_ro.post("/users", {"login": "sneaky", "password": PW}).status_code == 403
+    # limited to activity: nothing about users, audit, imports, notifications, views, tokens
+    for path in ("/users", "/audit", "/imports/mappings", "/notifications", "/tokens", "/objects/prospect/records",
+                 "/meta/schedules", "/jobs", "/meta/function-runs"):
+        r = only.get(path)
+        assert r.status_code == 403 and r.get_json()["error"]["fields"] == {"token": "Limited to objects."}, path
+    assert only.get("/me").status_code == 200 and only.get("/objects/activity/records").status_code == 200
+
+
+def test_signing_out_or_a_password_reset_ends_the_session_for_good(org, api, app):
+    def signed_in(login):
+        c = app.test_client()
+        csrf = c.get("/login").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+        assert c.post("/login", data={"login": login, "password": PW, "csrf_token": csrf}).status_code == 302
+        return c, csrf
+
+    c, _ = signed_in("rep_a")
+    copy = app.test_client()                  # the same cookie in another browser (stolen, or a second tab)
+    copy.set_cookie("session", c.get_cookie("session").value)
+    assert copy.get("/api/v1/me").status_code == 200 and copy.get("/").status_code == 200
+    csrf = c.get("/").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    assert c.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    assert copy.get("/api/v1/me").status_code == 401
+    r = copy.get("/")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+
+    # a reset by an admin ends every session of the user and revokes his tokens
+    phone, _ = signed_in("rep_b")
+    laptop, _ = signed_in("rep_b")
+    token_api = org["as"]["rep_b"]
+    assert token_api.get("/me").status_code == 200
+    assert api.patch(f"/users/{org['users']['rep_b']}", {"password": "a-new-pass-99"}).status_code == 200
+    assert phone.get("/api/v1/me").status_code == 401 and laptop.get("/api/v1/me").status_code == 401
+    assert token_api.get("/me").status_code == 401
+    entries = api.get("/audit?action=sign_out").get_json()["entries"]
+    assert [e["actor_login"] for e in entries] == ["rep_a"]           # the ended copy signed nobody out
+
+
+def test_taking_back_a_share_needs_the_edit_right(org, api, runtime):
+    rid = org["rec"]["rep_a"]
+    share = api.post(f"/objects/prospect/records/{rid}/shares", {"with": {"type": "user", "id": org["users"]["rep_b"]},
+                                                                   "access": "read"})
+    assert share.status_code == 201, share.get_json()
+    api.post("/roles", {"api_name": "reader", "label": "Reader", "objects": {
+        "prospect": {"read": True, "scope": "all"}}})
+    api.post("/users", {"login": "reader", "name": "reader", "password": PW, "roles": ["reader"]})
+    from leadhub.platform import auth as auth_
+    reader = Api(org["as"]["rep_a"].client.application.test_client(), auth_.create_token(runtime.db, "reader"))
+    r = reader.delete(f"/objects/prospect/records/{rid}/shares/{share.get_json()['id']}")
+    assert r.status_code == 403
+    assert len(api.get(f"/objects/prospect/records/{rid}/shares").get_json()["shares"]) == 1
+    assert org["as"]["rep_a"].delete(f"/objects/prospect/records/{rid}/shares/{share.get_json()['id']}").status_code == 204
+
+
 def test_admin_endpoints_need_an_admin(org):
     rep = org["as"]["rep_a"]
     assert rep.post("/users", {"login": "x", "password": PW}).status_code == 403

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 import json
 import time
 import tracemalloc
@@ -17,7 +18,7 @@ from leadhub.data import imports as imp_mod
 from leadhub.data.query import QuerySpec
 from leadhub.platform import auth, jobs
 from leadhub.platform.jobs import Jobs
-from tests.conftest import REDIS_URL, needs_redis
+from tests.conftest import REDIS_URL, count_rows, needs_redis
 
 HEADER = ["姓名", "手机号", "公司名称", "邮箱", "线索来源", "备注"]
 ROWS = [
@@ -366,6 +367,41 @@ def test_bad_files(api, lead, runtime):
     assert not list((runtime.config.instance_path / "imports").glob("*"))
 
 
+def rewrite_xlsx(data: bytes, part: str, change) -> bytes:
+    """The workbook with one of its XML parts changed."""
+    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            dst.writestr(info.filename, change(body) if info.filename == part else body)
+    return out.getvalue()
+
+
+def test_hostile_workbooks_are_refused_before_any_xml_is_parsed(api, lead, runtime):
+    """A 300 MB string packed into a small XLSX, a DOCTYPE with entities, a
+    cell longer than Excel allows: each a 400 naming the file, nothing kept,
+    memory never holding the unpacked text."""
+    import tracemalloc
+    good = xlsx_bytes(HEADER, ROWS)
+    bomb = rewrite_xlsx(good, "xl/worksheets/sheet1.xml",
+                        lambda b: b.replace(b"</worksheet>", b"<!--" + b"A" * (300 * 2**20) + b"--></worksheet>"))
+    assert len(bomb) < 2 * 2**20                               # small on the wire ...
+    tracemalloc.start()
+    r = upload(api, bomb, "bomb.xlsx")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"file": "A text is too long."}, r.get_json()
+    assert peak < 50 * 2**20, peak                             # ... and never unpacked
+    laughs = b'<?xml version="1.0"?><!DOCTYPE lol [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+    entity = rewrite_xlsx(good, "xl/workbook.xml", lambda b: laughs + (b.split(b"?>", 1)[1] if b.startswith(b"<?xml") else b))
+    r = upload(api, entity, "entity.xlsx")
+    assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"file": "DOCTYPE or entity in the XML."}
+    long_cell = xlsx_bytes(HEADER, [["张三", "13800138000", "公司", "a@b.cn", "官网", "x" * 40_000]])
+    r = upload(api, long_cell, "long.xlsx")                      # read with the preview: refused at once
+    assert r.status_code == 400 and "Row 2, column 6 holds 32,767 characters or more" in r.get_json()["error"]["message"]
+    assert count_rows(runtime, "o_lead") == 0 and not list((runtime.config.instance_path / "imports").glob("*"))
+
+
 def test_too_big_a_file(api, lead, runtime):
     runtime.config.extra["import_max_bytes"] = 2000
     r = upload(api, csv_bytes(HEADER, ROWS * 100))
@@ -476,3 +512,12 @@ def test_import_runs_through_rq(api, lead, runtime, admin):
         queue.delete(delete_jobs=True)
     finally:
         runtime.jobs = inline
+
+
+def test_uploaded_files_are_readable_by_the_server_user_only(api, lead, runtime):
+    import stat
+    r = upload(api, csv_bytes(HEADER, ROWS))
+    assert r.status_code == 202, r.get_json()
+    folder = runtime.config.instance_path / "imports"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()] == [0o600]

@@ -129,3 +129,25 @@ def test_an_upgrade_applies_what_the_admin_left_alone_and_keeps_what_he_changed(
     assert store.fields["title"].labels["en"] == "店名"                                 # his stays
     assert report.updated == ["field/store.phone"] and report.kept == ["field/store.title"]
     assert not runtime.plugins.upgrade("shop").changed                                  # again: nothing to do
+
+
+def test_the_instance_folder_and_its_files_are_the_server_users_alone(tmp_path):
+    """The SQLite database, the secret key and uploads hold people's phone
+    numbers: 0700 folders, 0600 files, also for a folder made before."""
+    import os
+    import stat
+    import subprocess
+    import sys
+    instance = tmp_path / "inst"
+    instance.mkdir(mode=0o755)
+    instance.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("LEADHUB_DATABASE_URL", "LEADHUB_REDIS_URL",
+                                                              "LEADHUB_SECRET_KEY")}
+    env["LEADHUB_INSTANCE_PATH"] = str(instance)
+    r = subprocess.run([sys.executable, "-m", "leadhub", "init"], env=env, capture_output=True, text=True,
+                       timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)        # noqa: E731
+    assert mode(instance) == 0o700
+    for name in ("leadhub.db", "secret_key", "admin-token"):
+        assert mode(instance / name) == 0o600, name

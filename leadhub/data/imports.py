@@ -33,6 +33,7 @@ import re
 import secrets
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +46,7 @@ from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kinds import Context, Item, Kind, Ref
 from leadhub.platform import auth, permissions, tables as t
 from leadhub.platform.db import UTCDateTime, in_values, utcnow
+from leadhub.platform.config import private_folder
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
@@ -57,6 +59,12 @@ PREVIEW_ROWS = 20
 MAX_BYTES = 64 * 1024 * 1024
 MAX_ROWS = 200_000
 MAX_COLUMNS = 200
+# An XLSX is a zip of XML: a small file can unpack to gigabytes, and openpyxl
+# holds the shared strings in memory. Excel's own cell limit is 32,767 characters.
+MAX_XLSX_UNPACKED = 512 * 1024 * 1024
+MAX_XLSX_SHARED_STRINGS = 64 * 1024 * 1024
+MAX_CELL_CHARS = 32_767
+MAX_XML_RUN = 1024 * 1024    # bytes between two tag marks: a legal cell is far shorter
 OUTCOMES = ("created", "updated", "duplicate", "quarantined", "rejected", "skipped")
 ROW_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -228,6 +236,7 @@ def read_rows(path: Path, file_format: str, encoding: str | None) -> Iterator[tu
     if file_format == "xlsx":
         import openpyxl
         from openpyxl.utils.exceptions import InvalidFileException
+        check_xlsx(path)
         with open(path, "rb") as fh:  # a file object: the stored name has no extension to check
             try:
                 wb = openpyxl.load_workbook(fh, read_only=True, data_only=True)
@@ -235,7 +244,13 @@ def read_rows(path: Path, file_format: str, encoding: str | None) -> Iterator[tu
                 raise BadRequest(f"The XLSX workbook cannot be read: {exc}.", {"file": "Unreadable XLSX."}) from None
             try:
                 for n, row in enumerate(wb.worksheets[0].iter_rows(values_only=True), 1):
-                    yield n, [_cell_text(v) for v in row]
+                    cells = [_cell_text(v) for v in row]
+                    for c, text in enumerate(cells, 1):
+                        if len(text) >= MAX_CELL_CHARS:    # openpyxl cuts longer text there, silently
+                            raise BadRequest(f"Row {n}, column {c} holds {MAX_CELL_CHARS:,} characters or more, "
+                                             "a spreadsheet cell's limit: longer text would be cut. Shorten it, or "
+                                             "import the file as CSV.", {"file": f"Row {n}: a cell is too long."})
+                    yield n, cells
             finally:
                 wb.close()
         return
@@ -249,6 +264,56 @@ def read_rows(path: Path, file_format: str, encoding: str | None) -> Iterator[tu
                 yield n, row
         except csv.Error as exc:
             raise BadRequest(f"Row {n + 1} of the CSV cannot be read: {exc}.", {"file": f"Row {n + 1}: {exc}."}) from None
+
+
+def check_xlsx(path: Path) -> None:
+    """Refuse (400) a workbook that would unpack to more than we read, or
+    whose XML declares a DOCTYPE or entities (billion laughs, external
+    entities), before any XML parser sees it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            unpacked = sum(m.file_size for m in members)
+            if unpacked > MAX_XLSX_UNPACKED:
+                raise BadRequest(f"The workbook unpacks to {unpacked // 2**20:,} MB; at most "
+                                 f"{MAX_XLSX_UNPACKED // 2**20} MB are read. Save it as CSV or split it.",
+                                 {"file": "Unpacks too large."})
+            for m in members:
+                if m.filename.lower().endswith("sharedstrings.xml") and m.file_size > MAX_XLSX_SHARED_STRINGS:
+                    raise BadRequest(f"The workbook's text takes {m.file_size // 2**20:,} MB; at most "
+                                     f"{MAX_XLSX_SHARED_STRINGS // 2**20} MB are read.", {"file": "Too much text."})
+                if m.filename.lower().endswith((".xml", ".rels")):
+                    with zf.open(m) as part:
+                        head = part.read(64 * 1024)
+                        if b"<!DOCTYPE" in head.upper() or b"<!ENTITY" in head.upper():
+                            raise BadRequest("The workbook declares a DOCTYPE or entities, which spreadsheets never "
+                                             "need; it is refused.", {"file": "DOCTYPE or entity in the XML."})
+                        if _longest_run_over(head, part, MAX_XML_RUN):
+                            raise BadRequest(f"{m.filename} holds a text of more than {MAX_XML_RUN // 2**20} MB in "
+                                             f"one piece; a cell holds at most {MAX_CELL_CHARS:,} characters.",
+                                             {"file": "A text is too long."})
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as exc:
+        raise BadRequest(f"The XLSX workbook cannot be read: {exc}.", {"file": "Unreadable XLSX."}) from None
+
+
+def _longest_run_over(first: bytes, stream, limit: int) -> bool:
+    """Whether the XML holds more than `limit` bytes without a "<" or ">":
+    one text, comment or attribute that large. Read in chunks, so checking
+    costs no memory; the parser would hold such a text whole."""
+    run, chunk = 0, first
+    while chunk:
+        last = max(chunk.rfind(b"<"), chunk.rfind(b">"))
+        if last < 0:
+            run += len(chunk)
+        else:
+            marks = [i for i in (chunk.find(b"<"), chunk.find(b">")) if i >= 0]
+            if run + min(marks) > limit:
+                return True
+            run = len(chunk) - last - 1
+        if run > limit:
+            return True
+        chunk = stream.read(limit)   # a run inside one chunk is shorter than the limit
+    return False
 
 
 def data_rows(path: Path, file_format: str, encoding: str | None) -> Iterator[tuple[int, list[str]]]:
@@ -645,11 +710,12 @@ class Importer:
         """Store the file (save(path) writes it), read its header, settle the
         mapping and record the import in status `preview`."""
         obj = self._object(actor, obj_name, update_key)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)
         stored = secrets.token_hex(16)
         path = self.folder / stored
         try:
             save(path)
+            path.chmod(0o600)                   # people's phone numbers: the server's user only
             size = path.stat().st_size
             if size > self.max_bytes:
                 raise TooLarge(f"The file is larger than {self.max_bytes} bytes.", {"file": "Too large."})

@@ -62,14 +62,7 @@ class Ownership:
             raise ValidationFailed({"object": "The object is in the address."})
         rt = self.runtime
         with rt.db.write() as conn:
-            reg = rt.cache.current(conn)
-            table = reg.table(obj_name)
-            permissions.require(actor, obj_name, "edit")
-            scope = permissions.scope_predicate(actor, obj_name, table, "edit")
-            row = conn.execute(sa.select(table.c.id).where(
-                table.c.id == record_id, table.c.deleted_at.is_(None), *([scope] if scope is not None else []))).first()
-            if row is None:
-                raise NotFound(f"No {obj_name} record {record_id}.")
+            self._editable(conn, actor, obj_name, record_id)
             kind, pid = _principal(conn, data["with_"])
             sid = conn.execute(t.shares.insert().values(
                 object=obj_name, record_id=record_id, owner_id=None, principal_type=kind, principal_id=pid,
@@ -107,17 +100,23 @@ class Ownership:
                                                           t.shares.c.record_id == record_id)).mappings()
             return [share_dict(r) for r in rows]
 
+    def _editable(self, conn, actor: Actor, obj_name: str, record_id: int) -> None:
+        """Who shares a record, or takes a share back, must be able to edit it
+        (the edit right and the record in his edit scope): else 403 / 404."""
+        table = self.runtime.cache.current(conn).table(obj_name)
+        permissions.require(actor, obj_name, "edit")
+        scope = permissions.scope_predicate(actor, obj_name, table, "edit")
+        row = conn.execute(sa.select(table.c.id).where(
+            table.c.id == record_id, table.c.deleted_at.is_(None), *([scope] if scope is not None else []))).first()
+        if row is None:
+            raise NotFound(f"No {obj_name} record {record_id}.")
+
     def delete_share(self, actor: Actor, obj_name: str, record_id: int, share_id: int) -> None:
         rt = self.runtime
         with rt.db.write() as conn:
-            reg = rt.cache.current(conn)
-            table = reg.table(obj_name)
-            scope = permissions.scope_predicate(actor, obj_name, table, "edit")
-            ok = conn.execute(sa.select(table.c.id).where(table.c.id == record_id,
-                                                          *([scope] if scope is not None else []))).first()
+            self._editable(conn, actor, obj_name, record_id)
             deleted = conn.execute(sa.delete(t.shares).where(
-                t.shares.c.id == share_id, t.shares.c.object == obj_name, t.shares.c.record_id == record_id)).rowcount \
-                if ok else 0
+                t.shares.c.id == share_id, t.shares.c.object == obj_name, t.shares.c.record_id == record_id)).rowcount
             if not deleted:
                 raise NotFound(f"No share {share_id} on this record.")
             bump_security(conn)

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from leadhub.platform import audit, passwords, tables as t
+from leadhub.platform import audit, passwords, sessions, tables as t
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from leadhub.platform.identity import ADMIN_ROLE
@@ -52,6 +52,21 @@ def user_id(db: Database, login: str) -> int:
     if uid is None:
         raise NotFound(f"No user '{login}'.", {"user": "Unknown user."})
     return uid
+
+
+def session_actor(db: Database, cache, uid: Any, sid: Any) -> Actor:
+    """The Actor of a browser session, or Unauthorized when the session was
+    ended (signed out, password reset, deactivated) or never existed."""
+    if not isinstance(uid, int):
+        raise Unauthorized("Sign in again.")
+    with db.read() as conn:
+        ok, due = sessions.check(conn, uid, sid)
+    if not ok:
+        raise Unauthorized("Your session has ended; sign in again.")
+    if due:
+        with db.write() as conn:
+            sessions.touch(conn, sid)
+    return actor_for(db, cache, uid)
 
 
 def actor_for(db: Database, cache, uid: int, *, read_only: bool = False, objects=None) -> Actor:

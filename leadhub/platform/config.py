@@ -12,6 +12,15 @@ def _instance_path() -> Path:
     return Path(os.environ.get("LEADHUB_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
 
 
+def private_folder(path: Path) -> Path:
+    """A folder only the server's user may enter (0700): the instance holds
+    the SQLite database, the secret key and uploaded files."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.getuid():
+        path.chmod(0o700)
+    return path
+
+
 def _secret_key(instance: Path) -> str:
     """A stable secret per instance folder, made on first use, unless one is given."""
     if os.environ.get("LEADHUB_SECRET_KEY"):
@@ -19,7 +28,7 @@ def _secret_key(instance: Path) -> str:
     key_file = instance / "secret_key"
     if key_file.exists():
         return key_file.read_text().strip()
-    instance.mkdir(parents=True, exist_ok=True)
+    private_folder(instance)
     key = secrets.token_hex(32)
     key_file.write_text(key)
     key_file.chmod(0o600)
@@ -56,7 +65,7 @@ class Config:
         instance = Path(overrides.pop("instance_path", None) or _instance_path())
         url = overrides.pop("database_url", None) or os.environ.get("LEADHUB_DATABASE_URL")
         if not url:
-            instance.mkdir(parents=True, exist_ok=True)
+            private_folder(instance)
             url = f"sqlite:///{instance / 'leadhub.db'}"
         redis_url = overrides.pop("redis_url", None) or os.environ.get("LEADHUB_REDIS_URL") or None
         secret = overrides.pop("secret_key", None) or _secret_key(instance)

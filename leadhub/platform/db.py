@@ -91,6 +91,9 @@ def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
+        path = engine.url.database
+        if path and path != ":memory:" and os.path.exists(path) and os.stat(path).st_uid == os.getuid():
+            os.chmod(path, 0o600)           # the whole database: the server's user only
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)

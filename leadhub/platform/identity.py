@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 import marshmallow as mm
 import sqlalchemy as sa
 
-from leadhub.platform import audit, passwords, tables as t
+from leadhub.platform import audit, passwords, sessions, tables as t
 from leadhub.platform.apinames import check_api_name
 from leadhub.platform.db import Database, utcnow
 from leadhub.platform.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed, messages_text
@@ -333,6 +333,7 @@ class Organisation:
         with self.db.write() as conn:
             self.user_dict(conn, uid)
             conn.execute(sa.update(t.users).where(t.users.c.id == uid).values(active=False))
+            sessions.end_all(conn, uid, revoke_tokens=False)    # tokens stop with the user; kept for reactivation
             bump_security(conn)
             audit.record(conn, actor, "user_deactivated", target=uid)
 
@@ -345,6 +346,11 @@ class Organisation:
             else:
                 values.update(password_hash=passwords.hash_password(data["password"]), password_changed_at=utcnow(),
                               failed_logins=0, locked_until=None)
+                # a reset cuts off whoever held the old password: every session, and
+                # the user's tokens too (a first password, set for a user who had
+                # none, leaves the tokens an admin gave him alone)
+                had = conn.execute(sa.select(t.users.c.password_hash).where(t.users.c.id == uid)).scalar()
+                sessions.end_all(conn, uid, revoke_tokens=had is not None)
         if "department" in data:
             if data["department"] is not None and not conn.execute(
                     sa.select(t.departments.c.id).where(t.departments.c.id == data["department"])).first():

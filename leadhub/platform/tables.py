@@ -190,6 +190,19 @@ api_tokens = sa.Table(
     sa.Column("objects", sa.JSON),   # null: every object
 )
 
+# Browser sessions, kept on the server: the cookie carries a random id whose
+# hash is the key here, so signing out, a password reset or deactivation ends
+# a session for good (a copied cookie no longer works).
+sessions = sa.Table(
+    "lh_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("lh_users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Column("ip", sa.String(64)),
+)
+
 plugins = sa.Table(
     "lh_plugins", metadata,
     sa.Column("name", sa.String(64), primary_key=True),

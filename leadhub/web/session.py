@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
-from leadhub.platform import audit, auth
+from leadhub.platform import audit, auth, sessions
 from leadhub.platform.errors import Unauthorized
 
 bp = Blueprint("session", __name__)
@@ -57,6 +57,8 @@ def login():
         return render_template("login.html", csrf=csrf_token(), next=local_path(request.form.get("next")),
                                error=exc.message), 401
     session.clear()  # a new session id after sign-in: no fixation
+    with rt.db.write() as conn:
+        session["sid"] = sessions.start(conn, actor.user_id, request.remote_addr)
     session["uid"] = actor.user_id
     session.permanent = True
     csrf_token()
@@ -69,7 +71,13 @@ def logout():
         abort(400, "The form expired; reload the page.")
     rt = current_app.extensions["leadhub"]
     if session.get("uid"):
-        with rt.db.write() as conn:
-            audit.record(conn, auth.actor_for(rt.db, rt.cache, session["uid"]), "sign_out", ip=request.remote_addr)
+        try:
+            actor = auth.session_actor(rt.db, rt.cache, session["uid"], session.get("sid"))
+        except Unauthorized:
+            actor = None                    # already ended: nothing to end or audit
+        if actor is not None:
+            with rt.db.write() as conn:
+                sessions.end(conn, session.get("sid"))     # a copy of this cookie no longer works
+                audit.record(conn, actor, "sign_out", ip=request.remote_addr)
     session.clear()
     return redirect(url_for("session.login_form"))

@@ -147,11 +147,18 @@ class PhoneType(_StringType):
 
 
 class UrlField(CleanString):
-    default_error_messages = {"invalid_url": "Not a valid http(s) URL."}
+    default_error_messages = {"invalid_url": "Not a valid http(s) URL.",
+                              "unsafe_url": "A URL cannot hold spaces, quotes, <, >, backslashes or braces; "
+                                            "percent-encode them (%20, %22)."}
     _url_rule = mm.validate.URL(relative=False, require_tld=False, schemes={"http", "https"})
+    # RFC 3986 never allows these unencoded; browsers "fix" them, and a quote
+    # or angle bracket in a stored link is how markup gets into other systems
+    _UNSAFE = frozenset('"\'<>`\\{}|^ ')
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
+        if any(c in self._UNSAFE or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise self.make_error("unsafe_url")
         if "://" not in value:
             value = "https://" + value
         try:

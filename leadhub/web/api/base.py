@@ -25,13 +25,36 @@ def authenticate():
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         g.actor = auth.authenticate(runtime().db, runtime().cache, token.strip())
+        token_limits(g.actor)
         return
     if session.get("uid"):
         if request.method not in SAFE_METHODS and not csrf_valid(request.headers.get("X-CSRF-Token")):
             raise Forbidden("Send the page's CSRF token in X-CSRF-Token.", {"csrf": "Missing or wrong."})
-        g.actor = auth.actor_for(runtime().db, runtime().cache, session["uid"])
+        g.actor = auth.session_actor(runtime().db, runtime().cache, session["uid"], session.get("sid"))
         return
     raise Unauthorized("Send 'Authorization: Bearer <token>' or sign in. Create a token with `leadhub token create --user NAME`.")
+
+
+READS_BY_POST = frozenset({"api.query_records"})        # POSTs that only read
+OPEN_TO_OBJECT_TOKENS = frozenset({"api.me", "api.search", "api.openapi_document"})
+
+
+def token_limits(actor) -> None:
+    """The one place a token's limits apply, before any endpoint runs: a
+    read-only token only reads; a token limited to some objects only
+    reaches their records (and who it is, search, the API's description).
+    Endpoints about anything else (users, audit, imports, functions,
+    notifications, tokens, settings) refuse it."""
+    if actor.read_only and request.method not in SAFE_METHODS and request.endpoint not in READS_BY_POST:
+        raise Forbidden("This token is read-only.", {"token": "Read-only."})
+    if actor.token_objects is None:
+        return
+    name = (request.view_args or {}).get("name")
+    if name is None and request.endpoint in OPEN_TO_OBJECT_TOKENS and request.method in SAFE_METHODS:
+        return
+    if name is None or name not in actor.token_objects:
+        limited = ", ".join(sorted(actor.token_objects)) or "no object"
+        raise Forbidden(f"This token is limited to {limited}; it cannot be used here.", {"token": "Limited to objects."})
 
 
 def language() -> str:

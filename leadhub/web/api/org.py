@@ -34,7 +34,13 @@ def get_user(uid):
 
 @api.patch("/users/<id:uid>")
 def update_user(uid):
-    return org().update_user(g.actor, uid, body())
+    payload = body()
+    changed = org().update_user(g.actor, uid, payload)
+    if uid == g.actor.user_id and isinstance(payload, dict) and "password" in payload and session.get("sid"):
+        # the reset ended every session of this user; the browser that made it goes on in a new one
+        with runtime().db.write() as conn:
+            session["sid"] = sessions.start(conn, uid, request.remote_addr)
+    return changed
 
 
 @api.delete("/users/<id:uid>")

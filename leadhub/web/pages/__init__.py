@@ -7,7 +7,7 @@ from flask import Blueprint, Flask, abort, g, redirect, request, session
 
 from leadhub.web.pages import i18n
 from leadhub.web.pages.common import template_globals
-from leadhub.web.session import csrf_valid
+from leadhub.web.session import csrf_valid, local_path
 
 lang_bp = Blueprint("language", __name__)
 
@@ -24,11 +24,14 @@ def set_language():
     session["lang"] = lang
     if session.get("uid"):          # a signed-in user keeps it: his setting, on every device
         from leadhub.platform import auth
+        from leadhub.platform.errors import Unauthorized
         from leadhub.web.pages.common import runtime
         rt = runtime()
-        rt.org.update_me(auth.actor_for(rt.db, rt.cache, session["uid"]), {"language": lang})
-    back = request.form.get("back", "/")
-    return redirect(back if back.startswith("/") and not back.startswith("//") else "/")
+        try:
+            rt.org.update_me(auth.session_actor(rt.db, rt.cache, session["uid"], session.get("sid")), {"language": lang})
+        except Unauthorized:
+            session.clear()
+    return redirect(local_path(request.form.get("back")))
 
 
 def register(app: Flask) -> None:

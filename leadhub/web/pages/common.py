@@ -29,7 +29,7 @@ def require_signed_in():
         return redirect(url_for("session.login_form", next=request.full_path.rstrip("?")))
     rt = runtime()
     try:
-        g.actor = auth.actor_for(rt.db, rt.cache, uid)
+        g.actor = auth.session_actor(rt.db, rt.cache, uid, session.get("sid"))
     except Unauthorized:
         session.clear()
         return redirect(url_for("session.login_form"))
