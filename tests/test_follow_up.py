@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from leadhub.platform import auth
 from leadhub.platform.notifications import notifications
+from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead.followup import service, sweep
 from tests.conftest import Api
@@ -513,3 +514,37 @@ def test_the_sweep_pages_through_many_due_leads(org, runtime, clock, monkeypatch
     assert sweep(runtime, T0 + 25 * H) == {"reminders": 2, "violations": 3, "at": T0 + 25 * H}
     assert sweep(runtime, T0 + 27 * H) == {"reminders": 0, "violations": 2, "at": T0 + 27 * H}
     assert sweep(runtime, T0 + 99 * H) == {"reminders": 0, "violations": 0, "at": T0 + 99 * H}
+
+
+def test_a_hand_over_moves_leads_and_follow_ups_keeps_violations_and_is_all_or_nothing(org, runtime):
+    users, admin, rep_a = org["users"], org["admin"], org["as"]["rep_a"]
+    leads = [new_lead(rep_a, mobile=f"1380013800{i}")["id"] for i in range(3)]
+    assert follow_up(rep_a, leads[0]).status_code == 201
+    sweep(runtime, T0 + 25 * H)                                  # two leads were let slide: two violations
+    owned = lambda obj, uid: len(admin.post(f"/objects/{obj}/query", {"filter": {   # noqa: E731
+        "field": "owner", "op": "eq", "value": uid}}).get_json()["records"])
+    assert (owned("lead", users["rep_a"]), owned("follow_up", users["rep_a"]), owned("violation", users["rep_a"])) \
+        == (3, 1, 2)
+
+    # a record a handler refuses to move stops the hand-over: nothing moved, no audit entry
+    contest = [leads[1]]
+
+    def refuse_second(ev):
+        if ev.values.get("id") in contest and ev.changed("owner"):
+            raise ValidationFailed({"owner": "This lead is in a contest; it cannot change hands today."})
+    runtime.events.subscribe("before_update", refuse_second, object="lead")
+    r = admin.post(f"/users/{users['rep_a']}/handover", {"to": users["rep_b"]})
+    assert r.status_code == 422 and f"lead.{leads[1]}.owner" in r.get_json()["error"]["fields"], r.get_json()
+    assert r.get_json()["error"]["message"].startswith("Nothing was handed over")
+    assert (owned("lead", users["rep_a"]), owned("follow_up", users["rep_a"])) == (3, 1)
+    assert admin.get("/audit?action=handover").get_json()["entries"] == []
+    contest.clear()                                              # the contest is over
+
+    r = admin.post(f"/users/{users['rep_a']}/handover", {"to": users["rep_b"]})
+    assert r.status_code == 200 and r.get_json()["moved"] == {"follow_up": 1, "lead": 3}
+    assert (owned("lead", users["rep_b"]), owned("follow_up", users["rep_b"])) == (3, 1)
+    assert owned("violation", users["rep_a"]) == 2                # evidence stays with who let it slide
+    assert admin.get("/audit?action=handover").get_json()["entries"][0]["details"]["moved"] == {"follow_up": 1,
+                                                                                                 "lead": 3}
+    r = admin.post(f"/users/{users['rep_b']}/handover", {"to": users["rep_c"], "objects": ["violation"]})
+    assert r.status_code == 422 and "stay with their owner" in r.get_json()["error"]["fields"]["objects"]

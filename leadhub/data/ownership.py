@@ -125,8 +125,12 @@ class Ownership:
     def handover(self, actor: Actor, from_uid: int, payload: Any) -> dict:
         """Move every record `from_uid` owns (optionally of some objects, and
         matching a filter) to another user. Each change goes through the
-        record service, so history, events and roll-ups follow; the whole
-        hand-over is one audit entry with the counts."""
+        record service, so history, events and roll-ups follow. All of it is
+        one transaction: a record that may not move (a handler refuses it)
+        leaves every record where it was. The hand-over is one audit entry
+        with the counts. A plugin's object may stay with its owner on a
+        hand-over (the "handover" slot: a follow-up violation is evidence
+        about who let the deadline pass); naming it is refused."""
         permissions.require_admin(actor)
         if not isinstance(payload, dict):
             raise BadRequest("The body must be a JSON object.", {"body": "Must be an object."})
@@ -139,8 +143,11 @@ class Ownership:
         objects = payload.get("objects")
         if objects is not None and (not isinstance(objects, list) or not all(isinstance(o, str) for o in objects)):
             raise ValidationFailed({"objects": "A list of object api names."})
+        stays = {options["object"] for rule, options in rt.slots.entries("handover") if rule == "keep"}
         for name in objects or []:
             reg.get(name)
+            if name in stays:
+                raise ValidationFailed({"objects": f"{name} records stay with their owner on a hand-over."})
         if payload.get("filter") is not None and (not objects or len(objects) != 1):
             raise ValidationFailed({"filter": "A filter applies to exactly one object: name it in objects."})
         with rt.db.read() as conn:
@@ -156,20 +163,36 @@ class Ownership:
             raise ValidationFailed({"to": "Hand over to someone else."})
         system = Actor(user_id=actor.user_id, login=actor.login, is_admin=True)
         moved: dict[str, int] = {}
-        for name in objects or sorted(reg.objects):
-            table = reg.table(name)
-            qc = QueryCompiler(reg, name, Actor.system(), rt.config.timezone)
-            where = [table.c.owner == from_uid, table.c.deleted_at.is_(None)]
-            extra = qc.where(payload.get("filter"))
-            if extra is not None:
-                where.append(extra)
-            with rt.db.read() as conn:
-                ids = list(conn.execute(sa.select(table.c.id).where(*where).order_by(table.c.id)).scalars())
-            for start in range(0, len(ids), HANDOVER_BATCH):
-                rt.records.bulk_update(system, name, [{"id": i, "owner": to} for i in ids[start:start + HANDOVER_BATCH]])
-            if ids:
-                moved[name] = len(ids)
         with rt.db.write() as conn:
+            for name in objects or sorted(set(reg.objects) - stays):
+                table = reg.table(name)
+                qc = QueryCompiler(reg, name, Actor.system(), rt.config.timezone)
+                where = [table.c.owner == from_uid, table.c.deleted_at.is_(None)]
+                extra = qc.where(payload.get("filter"))
+                if extra is not None:
+                    where.append(extra)
+                ids = list(conn.execute(sa.select(table.c.id).where(*where).order_by(table.c.id)).scalars())
+                for start in range(0, len(ids), HANDOVER_BATCH):
+                    batch = ids[start:start + HANDOVER_BATCH]
+                    try:
+                        rt.records.bulk_update(system, name, [{"id": i, "owner": to} for i in batch])
+                    except ValidationFailed as exc:
+                        raise _refused_move(name, batch, exc) from None
+                if ids:
+                    moved[name] = len(ids)
             audit.record(conn, actor, "handover", target=from_uid, details={"to": to, "moved": moved,
                                                                             "filter": payload.get("filter")})
         return {"from": from_uid, "to": to, "moved": moved}
+
+
+def _refused_move(obj_name: str, batch: list[int], exc: ValidationFailed) -> ValidationFailed:
+    """A record that may not change hands, named as the admin knows it (not
+    by its place in a batch): nothing was handed over."""
+    fields = {}
+    for key, why in exc.fields.items():
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[0] == "records" and parts[1].isdigit():
+            key = f"{obj_name}.{batch[int(parts[1])]}.{'.'.join(parts[2:])}"
+        fields[key] = why
+    first = next(iter(fields.items()), ("", ""))
+    return ValidationFailed(fields, f"Nothing was handed over: {first[0]} cannot move ({first[1]}).")

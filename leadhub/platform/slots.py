@@ -7,7 +7,9 @@ register(runtime); whoever shows the slot asks for its entries:
 
 Slots in use: "timeline" (record-page timeline sources, see
 web/pages/timeline.py), "record_panel" (boxes on a record's page, see
-web/pages/panels.py), "admin_nav" (entries of the designer's navigation,
+web/pages/panels.py), "handover" ("keep": an object whose records stay
+with their owner when a user's records are handed over, see
+data/ownership.py), "admin_nav" (entries of the designer's navigation,
 {endpoint, label, shown}, see web/pages/admin.py) and "scope" (grants that
 widen who may read or edit records, see identity.load_principal). A plugin also keeps the one object it needs per
 runtime here (`one`: the follow-up service with its clock, the scoring

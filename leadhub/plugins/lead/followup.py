@@ -158,6 +158,7 @@ def register(runtime: "Runtime") -> None:
     runtime.events.subscribe("before_insert", _refuse_manual_violations, object="violation")
     runtime.events.subscribe("before_update", _violation_edit, object="violation")
     runtime.slots.add("timeline", timeline, object="lead")
+    runtime.slots.add("handover", "keep", object="violation")   # evidence stays with who let the deadline pass
     if hasattr(runtime, "scheduler"):
         runtime.scheduler.every("lead.follow_up_sweep", seconds=SWEEP_EVERY, fn=sweep)
 
