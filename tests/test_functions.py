@@ -205,9 +205,17 @@ def test_action_on_a_record_and_on_a_selection(api, app, runtime, deal):
     assert api.get(f"/objects/deal/records/{a}").get_json()["note"] == "bulk"
     assert api.post("/objects/memo/actions/win", {"ids": [a]}).status_code == 404       # bound to deal
     assert api.post(f"/objects/deal/records/{a}/actions/nope", {}).status_code == 404
-    # a rep runs the action only on what he can see
+    # actions are admins' unless they name the roles that may run them
     _uid, rep = make_user(api, app, runtime, "rep", ["sales_rep"])
+    r = rep.post(f"/objects/deal/records/{a}/actions/win", {"params": {"reason": "x"}})
+    assert r.status_code == 403 and r.get_json()["error"]["fields"] == {"function": "Not one of your roles."}
+    assert api.patch("/meta/functions/win", {"roles": ["sales_rep"]}).status_code == 200
+    # a rep runs the action only on what he can see
     assert rep.post(f"/objects/deal/records/{a}/actions/win", {"params": {"reason": "x"}}).status_code == 404
+    mine = rep.post("/objects/deal/records", {"title": "mine", "amount": "5"}).get_json()["id"]
+    assert rep.post(f"/objects/deal/records/{mine}/actions/win", {"params": {"reason": "x"}}).status_code == 200
+    r = api.patch("/meta/functions/win", {"roles": ["no_such_role"]})
+    assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"roles": "No role 'no_such_role'."}
 
 
 def test_api_function_params_nested_calls_and_hooks(api, runtime, admin, deal):
@@ -236,6 +244,9 @@ def test_run_as_rights_apply_to_every_call(api, app, runtime, deal):
     mine = rep.post("/objects/deal/records", {"title": "rep's"}).get_json()["id"]
     fn(api, api_name="peek", kind="api", params=[{"name": "id", "type": "record_id"}],
        code="return api.records.get('deal', params['id'])['title']")
+    r = rep.post("/functions/peek/run", {"params": {"id": mine}})          # API functions are admins' by default
+    assert r.status_code == 403 and "may be run by: administrators" in r.get_json()["error"]["message"]
+    assert api.patch("/meta/functions/peek", {"roles": ["sales_rep"]}).status_code == 200
     assert rep.post("/functions/peek/run", {"params": {"id": mine}}).get_json() == {"result": "rep's"}
     r = rep.post("/functions/peek/run", {"params": {"id": other}})
     assert r.status_code == 422 and "No deal record" in r.get_json()["error"]["message"]

@@ -521,9 +521,15 @@ def test_function_designer_saves_refuses_with_the_line_and_offers_the_bench(crm)
     assert r.status_code == 302
     page = admin.get("/admin/functions/cap").text
     assert 'id="bench"' in page and "/api/v1/functions/cap/test" in page and "v1" in page
-    assert crm["a"].post("/o/deal/new", {"title": "no"}).status_code in (200, 400, 422)
-    assert "Not this title" in crm["a"].post("/o/deal/new", {"title": "no"}).text
+    r = crm["a"].post("/o/deal/new", {"title": "no"})
+    assert r.status_code == 422 and "Not this title" in r.text
     assert crm["a"].get("/admin/functions").status_code == 403
+    # an API function names the roles that may run it, ticked in the page
+    r = admin.post("/admin/functions/new", {"api_name": "hello", "label_en": "Hello", "kind": "api", "active": "on",
+                                            "roles": ["rep"], "code": "return 'hi'"})
+    assert r.status_code == 302, r.text
+    assert rt.functions.all()["hello"].roles == ["rep"]
+    assert 'name="roles" value="rep" checked' in admin.get("/admin/functions/hello").text
 
 
 def test_import_page_guesses_columns_previews_and_shows_progress(crm):

@@ -34,7 +34,7 @@ MAX_MESSAGE = 500
 # payload keys and where each lives: a column of lh_functions or the JSON definition
 COLUMNS = ("api_name", "label", "description", "kind", "object", "active", "run_as")
 DEFINITION = ("params", "code", "condition", "message", "error_field", "events", "schedule",
-              "timezone", "limits", "run_async", "hook", "position")
+              "timezone", "limits", "run_async", "hook", "position", "roles")
 ALLOWED = frozenset(COLUMNS + DEFINITION + ("note",))
 
 
@@ -72,6 +72,14 @@ class FunctionDef:
         if name in DEFINITION:
             return self.__dict__["definition"].get(name)
         raise AttributeError(name)
+
+    def may_run(self, actor) -> bool:
+        """Whether `actor` may run this API function or action: admins, and
+        holders of one of its roles (none named: admins only)."""
+        if actor.is_admin:
+            return True
+        held = set(actor.principal.roles) if actor.principal else set()
+        return bool(held & set(self.definition.get("roles") or ()))
 
     def payload(self) -> dict:
         """The API's view of the function: what a client sends back, plus ids."""
@@ -137,6 +145,13 @@ def validate(payload: Any, registry: Registry, *, current: dict | None = None) -
     out["events"] = _events(data.get("events"), kind, errors)
     out["limits"] = _limits(data.get("limits"), errors)
     out["run_async"] = _flag(data, "run_async", errors)
+    roles = data.get("roles")
+    if roles is not None and kind not in ("api", "action"):
+        errors["roles"] = "Only API functions and actions are run by people; other kinds run on their events."
+    elif roles is not None and (not isinstance(roles, list) or len(roles) > 50
+                                or not all(isinstance(r, str) and r for r in roles)):
+        errors["roles"] = "A list of role api names (at most 50); administrators may always run it."
+    out["roles"] = sorted(set(roles)) if isinstance(roles, list) and "roles" not in errors else None
     position = data.get("position", 0)
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= 10_000:
         errors["position"] = "Must be a whole number from 0 to 10000 (run order)."

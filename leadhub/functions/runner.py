@@ -26,7 +26,7 @@ from leadhub.functions.sandbox.handlers import RecordServiceHandler
 from leadhub.functions.tables import function_runs
 from leadhub.platform import auth, permissions
 from leadhub.platform.db import utcnow
-from leadhub.platform.errors import BadRequest, LeadhubError, NotFound, ValidationFailed
+from leadhub.platform.errors import BadRequest, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.events import RecordEvent
 from leadhub.platform.jobs import current_runtime
 from leadhub.platform.permissions import Actor
@@ -268,6 +268,7 @@ class FunctionRunner:
 
     def run_api(self, actor: Actor, name: str, params: Any) -> dict:
         """POST /functions/{name}/run: in one transaction with its writes."""
+        self._may_run(actor, self._callable(name, "api"))
         with self.runtime.db.write():
             value = self.call(actor, name, params)
         return {"result": value}
@@ -280,6 +281,7 @@ class FunctionRunner:
         if fn.object != obj:
             raise NotFound(f"No action '{name}' on {obj}.")
         permissions.require(actor, obj, "read")
+        self._may_run(actor, fn)
         params = self._params(fn, params)
         results = []
         with self.runtime.db.write():
@@ -296,6 +298,13 @@ class FunctionRunner:
                     results.append({"id": rid, "ok": False, "error": exc.to_dict()["error"]})
         return {"results": results, "succeeded": sum(r["ok"] for r in results),
                 "failed": sum(not r["ok"] for r in results)}
+
+    @staticmethod
+    def _may_run(actor: Actor, fn: FunctionDef) -> None:
+        if not fn.may_run(actor):
+            who = ", ".join(fn.roles or ()) or "administrators"
+            raise Forbidden(f"Function '{fn.api_name}' may be run by: {who}.",
+                                        {"function": "Not one of your roles."})
 
     def run_hook(self, hook: str, actor: Actor, *, record: Any = None, params: Any = None) -> list[Any]:
         """Results of every active function registered for a plugin hook

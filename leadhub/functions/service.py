@@ -43,6 +43,9 @@ def _references(data: dict) -> list[Ref]:
     refs = [Ref("object", data["object"], "object")] if isinstance(data.get("object"), str) else []
     if isinstance(data.get("run_as"), str):
         refs.append(Ref("user", data["run_as"], "run_as"))
+    for role in data.get("roles") or () if isinstance(data.get("roles"), list) else ():
+        if isinstance(role, str):
+            refs.append(Ref("role", role, "roles"))
     if isinstance(data.get("object"), str) and isinstance(data.get("error_field"), str):
         refs.append(Ref("field", f"{data['object']}.{data['error_field']}", "error_field"))
     return refs

@@ -77,6 +77,7 @@ def _editor(fn: dict | None, values: dict, errors: dict):
     objects = sorted(rt.cache.current().objects)
     return render_template("admin/function.html", fn=fn, values=values, errors=errors, kinds=KINDS,
                            objects=objects, param_types=PARAM_TYPES, versions=versions, runs=runs,
+                           roles=runtime().org.list_roles(),
                            params_json=json.dumps(values.get("params") or [], ensure_ascii=False, indent=1),
                            limits_json=json.dumps(values.get("limits") or {}, ensure_ascii=False))
 
@@ -104,6 +105,8 @@ def _payload() -> dict:
                 out[key] = raw          # the service names the field: not a list/object
     if out.get("kind") not in ("after_save",):
         out.pop("run_async")
+    if out.get("kind") in ("api", "action"):
+        out["roles"] = form.getlist("roles")
     return out
 
 
