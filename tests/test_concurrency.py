@@ -104,3 +104,31 @@ def test_writers_that_read_the_same_version_cannot_lose_each_others_updates(app,
         {"id": rid, "n": 5, "_version": 1}]})
     assert r.status_code == 409 and "records.0._version" in r.get_json()["error"]["fields"]
     assert api.get(f"/objects/counter/records/{rid}").get_json()["n"] == 0
+
+
+def test_a_write_that_waited_out_sqlites_lock_is_told_to_retry(app, api, runtime, make_object, monkeypatch):
+    """On the embedded default one writer holds the database at a time; a
+    write that waits past the timeout answers 503 with Retry-After, in the
+    API and the pages, never a 500, and writes nothing."""
+    import sqlite3
+
+    import pytest
+
+    from leadhub.platform import db as db_module
+    from tests.conftest import ON_PG
+    if ON_PG:
+        pytest.skip("PostgreSQL writers wait on row locks, not on the whole database")
+    make_object("memo", [{"api_name": "body", "label": "B", "type": "text"}])
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_MS", 300)
+    runtime.db.engine.dispose()                                  # new connections take the short wait
+    holder = sqlite3.connect(runtime.db.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")                            # another process mid-write
+    try:
+        r = api.post("/objects/memo/records", {"body": "waits"})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+        assert r.get_json()["error"]["code"] == "busy"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert api.get("/objects/memo/records").get_json()["records"] == []
+    assert api.post("/objects/memo/records", {"body": "now"}).status_code == 201

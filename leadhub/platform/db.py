@@ -100,6 +100,9 @@ def make_engine(url: str, **kwargs) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+SQLITE_BUSY_MS = 30_000     # a write waits this long for another to finish, then the caller gets a 503
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -107,7 +110,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 

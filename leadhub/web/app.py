@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -13,6 +14,7 @@ from leadhub.web.converters import RecordIdConverter
 from leadhub.web.jsonio import JSONProvider
 
 MAX_BODY = 16 * 1024 * 1024
+BUSY_RETRY_AFTER = 5            # seconds
 
 
 def create_app(config: Config | None = None, runtime: Runtime | None = None) -> Flask:
@@ -46,6 +48,22 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify({"error": {"code": code, "message": exc.description, "fields": {}}}), exc.code
         return exc
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def database_busy(exc: sa.exc.OperationalError):
+        """SQLite lets one writer at a time; a write that waited its whole
+        timeout is told to come back (503, Retry-After), not a 500."""
+        if "database is locked" not in str(exc.orig):
+            raise exc
+        message = "The database is busy with another write; try again in a few seconds."
+        if request.path.startswith("/api/"):
+            response = jsonify({"error": {"code": "busy", "message": message, "fields": {}}})
+        else:
+            from flask import render_template
+            from leadhub.web.pages.i18n import gettext
+            response = render_template("error.html", status=503, title=gettext("Busy"), message=gettext(message),
+                                       fields={})
+        return response, 503, {"Retry-After": str(BUSY_RETRY_AFTER)}
 
     @app.get("/healthz")
     def health():
