@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_CALL_DEPTH = 3          # a function calling a function calling a function
+# Validation and before-save functions run inside the saving transaction, so
+# every second they take is a second other writers of those rows wait: they
+# get a short wall time unless the admin sets one.
+IN_TRANSACTION_LIMITS = {"wall_seconds": 2.0, "cpu_seconds": 1.0}
 LOG_KEEP = 8000             # characters of a run's output kept in the execution log
 RECORD_ERROR = "record"     # the error key of a validation message that names no field
 CALLABLE_KINDS = ("api", "action")
@@ -228,9 +232,11 @@ class FunctionRunner:
         started = utcnow()
         token = self._depth.set(depth + 1)
         try:
+            limits = fn.limits or None
+            if trigger in ("validation", "before_save"):
+                limits = {**IN_TRANSACTION_LIMITS, **(fn.limits or {})}
             result = self.pool.run(code if code is not None else fn.code, record=_data(record), old=_data(old),
-                                   params=params or {}, handler=handler, limits=fn.limits or None,
-                                   nested=depth > 0)
+                                   params=params or {}, handler=handler, limits=limits, nested=depth > 0)
         finally:
             self._depth.reset(token)
         self._log(fn, actor, run_actor, trigger, record_id, started, result, dry_run, draft=code is not None)
@@ -267,16 +273,17 @@ class FunctionRunner:
         return result.value
 
     def run_api(self, actor: Actor, name: str, params: Any) -> dict:
-        """POST /functions/{name}/run: in one transaction with its writes."""
+        """POST /functions/{name}/run. No transaction is held while the code
+        runs: each record call it makes is a short transaction of its own, so
+        a slow function never keeps other users' saves waiting."""
         self._may_run(actor, self._callable(name, "api"))
-        with self.runtime.db.write():
-            value = self.call(actor, name, params)
-        return {"result": value}
+        return {"result": self.call(actor, name, params)}
 
     def run_action(self, actor: Actor, obj: str, name: str, ids: list[int], params: Any) -> dict:
-        """An action on one record or a selection: each record in a
-        savepoint of its own, so one failure does not undo the others;
-        reports every record's outcome."""
+        """An action on one record or a selection; reports every record's
+        outcome, one failure not undoing the others. No transaction is held
+        while the code runs: its record calls are short transactions of
+        their own (what a failing run wrote before it failed stays)."""
         fn = self._callable(name, "action")
         if fn.object != obj:
             raise NotFound(f"No action '{name}' on {obj}.")
@@ -284,18 +291,15 @@ class FunctionRunner:
         self._may_run(actor, fn)
         params = self._params(fn, params)
         results = []
-        with self.runtime.db.write():
-            for rid in ids:
-                try:
-                    with self.runtime.db.write():
-                        record = self.runtime.records.get(actor, obj, rid)
-                        result = self.execute(fn, actor, trigger="action", record=record, params=params,
-                                              record_id=rid)
-                        if result.error:
-                            raise FunctionFailed(fn, result.error)
-                    results.append({"id": rid, "ok": True, "result": result.value, "log": result.log})
-                except LeadhubError as exc:
-                    results.append({"id": rid, "ok": False, "error": exc.to_dict()["error"]})
+        for rid in ids:
+            try:
+                record = self.runtime.records.get(actor, obj, rid)
+                result = self.execute(fn, actor, trigger="action", record=record, params=params, record_id=rid)
+                if result.error:
+                    raise FunctionFailed(fn, result.error)
+                results.append({"id": rid, "ok": True, "result": result.value, "log": result.log})
+            except LeadhubError as exc:
+                results.append({"id": rid, "ok": False, "error": exc.to_dict()["error"]})
         return {"results": results, "succeeded": sum(r["ok"] for r in results),
                 "failed": sum(not r["ok"] for r in results)}
 
