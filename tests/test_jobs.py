@@ -225,3 +225,44 @@ def test_a_job_redis_lost_is_dispatched_again(runtime, priced, rq_jobs):
     assert job(runtime, job_id)["status"] == "queued"
     work(rq_jobs)
     assert job(runtime, job_id)["status"] == "done" and stored_double(runtime, priced) == 4
+
+
+def test_the_jobs_page_shows_work_by_status_and_runs_a_failed_job_again(runtime, api, app):
+    from leadhub.platform import auth
+    from tests.test_pages import PW, Browser
+    admin_id = auth.user_id(runtime.db, "admin")
+    runtime.org.update_user(auth.actor_for(runtime.db, runtime.cache, admin_id), admin_id,
+                            {"password": PW, "language": "zh_CN"})
+    failing = runtime.jobs.enqueue(flaky, 3)
+    for attempt in (2, 3):
+        runtime.jobs.recover(utcnow() + dt.timedelta(hours=attempt))
+    assert job(runtime, failing)["status"] == "failed"
+    runtime.jobs.enqueue(computed.recompute_object, "nothing_here")       # fails: no such object (retries)
+    page = Browser(app, "admin")
+    html = page.get("/admin/jobs?status=failed").text
+    assert "后台任务" in html and "失败 (1)" in html and "RuntimeError: flaky #3" in html and "3 / 3" in html
+    assert "tests.test_jobs" not in html                                  # people see names, not code paths
+    assert page.get("/admin/jobs?status=nonsense").status_code == 404
+    r = page.post(f"/admin/jobs/{failing}/retry", {"status": "failed"})
+    assert r.status_code == 302 and job(runtime, failing)["status"] == "done"    # flaky(3) passes its 4th run
+    r = page.post(f"/admin/jobs/{failing}/retry")
+    assert r.status_code == 302 and "只有失败的任务可以重新运行。" in page.get("/admin/jobs").text
+    assert "公式重新计算" in page.get("/admin/jobs?status=pending").text
+    api.post("/users", {"login": "rep", "name": "rep", "password": PW, "roles": ["sales_rep"]})
+    assert Browser(app, "rep").get("/admin/jobs").status_code == 403
+
+
+def test_every_job_has_a_translated_name():
+    import json
+    from pathlib import Path
+
+    from leadhub.platform.jobs import label
+    from leadhub.web.pages.jobs import STATUS_LABELS
+    catalog = json.loads((Path(jobs.__file__).parent.parent / "web" / "i18n" / "zh_CN.json").read_text("utf-8"))
+    paths = ["leadhub.platform.scheduler.run_task", "leadhub.platform.notifications.deliver_mail",
+             "leadhub.data.computed.recompute_object", "leadhub.functions.runner.run_function_job",
+             "leadhub.data.imports.run_import", "leadhub.plugins.lead.scoring_runs.run_rescore",
+             "leadhub.plugins.lead.duplicate_scan.run_scan", "leadhub.plugins.lead.followup_rules.recompute_deadlines"]
+    names = [label(p) for p in paths]
+    assert "Background task" not in names
+    assert [n for n in names + list(STATUS_LABELS.values()) + ["Background task"] if n not in catalog] == []

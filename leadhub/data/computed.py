@@ -162,6 +162,9 @@ def recompute_object(obj_name: str) -> int:
         return recompute_records(conn, runtime.cache.current(conn), obj_name, None, utcnow())
 
 
+recompute_object.job_label = "Formula recalculation"
+
+
 def backfill(conn: sa.Connection, registry: Registry, obj_name: str, fd, now: dt.datetime) -> None:
     """Existing records' values of a new or changed formula or roll-up field
     (MetadataService calls this in the field's own transaction)."""

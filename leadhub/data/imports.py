@@ -999,3 +999,4 @@ def _import_given_up(reason: str, import_id: int) -> None:
 
 
 run_import.give_up = _import_given_up
+run_import.job_label = "Import"

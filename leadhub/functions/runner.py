@@ -479,6 +479,9 @@ def run_function_job(name: str, user_id: int | None, trigger: str, obj: str | No
         _tell_owner(runtime, fn, exc.message)
 
 
+run_function_job.job_label = "Function run"
+
+
 def _actor(runtime: "Runtime", uid: int | None) -> Actor | None:
     if uid is None:
         return None

@@ -12,7 +12,8 @@
   (an import resumes after its last committed batch).
 - One runner claims a job with a conditional UPDATE, so a job dispatched
   twice still runs once at a time.
-- A job function may carry `give_up(reason, *args, **kwargs)`: called when
+- A job function may carry `job_label` (what the jobs page calls it) and
+  `give_up(reason, *args, **kwargs)`: called when
   the job is failed for good, so the import, scan or rescore it served says
   so instead of staying "running".
 
@@ -63,6 +64,14 @@ def bind(runtime: "Runtime") -> None:
 def run_job(job_id: int) -> None:
     """What RQ runs: the job row's function, claimed by this process."""
     current_runtime().jobs.run(job_id)
+
+
+def label(fn_path: str) -> str:
+    """What people call a job (its function's `job_label`), in English."""
+    try:
+        return getattr(pkgutil.resolve_name(fn_path), "job_label", "Background task")
+    except (ImportError, AttributeError, ValueError):
+        return "Background task"
 
 
 def rq_id(job_id: int, attempts: int) -> str:
@@ -275,6 +284,16 @@ class Jobs:
             query = query.where(j.c.status == status)
         with self.runtime.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def retry(self, job_id: int) -> bool:
+        """Run a failed job again from its first attempt (an admin's call,
+        after fixing what made it fail). False when it is not failed."""
+        with self.runtime.db.write() as conn:
+            moved = conn.execute(sa.update(jobs_table).where(jobs_table.c.id == job_id, jobs_table.c.status == "failed")
+                                 .values(status="pending", attempts=0, not_before=utcnow(), finished_at=None)).rowcount
+            if moved:
+                self.runtime.db.on_commit(lambda: self.dispatch(job_id))
+        return bool(moved)
 
     def counts(self) -> dict[str, int]:
         j = jobs_table

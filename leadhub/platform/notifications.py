@@ -195,6 +195,9 @@ def deliver_mail(notification_ids: list[int]) -> int:
     return len(sent)
 
 
+deliver_mail.job_label = "E-mail delivery"
+
+
 def _smtp(cfg) -> smtplib.SMTP:
     if cfg.smtp_tls == "ssl":
         smtp = smtplib.SMTP_SSL(cfg.smtp_host, cfg.smtp_port, timeout=SMTP_TIMEOUT,

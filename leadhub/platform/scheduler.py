@@ -126,3 +126,6 @@ class Scheduler:
 def run_task(name: str) -> None:
     """The job a claimed task becomes (importable by path for RQ)."""
     current_runtime().scheduler.run(name)
+
+
+run_task.job_label = "Periodic task"

@@ -77,6 +77,7 @@ def _scan_given_up(reason: str, scan_id: int) -> None:
 
 
 run_scan.give_up = _scan_given_up
+run_scan.job_label = "Duplicate scan"
 
 
 def _scan(runtime, rule: Rule) -> tuple[list[dict], int]:

@@ -101,6 +101,9 @@ def recompute_deadlines(statuses: list[str]) -> int:
     return len(ids)
 
 
+recompute_deadlines.job_label = "Follow-up deadlines"
+
+
 def active(reg) -> dict[str, Rule]:
     """Active rules by status, from the registry snapshot (every lead write asks)."""
     return reg.memo(CACHE, lambda: {

@@ -35,6 +35,7 @@ def _rescore_given_up(reason: str, job_id: int) -> None:
 
 
 run_rescore.give_up = _rescore_given_up
+run_rescore.job_label = "Lead rescoring"
 
 
 def _set(runtime, job_id: int, **values) -> None:

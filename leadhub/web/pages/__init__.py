@@ -35,7 +35,7 @@ def set_language():
 
 
 def register(app: Flask) -> None:
-    from leadhub.web.pages import bundles, functions, imports, kinds  # noqa: F401  (their routes join the admin and page blueprints)
+    from leadhub.web.pages import bundles, functions, imports, jobs, kinds  # noqa: F401  (their routes join the admin and page blueprints)
     from leadhub.web.pages.admin import bp as admin_bp
     from leadhub.web.pages.inbox import bp as inbox_bp
     from leadhub.web.pages.records import bp as pages_bp
