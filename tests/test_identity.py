@@ -301,6 +301,22 @@ def test_signing_out_or_a_password_reset_ends_the_session_for_good(org, api, app
     assert [e["actor_login"] for e in entries] == ["rep_a"]           # the ended copy signed nobody out
 
 
+def test_changing_ones_own_password_ends_ones_other_sessions(org, app):
+    def signed_in():
+        c = app.test_client()
+        csrf = c.get("/login").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+        assert c.post("/login", data={"login": "rep_a", "password": PW, "csrf_token": csrf}).status_code == 302
+        return c, c.get("/").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    here, csrf = signed_in()
+    elsewhere, _ = signed_in()
+    r = here.post("/api/v1/me/password", json={"old_password": PW, "new_password": "another-pass-77"},
+                  headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 204
+    assert here.get("/api/v1/me").status_code == 200                 # the browser that changed it goes on
+    assert elsewhere.get("/api/v1/me").status_code == 401            # the others are signed out
+    assert org["as"]["rep_a"].get("/me").status_code == 200          # his tokens are his to manage
+
+
 def test_taking_back_a_share_needs_the_edit_right(org, api, runtime):
     rid = org["rec"]["rep_a"]
     share = api.post(f"/objects/prospect/records/{rid}/shares", {"with": {"type": "user", "id": org["users"]["rep_b"]},

@@ -111,7 +111,9 @@ def sign_in(db: Database, cache, login: str, password: str, ip: str | None = Non
     return actor_for(db, cache, uid)
 
 
-def change_password(db: Database, actor: Actor, old: str, new: str) -> None:
+def change_password(db: Database, actor: Actor, old: str, new: str, *, session_id: str | None = None) -> None:
+    """The user's own change: every other session of his ends (the one making
+    the change, `session_id`, goes on); his API tokens stay his to manage."""
     with db.write() as conn:
         current = conn.execute(sa.select(t.users.c.password_hash).where(t.users.c.id == actor.user_id)).scalar()
         if not passwords.verify(current, old or ""):
@@ -120,6 +122,7 @@ def change_password(db: Database, actor: Actor, old: str, new: str) -> None:
             raise ValidationFailed({"new_password": msg})
         conn.execute(sa.update(t.users).where(t.users.c.id == actor.user_id).values(
             password_hash=passwords.hash_password(new), password_changed_at=utcnow()))
+        sessions.end_all(conn, actor.user_id, revoke_tokens=False, keep=session_id)
         audit.record(conn, actor, "password_changed", target=actor.user_id)
 
 

@@ -54,12 +54,14 @@ def end(conn: sa.Connection, sid: str | None) -> None:
                      .values(ended_at=utcnow()))
 
 
-def end_all(conn: sa.Connection, user_id: int, *, revoke_tokens: bool) -> None:
-    """Every session of the user ends (a password reset, a deactivation);
-    with revoke_tokens, the user's API tokens stop working too."""
+def end_all(conn: sa.Connection, user_id: int, *, revoke_tokens: bool, keep: str | None = None) -> None:
+    """Every session of the user ends (a password reset, a deactivation), but
+    `keep` (the one changing its own password); with revoke_tokens, the
+    user's API tokens stop working too."""
     now = utcnow()
-    conn.execute(sa.update(t.sessions).where(t.sessions.c.user_id == user_id, t.sessions.c.ended_at.is_(None))
-                 .values(ended_at=now))
+    others = [t.sessions.c.id_hash != _hash(keep)] if keep else []
+    conn.execute(sa.update(t.sessions).where(t.sessions.c.user_id == user_id, t.sessions.c.ended_at.is_(None),
+                                             *others).values(ended_at=now))
     if revoke_tokens:
         conn.execute(sa.update(t.api_tokens).where(t.api_tokens.c.user_id == user_id,
                                                    t.api_tokens.c.revoked_at.is_(None)).values(revoked_at=now))

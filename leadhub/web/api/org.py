@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import g, request
+from flask import g, request, session
 
-from leadhub.platform import audit, auth, permissions
+from leadhub.platform import audit, auth, permissions, sessions
 from leadhub.platform.errors import BadRequest, ValidationFailed
 from leadhub.web.api.base import api, runtime
 from leadhub.web.jsonio import body
@@ -73,7 +73,9 @@ def update_me():
 @api.post("/me/password")
 def change_password():
     data = body()
-    auth.change_password(runtime().db, g.actor, data.get("old_password"), data.get("new_password"))
+    via_session = "Authorization" not in request.headers
+    auth.change_password(runtime().db, g.actor, data.get("old_password"), data.get("new_password"),
+                         session_id=session.get("sid") if via_session else None)
     return "", 204
 
 
