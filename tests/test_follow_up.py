@@ -166,9 +166,9 @@ def test_a_follow_up_clears_the_deadline_and_moves_the_leads_dates(org, clock):
 def test_the_lead_page_shows_the_deadline_and_logs_a_follow_up_in_place(org, clock, app):
     from tests.test_pages import PW as PAGES_PW, Browser
     rep_a, admin = org["as"]["rep_a"], org["admin"]
-    for login in ("rep_a", "rep_c"):
-        assert admin.patch(f"/users/{org['users'][login]}", {"password": PAGES_PW}).status_code == 200
     rec = new_lead(rep_a)
+    for login in ("rep_a", "rep_c"):           # (a reset revokes their tokens: the pages use sessions)
+        assert admin.patch(f"/users/{org['users'][login]}", {"password": PAGES_PW}).status_code == 200
     page = Browser(app, "rep_a")
     clock.now = T0 + 1 * H
     html = page.get(f"/o/lead/{rec['id']}").text
