@@ -131,6 +131,14 @@ def test_lookups_never_leak_out_of_scope_records(org, api):
     got = rep_a.post("/objects/activity/query", {"fields": ["note", "prospect.title"]}).get_json()["records"]
     assert got == [{"note": "n", "prospect.title": None}]
     assert act["prospect"] == org["rec"]["rep_b"]
+    # nor its id: the lookup reads as empty to him, everywhere he reads it
+    assert rep_a.get(f"/objects/activity/records/{act['id']}").get_json()["prospect"] is None
+    assert rep_a.get("/objects/activity/records").get_json()["records"][0]["prospect"] is None
+    assert api.get(f"/objects/activity/records/{act['id']}").get_json()["prospect"] == org["rec"]["rep_b"]
+    share = api.post(f"/objects/prospect/records/{org['rec']['rep_b']}/shares",
+                     {"with": {"type": "user", "id": org["users"]["rep_a"]}, "access": "read"})
+    assert share.status_code == 201
+    assert rep_a.get(f"/objects/activity/records/{act['id']}").get_json()["prospect"] == org["rec"]["rep_b"]
 
 
 @pytest.mark.parametrize("kind", ["user", "group", "department"])

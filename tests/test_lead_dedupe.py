@@ -420,3 +420,17 @@ def test_fuzzy_buckets_have_their_covering_index(lead, runtime):
     assert len(found) == 1 and found[0]["column_names"][:2] == ["company_prefix", "company_key"]
     rule_ok = lead.records.create(Actor.system(), "lead", {"name": "甲", "company": FENYANG})
     assert rule_ok["company_prefix"] == "纷扬"
+
+
+def test_a_duplicate_mark_shows_a_rep_only_the_original_he_may_read(lead, api, reps, runtime):
+    """rep_b's new lead duplicates rep_a's: rep_b sees that it is a
+    duplicate, not which lead it duplicates (he cannot read that one)."""
+    rule(api, "mobile", MOBILE)
+    (a_id, rep_a), (b_id, rep_b) = reps["rep_a"], reps["rep_b"]
+    original = create(rep_a, mobile="13800138000")
+    copy = create(rep_b, mobile="138 0013 8000")
+    seen = rep_b.get(f"/objects/lead/records/{copy['id']}").get_json()
+    assert seen["is_duplicate"] is True and seen["duplicate_of"] is None
+    listed = rep_b.post("/objects/lead/query", {"fields": ["duplicate_of", "duplicate_of.name"]}).get_json()
+    assert listed["records"] == [{"duplicate_of": None, "duplicate_of.name": None}]
+    assert api.get(f"/objects/lead/records/{copy['id']}").get_json()["duplicate_of"] == original["id"]

@@ -271,8 +271,27 @@ class QueryCompiler:
         out = []
         for name in dict.fromkeys(names):
             col, fd = self.resolve(name, purpose="fields")
-            out.append((name, col, fd))
+            out.append((name, self._readable_reference(name, col, fd), fd))
         return out
+
+    def _readable_reference(self, name: str, col, fd: FieldDef):
+        """A lookup's value only where the reader may read the record it
+        points at: through the target's own scope (as `lookup.name` is), so
+        an id of a record out of scope (a duplicate mark on another rep's
+        lead) reads as null instead of telling that it exists."""
+        target = fd.settings.get("reference_to") if fd.type.is_reference else None
+        if target in (None, USER) or self.actor.is_admin:
+            return col
+        if "read" not in self.actor.rights(target).actions or \
+                (self.actor.token_objects is not None and target not in self.actor.token_objects):
+            return sa.null()
+        if permissions.scope_predicate(self.actor, target, self.registry.table(target)) is None:
+            return col
+        try:
+            joined, _fd = self.resolve(f"{name}.id", purpose="fields")
+        except BadRequest:          # already as deep as paths go: nothing to check it through
+            return sa.null()
+        return joined
 
     def base_where(self, deleted: bool = False) -> sa.ColumnElement:
         live = self.table.c.deleted_at.is_not(None) if deleted else self.table.c.deleted_at.is_(None)
