@@ -122,7 +122,7 @@ def test_score_fields_are_read_only_to_users(api):
     rid = lead(api)["id"]
     for name, value in (("score", 99), ("grade", "A"), ("mql", True)):
         r = api.patch(f"/objects/lead/records/{rid}", {name: value})
-        assert r.status_code in (403, 422) and name in r.get_json()["error"]["fields"]
+        assert r.status_code == 422 and name in r.get_json()["error"]["fields"]
     assert stored(api, rid)["score"] == 0
 
 
@@ -532,7 +532,7 @@ def test_the_lead_page_timeline_shows_the_score_and_its_reasons(api, runtime, ad
     from leadhub.platform.permissions import Actor
     add_rule(api, "company_size >= 500", 20, label="大公司")
     rid = lead(api, company_size=800)["id"]
-    assert api.post(f"/objects/lead/records/{rid}/events", {"type": "website_enquiry"}).status_code in (200, 201)
+    assert api.post(f"/objects/lead/records/{rid}/events", {"type": "website_enquiry"}).status_code == 201
     zh = Actor(user_id=admin.user_id, login="admin", is_admin=True, language="zh_CN")
     items = scoring.timeline(runtime, zh, "lead", rid)
     assert items[0]["kind"] == "score" and items[0]["title"].startswith("评分 ")
