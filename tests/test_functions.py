@@ -337,8 +337,8 @@ def test_functions_notify_users_and_bad_targets_are_errors(api, app, runtime, de
     assert api.post("/functions/ping/run", {"params": {"to": rep_id}}).get_json() == {"result": "sent"}
     items = rep.get("/notifications").get_json()["notifications"]
     assert [n["body"] for n in items] == ["请跟进新线索"]
-    r = api.post("/functions/ping/run", {"params": {"to": 999_999}})
-    assert (r.status_code, r.get_json()) == (200, {"result": "sent"})   # an unknown user gets nothing; never someone else
+    r = api.post("/functions/ping/run", {"params": {"to": 999_999}})      # the author hears of it; nobody else is told
+    assert r.status_code == 422 and "No active user 999999 to notify" in r.get_json()["error"]["message"]
     assert rep.get("/notifications/count").get_json()["unread"] == 1
 
 

@@ -24,7 +24,7 @@ from leadhub.functions.definitions import FunctionDef, next_run
 from leadhub.functions.sandbox import Result, WorkerPool
 from leadhub.functions.sandbox.handlers import RecordServiceHandler
 from leadhub.functions.tables import function_runs
-from leadhub.platform import auth, permissions
+from leadhub.platform import auth, permissions, tables as t
 from leadhub.platform.db import utcnow
 from leadhub.platform.errors import BadRequest, Forbidden, LeadhubError, NotFound, ValidationFailed
 from leadhub.platform.events import RecordEvent
@@ -260,6 +260,10 @@ class FunctionRunner:
                 raise BadRequest("Notifications are not available here.")
             if isinstance(user, bool) or not isinstance(user, int):
                 raise BadRequest("notify takes a user id.", {"user": "Must be a user id."})
+            with self.runtime.db.read() as conn:     # a function's author is told, not silently ignored
+                active = conn.execute(sa.select(t.users.c.active).where(t.users.c.id == user)).scalar()
+            if not active:
+                raise BadRequest(f"No active user {user} to notify.", {"user": "Unknown or deactivated user."})
             notifications.send([user], "function", message[:200], body=message,
                                data={"from_user": actor.user_id})
         return notify
