@@ -306,6 +306,23 @@ def test_list_filter_sort_and_pages_from_the_query_string(crm):
     assert a.get("/o/deal?page=abc").status_code == 400
 
 
+def test_the_list_saves_its_own_filter_as_a_view(crm, api):
+    """The save-view form carries the list's filter as it is in the page: a
+    filter holding quotes used to be cut at the first one (400)."""
+    import html as html_lib
+    a = crm["a"]
+    wanted = {"field": "title", "op": "contains", "value": "A0"}
+    page = a.get("/o/deal", query_string={"filter": json.dumps(wanted)}).text
+    form = page.split('class="save-view"')[1].split("</form>")[0]
+    carried = html_lib.unescape(re.search(r'name="filter" value="([^"]*)"', form).group(1))
+    assert json.loads(carried) == wanted
+    r = a.post("/o/deal/views", {"name": "A0s", "columns": "title", "filter": carried, "sort": "title"})
+    assert r.status_code == 302, r.text
+    view_id = int(re.search(r"view=(\d+)", r.headers["Location"]).group(1))
+    listed = a.get(f"/o/deal?view={view_id}").text
+    assert re.findall(r'class="open" href="/o/deal/\d+">([^<]+)<', listed) == [f"A0{i}" for i in range(10)]
+
+
 def test_saved_views_bulk_actions_and_export(crm, api, runtime):
     a, b = crm["a"], crm["b"]
     r = a.post("/o/deal/views", {"name": "Big ones", "columns": "title,amount",
