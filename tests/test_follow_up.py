@@ -166,7 +166,7 @@ def test_a_follow_up_clears_the_deadline_and_moves_the_leads_dates(org, clock):
 def test_the_lead_page_shows_the_deadline_and_logs_a_follow_up_in_place(org, clock, app):
     from tests.test_pages import PW as PAGES_PW, Browser
     rep_a, admin = org["as"]["rep_a"], org["admin"]
-    rec = new_lead(rep_a)
+    rec = new_lead(rep_a, mobile="13800138000", email="zs@fenyang.cn")
     for login in ("rep_a", "rep_c"):           # (a reset revokes their tokens: the pages use sessions)
         assert admin.patch(f"/users/{org['users'][login]}", {"password": PAGES_PW}).status_code == 200
     page = Browser(app, "rep_a")
@@ -174,6 +174,7 @@ def test_the_lead_page_shows_the_deadline_and_logs_a_follow_up_in_place(org, clo
     html = page.get(f"/o/lead/{rec['id']}").text
     assert 'data-panel="follow_up"' in html and "请在 2026-03-03 09:00 前跟进。" in html   # Shanghai time
     assert html.index('data-panel="follow_up"') < html.index('id="section-')
+    assert 'href="tel:+8613800138000"' in html and 'href="mailto:zs@fenyang.cn"' in html     # a tap calls or writes
     clock.now = T0 + 30 * H
     assert "已超时：应在 2026-03-03 09:00 前跟进。" in page.get(f"/o/lead/{rec['id']}").text
 

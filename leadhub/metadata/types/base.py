@@ -47,6 +47,7 @@ class FieldType(ABC):
     is_reference: ClassVar[bool] = False   # its value is another record's id (pages show that record's name)
     always_indexed: ClassVar[bool] = False  # joined or searched by value: its column always has an index
     searchable: ClassVar[bool] = False      # global search looks for text in it
+    link_prefix: ClassVar[str | None] = None  # pages link the value: "" (a URL itself), "mailto:", "tel:"
     may_be_unique: ClassVar[bool] = False   # a unique constraint on its values makes sense
     always_unique: ClassVar[bool] = False   # unique whatever the definition says (auto-number)
     always_required: ClassVar[bool] = False  # required whatever the definition says (a detail's master)

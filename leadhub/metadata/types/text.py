@@ -112,6 +112,7 @@ class EmailField(CleanString):
 @register
 class EmailType(_StringType):
     name = "email"
+    link_prefix = "mailto:"
     may_be_unique = True
     fixed_length = 254
     widget = "email"
@@ -138,6 +139,7 @@ class PhoneField(CleanString):
 @register
 class PhoneType(_StringType):
     name = "phone"
+    link_prefix = "tel:"
     may_be_unique = True
     fixed_length = 32
     widget = "tel"
@@ -171,6 +173,7 @@ class UrlField(CleanString):
 @register
 class UrlType(_StringType):
     name = "url"
+    link_prefix = ""
     may_be_unique = True
     fixed_length = 2048
     widget = "url"
