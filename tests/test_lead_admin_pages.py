@@ -339,3 +339,10 @@ def test_catalog_covers_the_lead_pages():
     catalog = json.loads((root / "web" / "i18n" / "zh_CN.json").read_text(encoding="utf-8"))
     assert len(marked) > 100
     assert sorted(marked - set(catalog)) == []
+
+
+def test_search_names_where_it_matched_as_people_do(site, api):
+    lead(api, company=FENYANG)
+    html = site["zh"].get("/search?q=纷扬").text
+    hit = html.split('class="hits"')[1].split("</ul>")[0]
+    assert "公司" in hit and "company" not in hit and "标准化" not in hit     # not the derived key fields

@@ -466,7 +466,17 @@ def search():
     q = request.args.get("q", "").strip()
     hits = runtime().records.search(a, q) if q else []
     groups: dict[str, list] = {}
-    for hit in hits:
-        groups.setdefault(hit["object"], []).append(hit)
     reg = runtime().cache.current()
+    for hit in hits:
+        hit["matched"] = _matched_labels(reg.objects[hit["object"]], hit["matched"])
+        groups.setdefault(hit["object"], []).append(hit)
     return render_template("search.html", q=q, groups=groups, reg=reg)
+
+
+def _matched_labels(obj, names: list[str]) -> list[str]:
+    """Where a hit matched, as people call those fields. Values the system
+    keeps beside a typed one (a lead's normalised company key) are named
+    only when nothing typed matched."""
+    fields = [obj.fields[n] for n in names if n in obj.fields]
+    typed = [f for f in fields if not f.read_only]
+    return [f.label(g.lang) for f in (typed or fields)]
