@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from leadhub.platform import auth, tables as t
+from leadhub.platform import auth, passwords, tables as t
 from leadhub.platform.errors import LeadhubError
 from leadhub.platform.permissions import Actor
 from leadhub.runtime import Runtime
@@ -27,10 +27,12 @@ def _fail(exc: LeadhubError, fields: dict | None = None):
     raise click.ClickException(exc.message + (f" ({detail})" if detail else ""))
 
 
-def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str, str]:
+def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str | None, str]:
     """Bring an instance up: schema, plugins, the admin user, its password and
     token, and demo data once. Safe to run at every start; returns the
-    admin's (password as first set, API token)."""
+    admin's (first password while it still works, else None; API token).
+    The first password is kept in the instance folder until the admin
+    changes it: then the file goes, and no start prints a stale one."""
     runtime.upgrade_db()
     folder = runtime.config.instance_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,13 @@ def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str, str]:
         auth.create_user(runtime.db, ADMIN, "Administrator 管理员", is_admin=True, password=password)
         _secret_file(password_file, password)
     runtime.plugins.install_all()          # after the admin: shared list views need an owner
-    password = password_file.read_text().strip() if password_file.exists() else "(set by you)"
+    password = password_file.read_text().strip() if password_file.exists() else None
+    if password is not None:
+        with runtime.db.read() as conn:
+            stored = conn.execute(sa.select(t.users.c.password_hash).where(t.users.c.login == ADMIN)).scalar()
+        if not passwords.verify(stored, password):        # changed since: the file would only mislead
+            password_file.unlink()
+            password = None
     token_file = folder / "admin-token"
     token = token_file.read_text().strip() if token_file.exists() else ""
     if not token or not auth.token_is_valid(runtime.db, token):
@@ -95,8 +103,9 @@ def _seed_demo(runtime: Runtime) -> None:
             plugin.demo(runtime, admin, DEMO_RECORDS, bar.update)
 
 
-def _print_logins(password: str, token: str, demo: bool) -> None:
-    click.echo(f"Admin login: {ADMIN}   password: {password}   API token: {token}")
+def _print_logins(password: str | None, token: str, demo: bool) -> None:
+    shown = password if password else "the one you set (the first one is no longer kept)"
+    click.echo(f"Admin login: {ADMIN}   password: {shown}   API token: {token}")
     if demo:
         click.echo(f"Demo users ({', '.join(DEMO_ORG)}) sign in with password: {DEMO_PASSWORD}")
 

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from leadhub.cli import main
+from leadhub.platform import auth
 from leadhub.data.query import QuerySpec
 from leadhub.plugins.loader import Plugin
 
@@ -151,3 +152,22 @@ def test_the_instance_folder_and_its_files_are_the_server_users_alone(tmp_path):
     assert mode(instance) == 0o700
     for name in ("leadhub.db", "secret_key", "admin-token"):
         assert mode(instance / name) == 0o600, name
+
+
+def test_a_changed_admin_password_is_never_printed_again(cli_env, database_url):
+    runner = CliRunner()
+    first = runner.invoke(main, ["init"])
+    assert first.exit_code == 0, first.output
+    password = (cli_env / "admin-password").read_text().strip()
+    assert f"password: {password}" in first.output
+    again = runner.invoke(main, ["init"])                      # unchanged: still the one that works
+    assert f"password: {password}" in again.output
+    from leadhub.platform.config import Config
+    from leadhub.runtime import Runtime
+    rt = Runtime(Config.from_env())
+    uid = auth.user_id(rt.db, "admin")
+    rt.org.update_user(auth.actor_for(rt.db, rt.cache, uid), uid, {"password": "my-own-secret-9"})
+    rt.close()
+    later = runner.invoke(main, ["init"])
+    assert later.exit_code == 0 and password not in later.output
+    assert "the one you set" in later.output and not (cli_env / "admin-password").exists()
