@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -37,6 +38,16 @@ class DatabaseTemplates:
         if ON_PG:
             self.server = sa.engine.make_url(normalise_database_url(PG_URL))
             self.admin = sa.create_engine(self.server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+            self._forget_dead_runs()
+
+    def _forget_dead_runs(self) -> None:
+        """Databases an interrupted run left (named after its process, gone now)."""
+        with self.admin.connect() as conn:
+            names = conn.exec_driver_sql("SELECT datname FROM pg_database WHERE datname LIKE 'lht%%'").scalars().all()
+        for name in names:
+            pid = name[3:].split("_", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                self._drop(name)
 
     def url(self, name: str) -> str:
         if not ON_PG:
