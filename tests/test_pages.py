@@ -536,6 +536,10 @@ def test_function_designer_saves_refuses_with_the_line_and_offers_the_bench(crm)
                                             "object": "deal", "active": "on", "error_field": "title",
                                             "code": "if record['title'] == 'no':\n    return 'Not this title'"})
     assert r.status_code == 302
+    r = admin.post("/admin/functions/new", {"api_name": "draft_rule", "label_en": "Draft", "kind": "validation",
+                                            "object": "deal", "code": "return None"})
+    assert r.status_code == 302                                   # saved without ticking Active: said so
+    assert "函数已保存，但未启用" in admin.get(r.headers["Location"]).text
     page = admin.get("/admin/functions/cap").text
     assert 'id="bench"' in page and "/api/v1/functions/cap/test" in page and "v1" in page
     r = crm["a"].post("/o/deal/new", {"title": "no"})

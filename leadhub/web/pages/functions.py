@@ -38,7 +38,7 @@ def create_function():
         fn = runtime().functions.create(actor(), payload)
     except LeadhubError as exc:
         return _editor(None, {**payload, "label": request.form.get("label")}, _errors(exc)), exc.status
-    flash(_("Function saved."), "ok")
+    _saved(payload)
     return redirect(url_for("admin.edit_function", name=fn["api_name"]))
 
 
@@ -58,8 +58,15 @@ def update_function(name):
     except LeadhubError as exc:
         current = runtime().functions.get(name).payload()
         return _editor(current, {**current, **payload}, _errors(exc)), exc.status
-    flash(_("Function saved."), "ok")
+    _saved(payload)
     return redirect(url_for("admin.edit_function", name=name))
+
+
+def _saved(payload: dict) -> None:
+    if payload.get("active"):
+        flash(_("Function saved."), "ok")
+    else:       # an inactive function never runs: say so, or it looks like it is broken
+        flash(_("Function saved, but inactive: it does not run until you tick Active."), "error")
 
 
 @bp.post("/functions/<name>/delete")
