@@ -113,3 +113,36 @@ def test_the_generic_editor_links_a_layout_to_its_designer_page(api, crm, app, r
     page = admin.get("/admin/meta/layouts/account.Sales").text
     assert f'href="/admin/objects/account/layouts/{lid}"' in page
     assert admin.get("/admin/meta/layouts").status_code == 200 and admin.get("/admin/meta").status_code == 200
+
+
+def test_an_old_link_to_a_shared_view_still_opens_it(tmp_path, api, crm, app, runtime):
+    """Shared views became items named by api name (0012); their old numbers
+    are kept, and the list page redirects a link that uses one."""
+    from leadhub.platform import auth, migrate
+    from leadhub.platform.db import Database
+    from tests.test_lead_admin_pages import speaking
+    from tests.test_pages import PW
+    old = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(old, "0011")
+    now = "2026-01-01 00:00:00"
+    with old.write() as conn:
+        conn.exec_driver_sql("INSERT INTO lh_users (id, login, name, is_admin, active, language, created_at)"
+                             f" VALUES (3, 'ops', 'Ops', 1, 1, 'zh_CN', '{now}')")
+        conn.exec_driver_sql("INSERT INTO lh_list_views (id, object, labels, columns, filter, sort, shared, owner_id,"
+                             " position, created_at, updated_at) VALUES (12, 'account', '{\"en\": \"Big tech\"}',"
+                             f" '[\"name\"]', NULL, '[]', 1, 3, 0, '{now}', '{now}')")
+    migrate.upgrade(old)
+    with old.read() as conn:
+        assert conn.exec_driver_sql("SELECT old_id, object, api_name FROM lh_list_view_links").all() == \
+            [(12, "account", "big_tech")]
+    old.dispose()
+
+    ok(api.post("/objects/account/views", {**VIEW, "shared": True}), 201)        # account.big_tech, here
+    with runtime.db.write() as conn:
+        conn.exec_driver_sql("INSERT INTO lh_list_view_links (old_id, object, api_name) VALUES (12, 'account', 'big_tech')")
+    admin_id = auth.user_id(runtime.db, "admin")
+    runtime.org.update_user(auth.actor_for(runtime.db, runtime.cache, admin_id), admin_id, {"password": PW})
+    page = speaking(app, "admin")
+    r = page.get("/o/account?view=12&page=2")
+    assert r.status_code == 302 and r.headers["Location"] == "/o/account?view=big_tech&page=2"
+    assert page.get("/o/account?view=13").status_code == 404

@@ -48,6 +48,14 @@ list_views = sa.Table(
     sa.Index("ix_lh_list_views_object_owner", "object", "owner_id"),
 )
 
+# shared views' old numbers (before they became items in 0012), so old links open them
+list_view_links = sa.Table(
+    "lh_list_view_links", metadata,
+    sa.Column("old_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("object", sa.String(40), nullable=False),
+    sa.Column("api_name", sa.String(40), nullable=False),
+)
+
 
 class LayoutService:
     def __init__(self, runtime):
@@ -241,6 +249,14 @@ class LayoutService:
                                                        list_views.c.object == object_name)).mappings().first()
         # another's personal view does not exist for you
         return row if row is not None and row["owner_id"] == actor.user_id else None
+
+    def moved_view(self, object_name: str, view_id: Any) -> str | None:
+        """The api name a shared view had its old number moved to, if it did."""
+        if not str(view_id).isdigit() or int(view_id) > 2 ** 31 - 1:
+            return None
+        with self.db.read() as conn:
+            return conn.execute(sa.select(list_view_links.c.api_name).where(
+                list_view_links.c.old_id == int(view_id), list_view_links.c.object == object_name)).scalar()
 
     def _find_view(self, conn, reg: Registry, actor: Actor, object_name: str, view_id: Any):
         """(personal row, None) or (None, shared item), or a 404."""

@@ -5,8 +5,8 @@ with the roles assigned to it (lh_layout_assignments) in its definition and
 its saved versions (lh_layout_versions) as its history. Each shared list
 view becomes an item of `list_view` named after its English name (as the
 plugins' files name theirs; view_<old id> when that is taken or empty), so
-a plugin upgrade matches it; links that named a shared view by its old
-number no longer open it. Personal views stay in lh_list_views. The menu
+a plugin upgrade matches it; its old number is kept in lh_list_view_links,
+so links that named it by that number are redirected. Personal views stay in lh_list_views. The menu
 order becomes the singleton item of `menu`.
 
 Revision ID: 0012
@@ -70,6 +70,12 @@ def upgrade() -> None:
             created_at=row["created_at"] or now, updated_at=row["updated_at"] or now))
         changed = True
 
+    links = op.create_table(
+        "lh_list_view_links",
+        sa.Column("old_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("object", sa.String(40), nullable=False),
+        sa.Column("api_name", sa.String(40), nullable=False),
+    )
     taken: set[tuple[str, str]] = set()
     for row in conn.execute(sa.select(views).where(views.c.shared.is_(True)).order_by(views.c.id)).mappings().all():
         labels = _json(row["labels"]) or {}
@@ -81,6 +87,7 @@ def upgrade() -> None:
                 "columns": _json(row["columns"]), "filter": _json(row["filter"]) or None,
                 "sort": _json(row["sort"]) or [], "position": row["position"]}
         key = f"{row['object']}.{name}"
+        conn.execute(links.insert().values(old_id=row["id"], object=row["object"], api_name=name))
         conn.execute(history.insert().values(kind="list_view", key=key, version=1, action="created", data=data,
                                              actor_id=row["owner_id"], at=row["created_at"] or now))
         conn.execute(items.insert().values(kind="list_view", key=key, data=data, version=1,
