@@ -2,7 +2,10 @@
 taken once, and the loser gets a 409, not a 500."""
 import threading
 
+import pytest
+
 from leadhub.platform.errors import Conflict
+from tests.conftest import ON_PG
 
 
 def run_threads(n, fn):
@@ -106,18 +109,14 @@ def test_writers_that_read_the_same_version_cannot_lose_each_others_updates(app,
     assert api.get(f"/objects/counter/records/{rid}").get_json()["n"] == 0
 
 
+@pytest.mark.skipif(ON_PG, reason="PostgreSQL writers wait on row locks, not on the whole database")
 def test_a_write_that_waited_out_sqlites_lock_is_told_to_retry(app, api, runtime, make_object, monkeypatch):
     """On the embedded default one writer holds the database at a time; a
-    write that waits past the timeout answers 503 with Retry-After, in the
-    API and the pages, never a 500, and writes nothing."""
+    write through the API that waits past the timeout answers 503 with
+    Retry-After, never a 500, and writes nothing."""
     import sqlite3
 
-    import pytest
-
     from leadhub.platform import db as db_module
-    from tests.conftest import ON_PG
-    if ON_PG:
-        pytest.skip("PostgreSQL writers wait on row locks, not on the whole database")
     make_object("memo", [{"api_name": "body", "label": "B", "type": "text"}])
     monkeypatch.setattr(db_module, "SQLITE_BUSY_MS", 300)
     runtime.db.engine.dispose()                                  # new connections take the short wait

@@ -236,7 +236,6 @@ def read_rows(path: Path, file_format: str, encoding: str | None) -> Iterator[tu
     if file_format == "xlsx":
         import openpyxl
         from openpyxl.utils.exceptions import InvalidFileException
-        check_xlsx(path)
         with open(path, "rb") as fh:  # a file object: the stored name has no extension to check
             try:
                 wb = openpyxl.load_workbook(fh, read_only=True, data_only=True)
@@ -724,6 +723,8 @@ class Importer:
             with open(path, "rb") as fh:
                 head = fh.read(8192)
             file_format = detect_format(file_name, head)
+            if file_format == "xlsx":
+                check_xlsx(path)        # once, as it is stored: the job reads it twice more
             encoding = detect_encoding(path) if file_format == "csv" else None
             header = read_header(path, file_format, encoding)
             settled, warnings = self._settle(actor, obj, header, mapping, mapping_id, update_key)

@@ -28,6 +28,7 @@ import os
 import pkgutil
 import socket
 import threading
+import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -328,7 +329,7 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         while True:
-            threading.Event().wait(self.runtime.config.job_heartbeat_seconds)
+            time.sleep(self.runtime.config.job_heartbeat_seconds)
             with self._lock:
                 ids = sorted(self.running)
                 if not ids:             # idle: the next job starts a new beat

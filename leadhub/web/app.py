@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from leadhub.platform.config import Config
@@ -59,8 +59,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
         if request.path.startswith("/api/"):
             response = jsonify({"error": {"code": "busy", "message": message, "fields": {}}})
         else:
-            from flask import render_template
-            from leadhub.web.pages.i18n import gettext
+            from leadhub.web.pages.i18n import gettext    # the pages' catalog; pages import this module's app
             response = render_template("error.html", status=503, title=gettext("Busy"), message=gettext(message),
                                        fields={})
         return response, 503, {"Retry-After": str(BUSY_RETRY_AFTER)}
