@@ -157,12 +157,13 @@ def list_records(name):
     a = actor()
     rt = runtime()
     reg, obj = _obj(name)
-    wanted = request.args.get("view", "")
-    if wanted.isdigit() and not any(str(v["id"]) == wanted for v in meta.list_views(a, name)):
-        moved = rt.layouts.moved_view(name, wanted)        # an old link to a shared view: its new address
-        if moved is not None:
-            return redirect(url_for("pages.list_records", name=name, **{**request.args.to_dict(), "view": moved}))
-    state = list_state(a, obj)
+    try:
+        state = list_state(a, obj)
+    except NotFound:
+        moved = rt.layouts.moved_view(name, request.args.get("view", ""))   # an old link to a shared view
+        if moved is None:
+            raise
+        return redirect(url_for("pages.list_records", name=name, **{**request.args.to_dict(), "view": moved}))
     spec = QuerySpec(filter=state["filter"], sort=state["sort"], page=state["page"], page_size=state["page_size"],
                      fields=F.query_fields(reg, a, obj, state["columns"]))
     result = rt.records.query(a, name, spec)
