@@ -146,22 +146,95 @@ def test_condition_rule_and_api_error_call(api, deal):
     assert [r["function"] for r in runs] == ["stage_known"]      # a refused save's run is logged all the same
 
 
-def test_before_save_fills_fields_and_its_writes_share_the_transaction(api, runtime, deal):
+def test_before_save_fills_fields_from_what_it_reads_and_may_not_write(api, runtime, deal):
+    api.post("/objects/memo/records", {"text": "one"})
     fn(api, api_name="fill_stage", kind="before_save", object="deal", position=1,
-       code="api.records.create('memo', {'text': 'saw ' + record['title']})\n"
-            "return {'stage': 'open' if record['stage'] is None else record['stage'], 'note': record['title'].upper()}")
+       code="seen = api.records.query('memo', {'page_size': 5})['records']\n"
+            "return {'stage': 'open' if record['stage'] is None else record['stage'],\n"
+            "        'note': record['title'].upper() + ' ' + str(len(seen))}")
     fn(api, api_name="refuse_x", kind="validation", object="deal", condition="title == 'x'", message="No x")
     r = api.post("/objects/deal/records", {"title": "hello"})
     assert r.status_code == 201, r.get_json()
-    assert r.get_json()["stage"] == "open" and r.get_json()["note"] == "HELLO"
-    assert memos(runtime) == 1
-    # the save is refused after the function wrote a memo: the memo goes too
-    r = api.post("/objects/deal/records", {"title": "x"})
-    assert r.status_code == 422 and memos(runtime) == 1
+    assert r.get_json()["stage"] == "open" and r.get_json()["note"] == "HELLO 1"
+    assert api.post("/objects/deal/records", {"title": "x"}).status_code == 422
+    # it runs before the save's transaction, so it could not undo a write: writing is refused, nothing is kept
+    api.patch("/meta/functions/fill_stage", {"code": "api.records.create('memo', {'text': 'side effect'})"})
+    r = api.post("/objects/deal/records", {"title": "y"})
+    assert r.status_code == 422
+    assert "cannot create records" in r.get_json()["error"]["fields"]["record"]
+    assert memos(runtime) == 1 and count_rows(runtime, "o_deal") == 1
     # a before-save that sets a wrong value is refused naming the field
     api.patch("/meta/functions/fill_stage", {"code": "return {'email': 'not an email'}"})
     r = api.post("/objects/deal/records", {"title": "y"})
     assert r.status_code == 422 and "email" in r.get_json()["error"]["fields"]
+
+
+def _signal_on_memo_query(monkeypatch, runtime) -> threading.Event:
+    """An event set when a function reads memos: its code is running now."""
+    started = threading.Event()
+    query = runtime.records.query
+
+    def spy(actor, obj, spec):
+        if obj == "memo":
+            started.set()
+        return query(actor, obj, spec)
+    monkeypatch.setattr(runtime.records, "query", spy)
+    return started
+
+
+SLOW_BEFORE_SAVE = ("if record['title'] == 'slow':\n"
+                    "    api.records.query('memo', {'page_size': 1})\n"
+                    "    n = 0\n"
+                    "    while n < 8000000:\n"
+                    "        n += 1\n"
+                    "return {'note': 'amount ' + str(record['amount'])}")
+
+
+def test_a_slow_before_save_function_keeps_nobody_elses_save_waiting(api, app, runtime, deal, monkeypatch):
+    """Before-save and validation functions run before the save's
+    transaction takes its locks: another user's save goes through while one
+    still runs (it used to wait for it, or get "database is locked")."""
+    fn(api, api_name="slow_fill", kind="before_save", object="deal",
+       limits={"cpu_seconds": 20, "wall_seconds": 20}, code=SLOW_BEFORE_SAVE)
+    started = _signal_on_memo_query(monkeypatch, runtime)
+    answer = {}
+    run = threading.Thread(target=lambda: answer.update(r=api.post("/objects/deal/records", {"title": "slow"})))
+    run.start()
+    try:
+        assert started.wait(30)
+        other = Api(app.test_client(), auth.create_token(runtime.db, "admin"))
+        assert other.post("/objects/memo/records", {"text": "meanwhile"}).status_code == 201
+        assert other.post("/objects/deal/records", {"title": "quick", "amount": "3"}).status_code == 201
+        assert run.is_alive(), "the other saves waited until the function had finished"
+    finally:
+        run.join(60)
+    assert answer["r"].status_code == 201 and answer["r"].get_json()["note"] == "amount None"
+
+
+def test_a_record_changed_while_its_before_save_ran_is_checked_again(api, app, runtime, deal, monkeypatch):
+    """The function saw the record without a lock; when someone saved it
+    meanwhile, the save starts over on the new version (the function runs
+    again on it) instead of writing what it worked out from stale values."""
+    rid = api.post("/objects/deal/records", {"title": "t", "amount": "1"}).get_json()["id"]
+    fn(api, api_name="slow_fill", kind="before_save", object="deal", events=["update"],
+       limits={"cpu_seconds": 20, "wall_seconds": 20}, code=SLOW_BEFORE_SAVE)
+    started = _signal_on_memo_query(monkeypatch, runtime)
+    answer = {}
+    run = threading.Thread(target=lambda: answer.update(
+        r=api.patch(f"/objects/deal/records/{rid}", {"title": "slow"})))
+    run.start()
+    try:
+        assert started.wait(30)
+        other = Api(app.test_client(), auth.create_token(runtime.db, "admin"))
+        r = other.patch(f"/objects/deal/records/{rid}", {"amount": "5"})
+        assert r.status_code == 200 and r.get_json()["note"] == "amount 5"
+        assert run.is_alive(), "the other save waited until the function had finished"
+    finally:
+        run.join(60)
+    got = answer["r"]
+    assert got.status_code == 200, got.get_json()
+    # the function's second run saw the stored amount (5.00), not the 1 its first run saw
+    assert (got.get_json()["title"], got.get_json()["note"], got.get_json()["version"]) == ("slow", "amount 5.00", 3)
 
 
 def test_a_failing_before_save_refuses_the_save_with_its_line(api, runtime, deal):

@@ -5,7 +5,12 @@ defaults, coercion and validation by the object's marshmallow schema
 (cached per metadata version), required and cross-field rules, lookups and
 uniqueness checked against the database, before-events, auto-numbers,
 formulas, system fields, the write, field history, roll-ups, after-events,
-all in one transaction. Any failure rolls everything back."""
+all in one transaction. Any failure rolls everything back.
+
+Handlers of prepare_insert/prepare_update (admins' before-save and
+validation functions) run first, outside the transaction: a slow function
+keeps no lock. The write then checks that the metadata and the records are
+the versions they saw, and starts again (up to PREPARE_ATTEMPTS) if not."""
 from __future__ import annotations
 
 import datetime as dt
@@ -178,19 +183,45 @@ class RecordService:
         """Create all rows or none; errors name the row index and field."""
         permissions.require(actor, obj_name, "create")
         self._check_batch(rows)
+        for _attempt in range(PREPARE_ATTEMPTS):
+            prepared = self._prepared_inserts(actor, obj_name, rows, _single)
+            try:
+                return self._create(actor, obj_name, rows, _single, prepared)
+            except _Moved:
+                continue
+        raise self._kept_moving(obj_name)
+
+    def _prepared_inserts(self, actor: Actor, obj_name: str, rows: list, single: bool) -> _Prepared | None:
+        """The rows' values after the prepare_insert handlers, worked out
+        before the write transaction (None when no handler wants them)."""
+        reg = self.cache.current()
+        if not self.events.has("prepare_insert", obj_name, reg):
+            return None
+        obj = reg.get(obj_name)
+        self._check_writable(actor, obj, rows)
+        values_list = self._collect(rows, single, lambda v: self._prepare_insert(reg, obj, v))
+        _default_owner(values_list, actor)
+        self._publish_before("prepare_insert", reg, obj, actor, None, values_list, [None] * len(values_list),
+                             [None] * len(values_list), self.db.on_commit, single)
+        return _Prepared(reg.version, values_list)
+
+    def _create(self, actor: Actor, obj_name: str, rows: list, single: bool, prepared: _Prepared | None):
         with self._transaction() as (conn, on_commit):
             reg = self.cache.current(conn)
+            if prepared is not None and prepared.metadata_version != reg.version:
+                raise _Moved
             obj = reg.get(obj_name)
             now = utcnow()
-            self._check_writable(actor, obj, rows)
-            values_list = self._collect(rows, _single, lambda v: self._prepare_insert(reg, obj, v))
-            self._check_references(conn, reg, obj, values_list, _single, actor=actor)
-            self._check_unique(conn, reg, obj, values_list, _single)
-            for values in values_list:   # before the handlers: one may still hand the record to nobody
-                if values.get("owner") is None:
-                    values["owner"] = actor.user_id
+            if prepared is not None:
+                values_list = prepared.values
+            else:
+                self._check_writable(actor, obj, rows)
+                values_list = self._collect(rows, single, lambda v: self._prepare_insert(reg, obj, v))
+                _default_owner(values_list, actor)
+            self._check_references(conn, reg, obj, values_list, single, actor=actor)
+            self._check_unique(conn, reg, obj, values_list, single)
             self._publish_before("before_insert", reg, obj, actor, conn, values_list, [None] * len(values_list),
-                                 [None] * len(values_list), on_commit, _single)
+                                 [None] * len(values_list), on_commit, single)
             self._fill_autonumbers(conn, obj, values_list, now)
             for values in values_list:
                 computed.initial_rollups(obj, values)
@@ -235,37 +266,76 @@ class RecordService:
         the write goes ahead (API compatibility)."""
         permissions.require(actor, obj_name, "edit")
         self._check_batch(rows)
+        ids = []
+        for i, row in enumerate(rows):
+            rid = row.get("id") if isinstance(row, dict) else None
+            if isinstance(rid, bool) or not isinstance(rid, int):
+                raise ValidationFailed({("id" if _single else f"records.{i}.id"): "Each record needs its integer id."})
+            ids.append(rid)
+        if len(set(ids)) != len(ids):
+            raise BadRequest("The same id appears twice in one bulk update.", {"id": "Duplicate id."})
+        expected = [_expected_version(row, i, _single) for i, row in enumerate(rows)]
+        for _attempt in range(PREPARE_ATTEMPTS):
+            prepared = self._prepared_updates(actor, obj_name, rows, ids, expected, _single)
+            try:
+                return self._update(actor, obj_name, rows, ids, expected, _single, system, prepared)
+            except _Moved:
+                continue
+        raise self._kept_moving(obj_name)
+
+    def _prepared_updates(self, actor: Actor, obj_name: str, rows: list, ids: list[int],
+                          expected: list[int | None], single: bool) -> _Prepared | None:
+        """The rows' changes after the prepare_update handlers, worked out on
+        the stored records read without a lock (None when no handler wants
+        them). The write goes ahead only if those records are unchanged."""
+        reg = self.cache.current()
+        if not self.events.has("prepare_update", obj_name, reg):
+            return None
+        obj = reg.get(obj_name)
+        self._check_writable(actor, obj, rows)
+        with self.db.read() as conn:
+            olds = self._load_for_update(conn, reg, obj, reg.table(obj_name), actor, ids, single, lock=False)
+            self._check_versions(conn, obj, ids, expected, olds, single)
+        changes = self._collect(rows, single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
+                                                                             _payload(row)))
+        merged_list = [{**olds[rid], **values} for rid, values in zip(ids, changes)]
+        self._publish_before("prepare_update", reg, obj, actor, None, merged_list, [olds[rid] for rid in ids],
+                             ids, self.db.on_commit, single)
+        for rid, values, merged in zip(ids, changes, merged_list):   # what the handlers set joins the changes
+            old = olds[rid]
+            values.update({k: v for k, v in merged.items() if k not in values and v != old.get(k)})
+        return _Prepared(reg.version, changes, {rid: olds[rid]["version"] for rid in ids})
+
+    def _update(self, actor: Actor, obj_name: str, rows: list, ids: list[int], expected: list[int | None],
+                single: bool, system: dict[int, SystemValues] | None, prepared: _Prepared | None) -> list[dict]:
         with self._transaction() as (conn, on_commit):
             reg = self.cache.current(conn)
+            if prepared is not None and prepared.metadata_version != reg.version:
+                raise _Moved
             obj = reg.get(obj_name)
             table = reg.table(obj_name)
             now = utcnow()
-            ids = []
-            for i, row in enumerate(rows):
-                rid = row.get("id") if isinstance(row, dict) else None
-                if isinstance(rid, bool) or not isinstance(rid, int):
-                    raise ValidationFailed({("id" if _single else f"records.{i}.id"): "Each record needs its integer id."})
-                ids.append(rid)
-            if len(set(ids)) != len(ids):
-                raise BadRequest("The same id appears twice in one bulk update.", {"id": "Duplicate id."})
-            expected = [_expected_version(row, i, _single) for i, row in enumerate(rows)]
-            self._check_writable(actor, obj, rows)
-            olds = self._load_for_update(conn, reg, obj, table, actor, ids, _single)
-            self._check_versions(conn, obj, ids, expected, olds, _single)
-            changes = self._collect(
-                rows, _single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
-                                                                {k: v for k, v in row.items()
-                                                                 if k not in ("id", "_version")}))
+            if prepared is None:
+                self._check_writable(actor, obj, rows)
+            olds = self._load_for_update(conn, reg, obj, table, actor, ids, single)
+            self._check_versions(conn, obj, ids, expected, olds, single)
+            if prepared is not None:
+                if any(olds[rid]["version"] != prepared.record_versions[rid] for rid in ids):
+                    raise _Moved
+                changes = prepared.values
+            else:
+                changes = self._collect(rows, single, lambda row: self._prepare_update(reg, obj, olds[row["id"]],
+                                                                                     _payload(row)))
             if system:
                 for rid, values in zip(ids, changes):
                     given = system.get(rid)
                     if given is not None:
                         values.update(given(olds[rid]) if callable(given) else given)
-            self._check_references(conn, reg, obj, changes, _single, olds=[olds[i] for i in ids], actor=actor)
-            self._check_unique(conn, reg, obj, changes, _single, ids=ids, olds=[olds[i] for i in ids])
+            self._check_references(conn, reg, obj, changes, single, olds=[olds[i] for i in ids], actor=actor)
+            self._check_unique(conn, reg, obj, changes, single, ids=ids, olds=[olds[i] for i in ids])
             merged_list = [{**olds[rid], **values} for rid, values in zip(ids, changes)]
             self._publish_before("before_update", reg, obj, actor, conn, merged_list, [olds[rid] for rid in ids],
-                                 ids, on_commit, _single)
+                                 ids, on_commit, single)
             results = []
             for rid, merged in zip(ids, merged_list):
                 old = olds[rid]
@@ -396,6 +466,11 @@ class RecordService:
         self._publish("after_restore", reg, obj, actor, conn, values, None, row["id"], on_commit)
 
     # ------------------------------------------------------------------ steps
+    @staticmethod
+    def _kept_moving(obj_name: str) -> Conflict:
+        return Conflict(f"The {obj_name} records kept changing while this save was being checked; "
+                        "reload them and try again.", {"_version": "Changed by someone else meanwhile."})
+
     @contextmanager
     def _transaction(self):
         """A write transaction plus an on_commit queue run after it commits."""
@@ -581,14 +656,14 @@ class RecordService:
         return ids
 
     def _load_for_update(self, conn, reg: Registry, obj: ObjectDef, table: sa.Table, actor: Actor,
-                         ids: list[int], single: bool) -> dict[int, dict]:
+                         ids: list[int], single: bool, *, lock: bool = True) -> dict[int, dict]:
         possible = [i for i in ids if 1 <= i <= INT64]  # others cannot exist (and would overflow)
         stmt = sa.select(*[table.c[f.column] for f in obj.fields.values()]).where(
             in_values(table.c.id, possible), table.c.deleted_at.is_(None))
         scope = permissions.scope_predicate(actor, obj.api_name, table, "edit")
         if scope is not None:  # out of scope looks exactly like missing: a 404, nothing leaks
             stmt = stmt.where(scope)
-        if conn.dialect.name == "postgresql":
+        if lock and conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         found = {}
         for row in conn.execute(stmt).mappings():
@@ -666,7 +741,7 @@ class RecordService:
 
     def _publish_all(self, name, reg, obj, actor, conn, values_list, olds, ids, on_commit, refused=None) -> None:
         """One event per row, handed to the handlers together (see EventBus.publish_all)."""
-        if self.events.has(name, obj.api_name):
+        if self.events.has(name, obj.api_name, reg):
             self.events.publish_all([RecordEvent(name=name, object=obj.api_name, actor=actor, conn=conn,
                                                  values=values, old=old, record_id=rid, on_commit=on_commit,
                                                  registry=reg)
@@ -687,6 +762,33 @@ class RecordService:
     @staticmethod
     def _visible(actor: Actor, obj: ObjectDef) -> list[str]:
         return [name for name in obj.fields if permissions.visible(actor, obj.api_name, name)]
+
+
+@dataclass
+class _Prepared:
+    """What a prepare pass worked out: valid while the metadata and the
+    records it read are still these versions."""
+    metadata_version: int
+    values: list[dict]
+    record_versions: dict[int, int] | None = None
+
+
+class _Moved(Exception):
+    """The metadata or a record changed between the prepare pass and the lock."""
+
+
+PREPARE_ATTEMPTS = 3
+
+
+def _default_owner(values_list: list[dict], actor: Actor) -> None:
+    """Before any handler: one may still hand the record to nobody."""
+    for values in values_list:
+        if values.get("owner") is None:
+            values["owner"] = actor.user_id
+
+
+def _payload(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("id", "_version")}
 
 
 def _expected_version(row: Any, i: int, single: bool) -> int | None:

@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_CALL_DEPTH = 3          # a function calling a function calling a function
-# Validation and before-save functions run inside the saving transaction, so
-# every second they take is a second other writers of those rows wait: they
-# get a short wall time unless the admin sets one.
-IN_TRANSACTION_LIMITS = {"wall_seconds": 2.0, "cpu_seconds": 1.0}
+# Validation and before-save functions run while their user waits for the
+# save (before its transaction, holding no lock): a short wall time unless
+# the admin sets one.
+SAVE_LIMITS = {"wall_seconds": 2.0, "cpu_seconds": 1.0}
+SAVE_TRIGGERS = ("validation", "before_save")
 LOG_KEEP = 8000             # characters of a run's output kept in the execution log
 RECORD_ERROR = "record"     # the error key of a validation message that names no field
 CALLABLE_KINDS = ("api", "action")
@@ -123,15 +124,21 @@ class FunctionRunner:
     # ------------------------------------------------------------ triggers
     def install(self) -> None:
         """Subscribe to every object's writes; an object without functions
-        costs a dictionary lookup per record."""
+        costs a dictionary lookup per write. Before-save and validation
+        functions run in the record service's prepare pass, before its
+        transaction takes a lock."""
         bus = self.runtime.events
-        for name in ("before_insert", "before_update"):
-            bus.subscribe(name, self._before_save)
+        for name in ("prepare_insert", "prepare_update"):
+            bus.subscribe(name, self._before_save, wants=self._has_save_functions)
         for name in ("after_insert", "after_update"):
             bus.subscribe(name, self._after_save)
 
+    def _has_save_functions(self, registry, obj: str) -> bool:
+        service = self.runtime.functions
+        return bool(service.bound(registry, "before_save", obj) or service.bound(registry, "validation", obj))
+
     def _before_save(self, ev: RecordEvent) -> None:
-        op = "insert" if ev.name == "before_insert" else "update"
+        op = "insert" if ev.name == "prepare_insert" else "update"
         service = self.runtime.functions
         fields = ev.registry.get(ev.object).fields
         for fn in service.bound(ev.registry, "before_save", ev.object, op):
@@ -228,13 +235,13 @@ class FunctionRunner:
                                  "line": None}, usage={})
         run_actor = self.run_as(fn, actor)
         if handler is None:
-            handler = self._handler(run_actor)
+            handler = self._handler(run_actor, read_only=trigger in SAVE_TRIGGERS)
         started = utcnow()
         token = self._depth.set(depth + 1)
         try:
             limits = fn.limits or None
-            if trigger in ("validation", "before_save"):
-                limits = {**IN_TRANSACTION_LIMITS, **(fn.limits or {})}
+            if trigger in SAVE_TRIGGERS:
+                limits = {**SAVE_LIMITS, **(fn.limits or {})}
             result = self.pool.run(code if code is not None else fn.code, record=_data(record), old=_data(old),
                                    params=params or {}, handler=handler, limits=limits, nested=depth > 0)
         finally:
@@ -249,9 +256,10 @@ class FunctionRunner:
             return actor
         return auth.actor_for(self.runtime.db, self.runtime.cache, fn.run_as)
 
-    def _handler(self, actor: Actor) -> _RecordingHandler:
+    def _handler(self, actor: Actor, *, read_only: bool = False) -> _RecordingHandler:
         return _RecordingHandler(self.runtime.records, actor, notifier=self._notifier(actor),
-                                 caller=lambda name, params: self.call(actor, name, params, trigger="call"))
+                                 caller=lambda name, params: self.call(actor, name, params, trigger="call"),
+                                 read_only=read_only)
 
     def _notifier(self, actor: Actor):
         def notify(user: Any, message: str) -> None:
@@ -347,7 +355,7 @@ class FunctionRunner:
         if params is not None and not isinstance(params, dict):
             raise BadRequest("params must be an object.", {"params": "Must be an object."})
         record, old, rid = payload.get("record"), payload.get("old"), payload.get("record_id")
-        handler = self._handler(self.run_as(fn, actor))
+        handler = self._handler(self.run_as(fn, actor), read_only=fn.kind in SAVE_TRIGGERS)
         with self.runtime.db.write(rollback=True):
             if rid is not None:
                 if isinstance(rid, bool) or not isinstance(rid, int) or fn.object is None:

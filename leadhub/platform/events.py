@@ -2,6 +2,13 @@
 before/after insert, update, delete and restore inside the writing
 transaction, and custom events (claimed, converted, ...) through `publish`.
 
+prepare_insert and prepare_update come first, before the write transaction
+takes any lock (`conn` is None): slow work that only looks at the values
+(admins' before-save and validation functions) belongs there, so nobody
+else's save waits on it. A handler may change `values` or refuse as a
+before-handler does; the record service writes only if the stored rows are
+still the versions the handlers saw.
+
 A before-handler may change `event.values` or raise ValidationFailed to
 refuse the write; an after-handler may write related records on
 `event.conn`. Work that must wait for the commit (mail, webhooks, jobs)
@@ -17,7 +24,7 @@ import sqlalchemy as sa
 from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
 
-RECORD_EVENTS = ("before_insert", "after_insert", "before_update", "after_update",
+RECORD_EVENTS = ("prepare_insert", "prepare_update", "before_insert", "after_insert", "before_update", "after_update",
                  "before_delete", "after_delete", "after_restore")
 
 
@@ -26,7 +33,7 @@ class RecordEvent:
     name: str
     object: str
     actor: Actor
-    conn: sa.Connection
+    conn: sa.Connection | None             # None for prepare_* (no transaction is open)
     values: dict[str, Any]                 # the record as it will be (before_*) or is (after_*)
     old: dict[str, Any] | None = None      # the stored record, for updates and deletes
     record_id: int | None = None
@@ -49,18 +56,28 @@ class EventBus:
 
     def __init__(self):
         self._handlers: dict[tuple[str, str | None], list[tuple[Callable, bool]]] = defaultdict(list)
+        self._wants: dict[Callable, Callable[[Any, str], bool]] = {}
 
     def subscribe(self, event: str, handler: Callable | None = None, *, object: str | None = None,
-                  batch: bool = False):
+                  batch: bool = False, wants: Callable[[Any, str], bool] | None = None):
         """Subscribe `handler` to `event` for one object (or all when None).
-        Usable as a decorator: @bus.subscribe("after_insert", object="lead")."""
+        Usable as a decorator: @bus.subscribe("after_insert", object="lead").
+        `wants(registry, object)` tells `has` whether the handler would do
+        anything for that object now (a write skips the event otherwise)."""
         def add(fn: Callable) -> Callable:
             self._handlers[(event, object)].append((fn, batch))
+            if wants is not None:
+                self._wants[fn] = wants
             return fn
         return add(handler) if handler is not None else add
 
-    def has(self, event: str, object: str) -> bool:
-        return bool(self._handlers.get((event, object)) or self._handlers.get((event, None)))
+    def has(self, event: str, object: str, registry: Any = None) -> bool:
+        for key in ((event, object), (event, None)):
+            for fn, _batch in self._handlers.get(key, ()):
+                wants = self._wants.get(fn)
+                if wants is None or wants(registry, object):
+                    return True
+        return False
 
     def publish(self, ev: RecordEvent) -> None:
         self.publish_all([ev])
