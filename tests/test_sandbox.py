@@ -253,6 +253,28 @@ def test_code_left_behind_cannot_act(single, leave):
     assert first_handler.calls == [] and second_handler.calls == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs a server started as root (as in CI)")
+def test_workers_started_as_root_run_as_nobody_so_process_limits_hold():
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    with WorkerPool(size=1) as pool:
+        # what the allowed modules load on first use was loaded before the drop
+        result = pool.run("import datetime\n"
+                          "return str(datetime.datetime.strptime('2026-12-04', '%Y-%m-%d').date()) + "
+                          "'线索'.encode('gb18030').decode('latin-1')[:2]")
+        assert result.ok and result.value.startswith("2026-12-04"), result.error
+        (worker,) = pool._all
+        status = open(f"/proc/{worker.proc.pid}/status").read()
+        uids = status.split("Uid:")[1].split("\n")[0].split()
+        assert uids == [str(nobody)] * 4                       # real, effective, saved, filesystem
+        limits = open(f"/proc/{worker.proc.pid}/limits").read()
+        assert [line.split()[2] for line in limits.splitlines() if line.startswith("Max processes")] == ["0"]
+    with WorkerPool(size=1, user="") as pool:                  # LEADHUB_SANDBOX_USER="" keeps root
+        (worker,) = pool._all
+        assert pool.run("return 1").value == 1
+        assert open(f"/proc/{worker.proc.pid}/status").read().split("Uid:")[1].split()[0] == "0"
+
+
 def test_workers_hold_no_secrets_or_connections(monkeypatch, runtime):
     """A worker is a fresh interpreter: none of the parent's environment
     (database URL, secret key), memory or open files."""
@@ -265,7 +287,7 @@ def test_workers_hold_no_secrets_or_connections(monkeypatch, runtime):
             assert f.read() == b"LC_ALL=C.UTF-8\0"
         fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         extra = {target for fd, target in fds.items() if fd > 3}   # beyond the pipes, /dev/null, the protocol fd
-        assert extra <= {f"/proc/{pid}/status", f"/proc/{pid}/clear_refs"}   # its own memory figures only
+        assert extra <= {f"/proc/{pid}/{name}" for name in ("status", "statm", "clear_refs")}  # its own figures only
 
 
 # --- limits ---------------------------------------------------------------------------

@@ -113,7 +113,8 @@ class FunctionRunner:
         if self._pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = WorkerPool(size=max(1, self.runtime.config.function_workers))
+                    self._pool = WorkerPool(size=max(1, self.runtime.config.function_workers),
+                                            user=self.runtime.config.sandbox_user)
         return self._pool
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ class Config:
     max_page_size: int = 500
     max_bulk_records: int = 1000
     function_workers: int = 2               # sandbox worker processes (LEADHUB_FUNCTION_WORKERS)
+    sandbox_user: str = "nobody"            # who sandbox workers become when started as root (LEADHUB_SANDBOX_USER)
     function_run_retention_days: int = 30   # execution log kept this long (LEADHUB_FUNCTION_RUN_RETENTION_DAYS)
     job_heartbeat_seconds: int = 10         # a running job's row is touched this often (LEADHUB_JOB_HEARTBEAT_SECONDS)
     job_stale_seconds: int = 60             # then its worker is taken for dead after this long (LEADHUB_JOB_STALE_SECONDS)
@@ -80,6 +81,8 @@ class Config:
         if base_url and not base_url.startswith(("http://", "https://")):
             raise ValueError("LEADHUB_BASE_URL must start with http:// or https://.")
         overrides.setdefault("base_url", base_url)
+        if "LEADHUB_SANDBOX_USER" in os.environ:
+            overrides.setdefault("sandbox_user", os.environ["LEADHUB_SANDBOX_USER"].strip())
         overrides.setdefault("secure_cookies", os.environ.get("LEADHUB_SECURE_COOKIES", "") in ("1", "true", "yes"))
         overrides.update({k: v for k, v in smtp_from_env().items() if k not in overrides})
         return cls(instance_path=instance, database_url=normalise_database_url(url),

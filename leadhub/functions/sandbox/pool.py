@@ -59,9 +59,9 @@ class _CpuExceeded(Exception):
 class _Worker:
     """The parent's handle on one worker process, with deadline-bound I/O."""
 
-    def __init__(self, max_memory_mb: int):
+    def __init__(self, max_memory_mb: int, user: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT, str(max_memory_mb)],
+            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT, str(max_memory_mb), user],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_ENV, cwd="/",
             start_new_session=True, bufsize=0)
         self.write_fd, self.read_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
@@ -171,9 +171,13 @@ class _LogCollector:
 
 class WorkerPool:
     def __init__(self, size: int = 2, *, defaults: Limits = DEFAULTS, maxima: Limits = MAXIMA,
-                 start_timeout: float = 30.0, max_runs_per_worker: int = 500):
+                 start_timeout: float = 30.0, max_runs_per_worker: int = 500, user: str = "nobody"):
+        """`user`: who the workers become when started as root (so process
+        limits hold and the code cannot read the server's files); "" keeps
+        root, which is not recommended."""
         if size < 1:
             raise ValueError("a pool needs at least one worker")
+        self.user = user
         self.defaults, self.maxima = defaults, maxima
         self.start_timeout, self.max_runs = start_timeout, max_runs_per_worker
         self._idle: queue.Queue[_Worker] = queue.Queue()
@@ -259,7 +263,7 @@ class WorkerPool:
             self._idle.put(self._spawn())     # the replacement starts while others run
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.maxima.memory_mb)
+        worker = _Worker(self.maxima.memory_mb, self.user)
         with self._lock:
             self._all.add(worker)
         return worker

@@ -13,6 +13,7 @@ Limits live outside the admin's code:
 """
 from __future__ import annotations
 
+import datetime
 import gc
 import math
 import os
@@ -48,13 +49,16 @@ def _serve(argv: list[str]) -> int:
     max_memory_mb = int(argv[1]) if len(argv) > 1 else 1024
     channel = protocol.Channel(0, _protocol_fd())
     _set_process_limits(max_memory_mb)
+    _reset_peak_memory()
+    _peak_memory_kb()                                 # open the /proc files once, before any run
+    _address_space()
+    _preload()
+    _drop_privileges(argv[2] if len(argv) > 2 else "nobody")
     signal.signal(signal.SIGPROF, _on_cpu_timer)
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # the pool decides when we stop
     sys.unraisablehook = lambda unraisable: None      # left-over generators failing in finalizers
     # Objects alive now (modules, the policy, caches) are never garbage: the
     # per-run gc.collect() then walks only what a run made (ms -> µs).
-    _reset_peak_memory()
-    _peak_memory_kb()                                 # open the /proc files once, before any run
     gc.collect()
     gc.freeze()
     channel.send({"op": "ready", "cpu_ms": _process_cpu_ms()})
@@ -95,6 +99,38 @@ def _set_process_limits(max_memory_mb: int) -> None:
     if size:
         _as_hard = size + (max_memory_mb + SLACK_MB) * MB
         resource.setrlimit(resource.RLIMIT_AS, (_as_hard, _as_hard))
+
+
+# Modules the allowed ones import on first use, and the text encodings a
+# function may name: loaded now, because the unprivileged user cannot read
+# the Python installation (under /root, say) once the worker has dropped.
+_LAZY_MODULES = ("_strptime", "unicodedata", "encodings.ascii", "encodings.latin_1", "encodings.utf_8",
+                 "encodings.utf_16", "encodings.utf_32", "encodings.gbk", "encodings.gb2312",
+                 "encodings.gb18030", "encodings.big5", "encodings.cp1252", "encodings.idna",
+                 "encodings.punycode", "encodings.unicode_escape", "encodings.raw_unicode_escape")
+
+
+def _preload() -> None:
+    import importlib
+    for name in _LAZY_MODULES:
+        importlib.import_module(name)
+    datetime.datetime.strptime("2026-01-01", "%Y-%m-%d")   # builds _strptime's locale tables
+
+
+def _drop_privileges(user: str) -> None:
+    """Started as root (a container, CI): become `user` (nobody by default)
+    before any run, so RLIMIT_NPROC holds and a function that got out could
+    read or write nothing of the server's. Its /proc files are already open."""
+    if os.geteuid() != 0 or not user or user == "-":
+        return
+    import pwd
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise SystemExit(f"sandbox user {user!r} does not exist (LEADHUB_SANDBOX_USER)") from None
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
 
 
 def _run(channel: protocol.Channel, message: dict) -> dict:
@@ -253,9 +289,9 @@ def _depth() -> int:
 
 
 def _address_space() -> int:
+    fd = _proc_fd("statm", os.O_RDONLY)
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * resource.getpagesize()
+        return int(os.pread(fd, 256, 0).split()[0]) * resource.getpagesize() if fd is not None else 0
     except (OSError, ValueError, IndexError):
         return 0
 
