@@ -173,7 +173,7 @@ def test_forms_without_the_csrf_token_are_refused(crm, api):
     a = crm["a"]
     before = api.get("/objects/deal/records?count=true").get_json()["total"]
     r = a.post("/o/deal/new", {"title": "forged"}, csrf=False)
-    assert r.status_code == 400
+    assert r.status_code == 400 and "表单已过期，请刷新页面后重试。" in r.text     # a page, in the reader's language
     r = a.post("/o/deal/new", {"title": "forged", "csrf_token": "wrong"}, csrf=False)
     assert r.status_code == 400
     assert api.get("/objects/deal/records?count=true").get_json()["total"] == before

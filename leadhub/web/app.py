@@ -5,6 +5,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from leadhub.platform.config import Config
@@ -29,7 +30,10 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     app.extensions["leadhub"] = runtime
 
     from leadhub.web.api import api
-    from leadhub.web.session import bp as session_bp
+    from leadhub.web.session import CSRF_SETTINGS, bp as session_bp, csrf
+    app.config.update(CSRF_SETTINGS)
+    csrf.init_app(app)
+    csrf.exempt(api)               # bearer tokens carry no cookie; its cookie path checks itself
     app.register_blueprint(api)
     app.register_blueprint(session_bp)
     from leadhub.web import pages
@@ -48,6 +52,13 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify({"error": {"code": code, "message": exc.description, "fields": {}}}), exc.code
         return exc
+
+    @app.errorhandler(CSRFError)
+    def form_expired(exc: CSRFError):
+        from leadhub.web.pages.i18n import gettext
+        message = gettext("The form expired; reload the page and try again.")
+        return render_template("error.html", status=400, title=gettext("Bad request"), message=message,
+                               fields={}), 400
 
     @app.errorhandler(sa.exc.OperationalError)
     def database_busy(exc: sa.exc.OperationalError):

@@ -1,12 +1,13 @@
 """Browser sessions: sign-in and sign-out forms, and the CSRF token every
-form and every cookie-authenticated unsafe API call must carry."""
+form and every cookie-authenticated unsafe API call must carry (Flask-WTF's
+CSRFProtect checks every unsafe request to a page; the API, whose bearer
+tokens carry no cookie, is exempt and checks its cookie path itself)."""
 from __future__ import annotations
 
-import hmac
-import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFProtect, generate_csrf
 
 from leadhub.platform import audit, auth, sessions
 from leadhub.platform.errors import Unauthorized
@@ -15,15 +16,14 @@ bp = Blueprint("session", __name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+csrf = CSRFProtect()
+# the token lives as long as the session (no hour limit: a form left open over lunch still saves)
+CSRF_SETTINGS = {"WTF_CSRF_TIME_LIMIT": None, "WTF_CSRF_HEADERS": ["X-CSRF-Token"],
+                 "WTF_CSRF_FIELD_NAME": "csrf_token"}
+
+
 def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def csrf_valid(sent: str | None) -> bool:
-    expected = session.get("csrf")
-    return bool(expected and sent and hmac.compare_digest(expected, sent))
+    return generate_csrf()
 
 
 def local_path(target: str | None, default: str = "/") -> str:
@@ -47,8 +47,6 @@ def login_form():
 
 @bp.post("/login")
 def login():
-    if not csrf_valid(request.form.get("csrf_token")):
-        abort(400, "The form expired; reload the page and sign in again.")
     rt = current_app.extensions["leadhub"]
     try:
         actor = auth.sign_in(rt.db, rt.cache, request.form.get("login", ""), request.form.get("password", ""),
@@ -61,14 +59,11 @@ def login():
         session["sid"] = sessions.start(conn, actor.user_id, request.remote_addr)
     session["uid"] = actor.user_id
     session.permanent = True
-    csrf_token()
     return redirect(local_path(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout():
-    if not csrf_valid(request.form.get("csrf_token")):
-        abort(400, "The form expired; reload the page.")
     rt = current_app.extensions["leadhub"]
     if session.get("uid"):
         try:

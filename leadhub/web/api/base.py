@@ -8,7 +8,9 @@ from flask import Blueprint, current_app, g, request, session
 
 from leadhub.platform import auth
 from leadhub.platform.errors import Forbidden, Unauthorized
-from leadhub.web.session import SAFE_METHODS, csrf_valid
+from flask_wtf.csrf import CSRFError
+
+from leadhub.web.session import SAFE_METHODS, csrf
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -28,8 +30,11 @@ def authenticate():
         token_limits(g.actor)
         return
     if session.get("uid"):
-        if request.method not in SAFE_METHODS and not csrf_valid(request.headers.get("X-CSRF-Token")):
-            raise Forbidden("Send the page's CSRF token in X-CSRF-Token.", {"csrf": "Missing or wrong."})
+        if request.method not in SAFE_METHODS:
+            try:
+                csrf.protect()
+            except CSRFError:
+                raise Forbidden("Send the page's CSRF token in X-CSRF-Token.", {"csrf": "Missing or wrong."}) from None
         g.actor = auth.session_actor(runtime().db, runtime().cache, session["uid"], session.get("sid"))
         return
     raise Unauthorized("Send 'Authorization: Bearer <token>' or sign in. Create a token with `leadhub token create --user NAME`.")

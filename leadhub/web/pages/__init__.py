@@ -7,7 +7,7 @@ from flask import Blueprint, Flask, abort, g, redirect, request, session
 
 from leadhub.web.pages import i18n
 from leadhub.web.pages.common import template_globals
-from leadhub.web.session import csrf_valid, local_path
+from leadhub.web.session import local_path
 
 lang_bp = Blueprint("language", __name__)
 
@@ -16,8 +16,6 @@ lang_bp = Blueprint("language", __name__)
 def set_language():
     """The language switcher: the user's own setting when signed in, else
     remembered for this browser session."""
-    if not csrf_valid(request.form.get("csrf_token")):
-        abort(400, i18n.gettext("The form expired; reload the page and try again."))
     lang = request.form.get("language")
     if lang not in i18n.LANGUAGES:
         abort(400, "language must be zh_CN or en.")

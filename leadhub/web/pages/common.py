@@ -3,14 +3,14 @@ check on every form post, and errors rendered as pages (a 404 page for a
 record out of scope, exactly as the API answers 404)."""
 from __future__ import annotations
 
-from flask import abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, g, redirect, render_template, request, session, url_for
 
 from leadhub.platform import auth, permissions
 from leadhub.platform.errors import LeadhubError, Unauthorized
 from leadhub.platform.permissions import Actor
 from leadhub.web.pages import i18n
 from leadhub.web.pages.i18n import gettext as _
-from leadhub.web.session import SAFE_METHODS, csrf_token, csrf_valid, local_path  # noqa: F401 (pages import it from here)
+from leadhub.web.session import csrf_token, local_path  # noqa: F401 (pages import it from here)
 
 
 def runtime():
@@ -22,8 +22,8 @@ def actor() -> Actor:
 
 
 def require_signed_in():
-    """before_request of the page blueprints: a session, a live user, a valid
-    CSRF token on every unsafe method."""
+    """before_request of the page blueprints: a session and a live user (the
+    CSRF token of every unsafe method was checked by CSRFProtect)."""
     uid = session.get("uid")
     if not uid:
         return redirect(url_for("session.login_form", next=request.full_path.rstrip("?")))
@@ -34,8 +34,6 @@ def require_signed_in():
         session.clear()
         return redirect(url_for("session.login_form"))
     g.lang = i18n.choose(g.actor.language)
-    if request.method not in SAFE_METHODS and not csrf_valid(request.form.get("csrf_token")):
-        abort(400, _("The form expired; reload the page and try again."))
     return None
 
 

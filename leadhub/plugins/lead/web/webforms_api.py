@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from leadhub.platform.errors import LeadhubError
 from leadhub.plugins.lead.webforms import DEFAULT_MESSAGE, MAX_BODY, TooManyRequests, WebForms, snippet
+from leadhub.web.session import csrf
 
 
 def _page(title: str, body: Markup, status: int = 200) -> Response:
@@ -28,6 +29,7 @@ def _runtime():
 
 def _public_blueprint() -> Blueprint:
     bp = Blueprint("lead_web_forms_public", __name__)
+    csrf.exempt(bp)            # posted from other sites by anyone: throttled and validated instead
 
     def cors(resp: Response) -> Response:
         resp.headers["Access-Control-Allow-Origin"] = "*"
