@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from leadhub.platform import auth
-from tests.conftest import Api
+from tests.conftest import REDIS_URL, Api, needs_redis
 
 PW = "s3cret-pass"
 
@@ -533,3 +533,45 @@ def test_users_set_their_own_language_but_nothing_else(org):
     assert rep.get("/me").get_json()["language"] == "en"           # nothing of a refused change
     r = rep.patch("/me", {"language": "fr"})
     assert r.status_code == 422 and "language" in r.get_json()["error"]["fields"]
+
+
+def _sign_in(client, login, password, address):
+    page = client.get("/login", environ_base={"REMOTE_ADDR": address}).get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+    return client.post("/login", data={"login": login, "password": password, "csrf_token": csrf},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def _spray_until_refused(app, org):
+    """One address trying a password on many accounts: the per-account
+    lockout never fires (one try each), the per-address limit does."""
+    client = app.test_client()
+    logins = ["rep_a", "rep_b", "boss", "nobody_1", "nobody_2"]
+    codes = [_sign_in(client, logins[i % len(logins)], "Winter2026!", "203.0.113.7").status_code for i in range(20)]
+    assert codes == [401] * 20
+    r = _sign_in(client, "rep_a", PW, "203.0.113.7")        # even the right password: this address must wait
+    assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 60
+    assert "尝试次数过多" in r.get_data(as_text=True)
+    assert _sign_in(app.test_client(), "rep_a", PW, "198.51.100.2").status_code == 302   # another address is not
+
+
+def test_sign_in_is_limited_per_address(org, app):
+    _spray_until_refused(app, org)
+
+
+@needs_redis
+def test_sign_in_limits_are_counted_in_redis_for_every_process(org, runtime):
+    from leadhub.web.app import create_app
+    runtime.config.redis_url = REDIS_URL
+    first, second = create_app(runtime=runtime), create_app(runtime=runtime)   # two server processes' apps
+    for _ in range(20):
+        assert _sign_in(first.test_client(), "nobody_1", "x-x-x-x-x", "203.0.113.9").status_code == 401
+    assert _sign_in(second.test_client(), "rep_a", PW, "203.0.113.9").status_code == 429
+
+
+def test_sign_in_works_and_stays_limited_with_redis_unreachable(org, runtime):
+    from leadhub.web.app import create_app
+    runtime.config.redis_url = "redis://127.0.0.1:1/0"           # nothing listens there
+    app = create_app(runtime=runtime)
+    assert _sign_in(app.test_client(), "rep_a", PW, "198.51.100.3").status_code == 302
+    _spray_until_refused(app, org)

@@ -44,6 +44,7 @@ class Config:
     default_language: str = "zh_CN"
     timezone: str = "Asia/Shanghai"  # for today/this_week filters and dated auto-numbers
     secure_cookies: bool = False  # LEADHUB_SECURE_COOKIES=1 behind HTTPS
+    signin_rate_limit: str = "20 per minute"  # sign-in attempts per client address (LEADHUB_SIGNIN_RATE_LIMIT)
     max_page_size: int = 500
     max_bulk_records: int = 1000
     function_workers: int = 2               # sandbox worker processes (LEADHUB_FUNCTION_WORKERS)
@@ -81,6 +82,8 @@ class Config:
         if base_url and not base_url.startswith(("http://", "https://")):
             raise ValueError("LEADHUB_BASE_URL must start with http:// or https://.")
         overrides.setdefault("base_url", base_url)
+        if os.environ.get("LEADHUB_SIGNIN_RATE_LIMIT", "").strip():
+            overrides.setdefault("signin_rate_limit", os.environ["LEADHUB_SIGNIN_RATE_LIMIT"].strip())
         if "LEADHUB_SANDBOX_USER" in os.environ:
             overrides.setdefault("sandbox_user", os.environ["LEADHUB_SANDBOX_USER"].strip())
         overrides.setdefault("secure_cookies", os.environ.get("LEADHUB_SECURE_COOKIES", "") in ("1", "true", "yes"))

@@ -5,6 +5,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 from flask import Flask, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -41,6 +42,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     for plugin in runtime.plugins.discover().values():
         for bp in (plugin.web() if plugin.web else ()):
             app.register_blueprint(bp)
+    from leadhub.web import ratelimits
+    ratelimits.install(app, runtime)
 
     @app.errorhandler(LeadhubError)
     def leadhub_error(exc: LeadhubError):
@@ -52,6 +55,15 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify({"error": {"code": code, "message": exc.description, "fields": {}}}), exc.code
         return exc
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many(exc: RateLimitExceeded):
+        message = "Too many attempts from your address; wait a minute and try again."
+        if request.path.startswith("/api/"):
+            return jsonify({"error": {"code": "too_many_requests", "message": message, "fields": {}}}), 429
+        from leadhub.web.pages.i18n import gettext
+        return render_template("error.html", status=429, title=gettext("Too many attempts"),
+                               message=gettext(message), fields={}), 429
 
     @app.errorhandler(CSRFError)
     def form_expired(exc: CSRFError):
