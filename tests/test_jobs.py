@@ -253,12 +253,10 @@ def test_the_jobs_page_shows_work_by_status_and_runs_a_failed_job_again(runtime,
 
 
 def test_every_job_has_a_translated_name():
-    import json
-    from pathlib import Path
-
     from leadhub.platform.jobs import label
     from leadhub.web.pages.jobs import STATUS_LABELS
-    catalog = json.loads((Path(jobs.__file__).parent.parent / "web" / "i18n" / "zh_CN.json").read_text("utf-8"))
+    from leadhub.web.pages.i18n import catalog as load_catalog
+    catalog = load_catalog("zh_CN")
     paths = ["leadhub.platform.scheduler.run_task", "leadhub.platform.notifications.deliver_mail",
              "leadhub.data.computed.recompute_object", "leadhub.functions.runner.run_function_job",
              "leadhub.data.imports.run_import", "leadhub.plugins.lead.scoring_runs.run_rescore",

@@ -1,17 +1,19 @@
-"""Translations: English source strings, one JSON catalog per other language
-(leadhub/web/i18n/<lang>.json, {"English": "译文"}), loaded once. Plain
-JSON needs no compile step at install or start; tests/test_pages.py checks
-that every string marked with _() in the templates and page code has a
-zh_CN entry, so the catalog stays complete.
+"""Translations: English source strings are the msgids; each other language
+has a gettext catalog, leadhub/web/i18n/<lang>/LC_MESSAGES/messages.po, so
+translators work with the usual tools (Poedit, Weblate; `pybabel extract
+-F babel.cfg` and `pybabel update`, see README). Babel reads the .po once
+per process: no compile step at install or start. tests/test_pages.py
+checks that every string marked with _() in the templates and page code has
+a zh_CN entry, so the catalog stays complete.
 
 Language: an explicit choice made in this browser (the switcher), else the
 signed-in user's setting, else Accept-Language, else zh_CN."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
+from babel.messages.pofile import read_po
 from flask import g, request, session
 
 LANGUAGES = ("zh_CN", "en")
@@ -21,8 +23,14 @@ CATALOG_DIR = Path(__file__).resolve().parent.parent / "i18n"
 
 @functools.cache
 def catalog(language: str) -> dict[str, str]:
-    path = CATALOG_DIR / f"{language}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    """msgid -> translation; untranslated and fuzzy entries are left out
+    (the English shows)."""
+    path = CATALOG_DIR / language / "LC_MESSAGES" / "messages.po"
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        po = read_po(f, locale=language)
+    return {m.id: m.string for m in po if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
 
 
 def choose(user_language: str | None = None) -> str:
