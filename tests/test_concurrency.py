@@ -118,6 +118,11 @@ def test_a_write_that_waited_out_sqlites_lock_is_told_to_retry(app, api, runtime
 
     from leadhub.platform import db as db_module
     make_object("memo", [{"api_name": "body", "label": "B", "type": "text"}])
+    from tests.test_pages import Browser
+    from tests.test_pages import PW
+    assert api.post("/users", {"login": "rep", "name": "Rep", "password": PW, "roles": ["sales_rep"],
+                               "language": "zh_CN"}).status_code == 201
+    page = Browser(app, "rep")                                   # signed in before the lock is taken
     monkeypatch.setattr(db_module, "SQLITE_BUSY_MS", 300)
     runtime.db.engine.dispose()                                  # new connections take the short wait
     holder = sqlite3.connect(runtime.db.engine.url.database, isolation_level=None)
@@ -126,6 +131,9 @@ def test_a_write_that_waited_out_sqlites_lock_is_told_to_retry(app, api, runtime
         r = api.post("/objects/memo/records", {"body": "waits"})
         assert r.status_code == 503 and r.headers["Retry-After"] == "5"
         assert r.get_json()["error"]["code"] == "busy"
+        r = page.post("/o/memo/new", {"body": "from the form"})  # a page says it in the reader's language
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+        assert "数据库正在处理其他写入，请几秒后再试。" in r.text and "database" not in r.text
     finally:
         holder.execute("ROLLBACK")
         holder.close()
