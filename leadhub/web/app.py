@@ -41,6 +41,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     pages.register(app)  # generated pages (home is /), designer under /admin/
     for plugin in runtime.plugins.discover().values():
         for bp in (plugin.web() if plugin.web else ()):
+            if (bp.url_prefix or "").startswith("/api/"):
+                csrf.exempt(bp)    # a plugin's API authenticates like the kernel's (web/api/base.authenticate)
             app.register_blueprint(bp)
     from leadhub.web import ratelimits
     ratelimits.install(app, runtime)
