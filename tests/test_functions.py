@@ -132,6 +132,26 @@ def test_validation_rule_refuses_on_every_write_path_with_the_field(api, runtime
     assert exc.value.fields == {"amount": "Too big for one deal"}
 
 
+def test_a_bulk_save_runs_each_record_under_its_own_limits_and_names_the_one_refused(api, runtime, deal):
+    """A validation function runs once per write for all its rows (one trip
+    to a sandbox worker), yet each record has its own result, CPU limit and
+    log entry: the record that spun is named, the others were checked."""
+    fn(api, api_name="guard", kind="validation", object="deal", limits={"cpu_seconds": 0.3},
+       code="if record['title'] == 'spin':\n    while True:\n        pass\n"
+            "if record['title'] == 'bad':\n    return ('title', 'Not this one')")
+    rows = [{"title": "ok 1"}, {"title": "spin"}, {"title": "ok 2"}, {"title": "bad"}]
+    r = api.post("/objects/deal/records/bulk", {"records": rows})
+    assert r.status_code == 422
+    fields = r.get_json()["error"]["fields"]
+    assert set(fields) == {"records.1.record", "records.3.title"}
+    assert "CPU time limit" in fields["records.1.record"] and fields["records.3.title"] == "Not this one"
+    assert count_rows(runtime, "o_deal") == 0
+    runs = api.get("/meta/function-runs?function=guard&page_size=10").get_json()["runs"]
+    assert sorted(run["outcome"] for run in runs) == ["limit", "ok", "ok", "ok"]
+    r = api.post("/objects/deal/records/bulk", {"records": [{"title": f"fine {i}"} for i in range(50)]})
+    assert r.status_code == 201 and count_rows(runtime, "o_deal") == 50
+
+
 def test_condition_rule_and_api_error_call(api, deal):
     fn(api, api_name="needs_title", kind="validation", object="deal", condition="title is None or len(title) < 3",
        message="Give the deal a real title", error_field="title")

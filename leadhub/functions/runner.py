@@ -130,7 +130,7 @@ class FunctionRunner:
         transaction takes a lock."""
         bus = self.runtime.events
         for name in ("prepare_insert", "prepare_update"):
-            bus.subscribe(name, self._before_save, wants=self._has_save_functions)
+            bus.subscribe(name, self._before_save, batch=True, wants=self._has_save_functions)
         for name in ("after_insert", "after_update"):
             bus.subscribe(name, self._after_save)
 
@@ -138,37 +138,53 @@ class FunctionRunner:
         service = self.runtime.functions
         return bool(service.bound(registry, "before_save", obj) or service.bound(registry, "validation", obj))
 
-    def _before_save(self, ev: RecordEvent) -> None:
-        op = "insert" if ev.name == "prepare_insert" else "update"
+    def _before_save(self, events: list[RecordEvent]) -> dict[int, ValidationFailed]:
+        """Before-save functions, then validation rules, over a write's rows:
+        each function runs once for the batch (one round trip to a sandbox
+        worker), each row with its own result. Returns the refused rows."""
+        first = events[0]
+        op = "insert" if first.name == "prepare_insert" else "update"
         service = self.runtime.functions
-        fields = ev.registry.get(ev.object).fields
-        for fn in service.bound(ev.registry, "before_save", ev.object, op):
+        fields = first.registry.get(first.object).fields
+        refused: dict[int, ValidationFailed] = {}
+
+        def live() -> list[tuple[int, RecordEvent]]:
+            return [(i, ev) for i, ev in enumerate(events) if i not in refused]
+
+        def inputs(rows):
             # every field is in `record` (None when unset), as on a stored record
-            result = self.execute(fn, ev.actor, trigger="before_save", record={**dict.fromkeys(fields), **ev.values},
-                                  old=ev.old, record_id=ev.record_id)
-            if result.error:
-                raise self._refusal(fn, result.error)
-            if result.value is not None:
-                ev.values.update(self._changes(fn, ev.object, result.value))
-        errors: dict[str, str] = {}
-        for fn in service.bound(ev.registry, "validation", ev.object, op):
+            return [({**dict.fromkeys(fields), **ev.values}, ev.old, ev.record_id) for _i, ev in rows]
+
+        for fn in service.bound(first.registry, "before_save", first.object, op):
+            rows = live()
+            for (i, ev), result in zip(rows, self.execute_many(fn, first.actor, "before_save", inputs(rows))):
+                if result.error:
+                    refused[i] = self._refusal(fn, result.error)
+                elif result.value is not None:
+                    try:
+                        ev.values.update(self._changes(fn, ev.object, result.value))
+                    except ValidationFailed as exc:
+                        refused[i] = exc
+        errors: dict[int, dict[str, str]] = {}
+        for fn in service.bound(first.registry, "validation", first.object, op):
+            rows = live()
             if fn.condition is not None:
-                failed = self._condition(ev.registry, fn, ev.values)
-                if failed:
-                    errors.setdefault(fn.error_field or RECORD_ERROR, fn.message)
+                for i, ev in rows:
+                    if self._condition(ev.registry, fn, ev.values):
+                        errors.setdefault(i, {}).setdefault(fn.error_field or RECORD_ERROR, fn.message)
                 continue
-            result = self.execute(fn, ev.actor, trigger="validation", record={**dict.fromkeys(fields), **ev.values},
-                                  old=ev.old, record_id=ev.record_id)
-            if result.error and result.error.get("type") == "validation":
-                errors.setdefault(result.error.get("field") or fn.error_field or RECORD_ERROR,
-                                  result.error.get("message"))
-            elif result.error:
-                raise self._refusal(fn, result.error)
-            elif result.value:
-                field, message = self._verdict(fn, result.value)
-                errors.setdefault(field, message)
-        if errors:
-            raise ValidationFailed(errors)
+            for (i, _ev), result in zip(rows, self.execute_many(fn, first.actor, "validation", inputs(rows))):
+                if result.error and result.error.get("type") == "validation":
+                    errors.setdefault(i, {}).setdefault(result.error.get("field") or fn.error_field or RECORD_ERROR,
+                                                        result.error.get("message"))
+                elif result.error:
+                    refused[i] = self._refusal(fn, result.error)
+                elif result.value:
+                    field, message = self._verdict(fn, result.value)
+                    errors.setdefault(i, {}).setdefault(field, message)
+        for i, fields_ in errors.items():
+            refused.setdefault(i, ValidationFailed(fields_))
+        return refused
 
     def _after_save(self, ev: RecordEvent) -> None:
         op = "insert" if ev.name == "after_insert" else "update"
@@ -249,6 +265,28 @@ class FunctionRunner:
             self._depth.reset(token)
         self._log(fn, actor, run_actor, trigger, record_id, started, result, dry_run, draft=code is not None)
         return result
+
+    def execute_many(self, fn: FunctionDef, actor: Actor, trigger: str,
+                     rows: list[tuple[Any, Any, int | None]]) -> list[Result]:
+        """`fn` over (record, old, record id) rows in one sandbox round trip
+        (WorkerPool.run_many), a Result and an execution log entry each, the
+        entries written in one statement."""
+        depth = self._depth.get()
+        if depth >= MAX_CALL_DEPTH:
+            return [self.execute(fn, actor, trigger=trigger, record=r, old=o, record_id=rid) for r, o, rid in rows]
+        run_actor = self.run_as(fn, actor)
+        handler = self._handler(run_actor, read_only=trigger in SAVE_TRIGGERS)
+        limits = {**SAVE_LIMITS, **(fn.limits or {})} if trigger in SAVE_TRIGGERS else (fn.limits or None)
+        started = utcnow()
+        token = self._depth.set(depth + 1)
+        try:
+            results = self.pool.run_many(fn.code, [{"record": _data(r), "old": _data(o)} for r, o, _rid in rows],
+                                         handler=handler, limits=limits, nested=depth > 0)
+        finally:
+            self._depth.reset(token)
+        self._log_all(fn, actor, run_actor, trigger, [(rid, started, result) for (_r, _o, rid), result
+                                                         in zip(rows, results)], dry_run=False, draft=False)
+        return results
 
     def run_as(self, fn: FunctionDef, actor: Actor) -> Actor:
         """The user a run acts as: the function's named user (an explicit
@@ -433,6 +471,26 @@ class FunctionRunner:
     # ------------------------------------------------------------ the log
     def _log(self, fn: FunctionDef, actor: Actor, run_actor: Actor, trigger: str, record_id, started,
              result: Result, dry_run: bool, draft: bool) -> None:
+        self._log_all(fn, actor, run_actor, trigger, [(record_id, started, result)], dry_run, draft)
+
+    def _log_all(self, fn: FunctionDef, actor: Actor, run_actor: Actor, trigger: str,
+                 runs: list[tuple[int | None, Any, Result]], dry_run: bool, draft: bool) -> None:
+        rows = [self._log_row(fn, actor, run_actor, trigger, record_id, started, result, dry_run, draft)
+                for record_id, started, result in runs]
+
+        def write() -> None:
+            try:
+                with self.runtime.db.write() as conn:
+                    conn.execute(sa.insert(function_runs), rows)
+            except Exception:           # the log must never break the work it records
+                log.exception("could not write the execution log of %s", fn.api_name)
+        # after the triggering write ends, committed or rolled back: a refused
+        # save's run is logged too, and SQLite's one writer is free by then
+        self.runtime.db.after_end(write)
+
+    @staticmethod
+    def _log_row(fn: FunctionDef, actor: Actor, run_actor: Actor, trigger: str, record_id, started,
+                 result: Result, dry_run: bool, draft: bool) -> dict:
         error = result.error or {}
         usage = result.usage or {}
         if not error:
@@ -443,24 +501,14 @@ class FunctionRunner:
             outcome = "limit"
         else:
             outcome = "error"
-        row = {"function": fn.api_name, "version": None if draft else fn.version, "kind": fn.kind,
-               "trigger": trigger, "user_id": actor.user_id, "run_as": run_actor.user_id, "object": fn.object,
-               "record_id": record_id, "started_at": started, "wall_ms": usage.get("wall_ms"),
-               "cpu_ms": usage.get("cpu_ms"), "peak_memory_kb": usage.get("peak_memory_kb"),
-               "reads": usage.get("reads") or 0, "writes": usage.get("writes") or 0,
-               "queries": usage.get("queries") or 0, "outcome": outcome, "error_type": error.get("type"),
-               "error_message": (error.get("message") or "")[:2000] or None, "error_line": error.get("line"),
-               "log": (result.log or "")[:LOG_KEEP] or None, "dry_run": dry_run}
-
-        def write() -> None:
-            try:
-                with self.runtime.db.write() as conn:
-                    conn.execute(sa.insert(function_runs).values(row))
-            except Exception:           # the log must never break the work it records
-                log.exception("could not write the execution log of %s", fn.api_name)
-        # after the triggering write ends, committed or rolled back: a refused
-        # save's run is logged too, and SQLite's one writer is free by then
-        self.runtime.db.after_end(write)
+        return {"function": fn.api_name, "version": None if draft else fn.version, "kind": fn.kind,
+                "trigger": trigger, "user_id": actor.user_id, "run_as": run_actor.user_id, "object": fn.object,
+                "record_id": record_id, "started_at": started, "wall_ms": usage.get("wall_ms"),
+                "cpu_ms": usage.get("cpu_ms"), "peak_memory_kb": usage.get("peak_memory_kb"),
+                "reads": usage.get("reads") or 0, "writes": usage.get("writes") or 0,
+                "queries": usage.get("queries") or 0, "outcome": outcome, "error_type": error.get("type"),
+                "error_message": (error.get("message") or "")[:2000] or None, "error_line": error.get("line"),
+                "log": (result.log or "")[:LOG_KEEP] or None, "dry_run": dry_run}
 
     def runs(self, actor: Actor, spec: Any) -> dict:
         """GET /meta/function-runs: the execution log, filtered with the

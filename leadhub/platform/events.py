@@ -86,7 +86,9 @@ class EventBus:
         """Every handler over the write's events, handler by handler. With
         `refused`, a row's ValidationFailed from a per-row handler is passed to
         it (with the row's index) and later handlers skip that row; without,
-        it propagates. A batch handler's exception always propagates."""
+        it propagates. A batch handler refuses rows by returning
+        {position in its list: ValidationFailed} (treated the same way); an
+        exception it raises always propagates."""
         if not events:
             return
         live = list(enumerate(events))
@@ -94,7 +96,13 @@ class EventBus:
         for key in ((first.name, first.object), (first.name, None)):
             for fn, batch in self._handlers.get(key, ()):
                 if batch:
-                    fn([ev for _i, ev in live])
+                    refusals = fn([ev for _i, ev in live])
+                    if refusals:
+                        for position in sorted(refusals):
+                            if refused is None:
+                                raise refusals[position]
+                            refused(live[position][0], refusals[position])
+                        live = [item for position, item in enumerate(live) if position not in refusals]
                     continue
                 kept = []
                 for i, ev in live:

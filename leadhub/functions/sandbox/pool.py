@@ -203,17 +203,32 @@ class WorkerPool:
         that are not data are the caller's mistake: ValueError/TypeError.
         nested=True (a function calling another) never waits for a worker
         its caller may be holding: with none idle it starts an extra one."""
+        return self.run_many(function, [{"record": record, "old": old, "params": params}], handler=handler,
+                             limits=limits, wait=wait, nested=nested)[0]
+
+    def run_many(self, function: str | CompiledFunction, inputs: list[Mapping[str, Any]], *,
+                 handler: ApiHandler | None = None, limits: Mapping[str, Any] | None = None,
+                 wait: float = 30.0, nested: bool = False) -> list[Result]:
+        """`function` over each of `inputs` ({"record", "old", "params"}: the
+        records of one bulk save) in one worker and one round of messages, a
+        Result each. Every run has fresh globals and its own limits (its wall
+        time starts when the one before it ends); a run that stops the worker
+        leaves the runs after it unrun, with an error saying so."""
+        if not inputs:
+            return []
         run_limits = resolve(limits, self.defaults, self.maxima)
-        inputs = protocol.encode({"record": record, "old": old, "params": params if params is not None else {}})
+        encoded = protocol.encode([{"record": i.get("record"), "old": i.get("old"),
+                                    "params": i.get("params") if i.get("params") is not None else {}}
+                                   for i in inputs])
         if isinstance(function, str):
             try:
                 function = compile_function(function)
             except CompileError as exc:
-                return Result(error=exc.to_dict(), usage=_usage(None, 0, None, None))
+                return [Result(error=exc.to_dict(), usage=_usage(None, 0, None, None)) for _ in inputs]
         worker = self._acquire_extra() if nested else self._acquire(wait)
-        execution = _Execution(worker, run_limits, CallBroker(handler, run_limits))
+        execution = _Execution(worker, run_limits, handler, len(inputs))
         try:
-            return execution.execute(function.source, inputs)
+            return execution.execute(function.source, encoded)
         finally:
             self._release(worker, reusable=execution.reusable)
 
@@ -278,31 +293,40 @@ class WorkerPool:
 
 
 class _Execution:
-    """One run in one worker, from the run message to the Result."""
+    """One run message in one worker, from the message to a Result per input."""
 
-    def __init__(self, worker: _Worker, limits: Limits, broker: CallBroker):
-        self.worker, self.limits, self.broker = worker, limits, broker
-        self.log = _LogCollector(limits.log_bytes)
+    def __init__(self, worker: _Worker, limits: Limits, handler: ApiHandler | None, count: int):
+        self.worker, self.limits, self.handler, self.count = worker, limits, handler, count
         self.reusable = False
+        self._next_run()
 
-    def execute(self, source: str, inputs: Any) -> Result:
+    def _next_run(self) -> None:
+        """Each run counts its own API calls and log, and has its own wall time."""
+        self.broker = CallBroker(self.handler, self.limits)
+        self.log = _LogCollector(self.limits.log_bytes)
+        self.started = time.monotonic()
+
+    def execute(self, source: str, inputs: Any) -> list[Result]:
         worker, limits = self.worker, self.limits
-        started = time.monotonic()
-        deadline = started + limits.wall_seconds
-        done: dict | None = None
+        results: list[Result] = []
         error: dict | None = None
         cpu_ms = None
         try:
-            worker.send({"op": "run", "source": source, "inputs": inputs, "limits": limits.as_dict()}, deadline)
-            while done is None:
-                message = self._receive(deadline)
+            worker.send({"op": "run", "source": source, "inputs": inputs, "limits": limits.as_dict()},
+                        self.started + limits.wall_seconds)
+            while len(results) < self.count:
+                message = self._receive(self.started + limits.wall_seconds)
                 op = message.get("op") if isinstance(message, dict) else None
                 if op == "log":
                     self.log.add(message.get("text"))
                 elif op == "call":
-                    worker.send(self.broker.dispatch(message.get("method"), message.get("args")), deadline)
+                    worker.send(self.broker.dispatch(message.get("method"), message.get("args")),
+                                self.started + limits.wall_seconds)
                 elif op == "done":
-                    done = message
+                    results.append(self._result(message, None, None, self._wall_ms()))
+                    if message.get("last") or not self.reusable:
+                        break
+                    self._next_run()
                 else:
                     raise _Garbled(f"unexpected message {op!r}")
         except _Timeout:
@@ -311,8 +335,7 @@ class _Execution:
             if cpu_ms is not None and cpu_ms >= limits.cpu_seconds * 1000:   # it was busy, not waiting
                 error = limit_error("cpu", cpu_ms, round(limits.cpu_seconds * 1000))
             else:
-                error = limit_error("wall", round((time.monotonic() - started) * 1000),
-                                    round(limits.wall_seconds * 1000))
+                error = limit_error("wall", self._wall_ms(), round(limits.wall_seconds * 1000))
         except _CpuExceeded:
             cpu_ms = self._cpu_since_start()
             worker.stop(kill=True)
@@ -328,8 +351,19 @@ class _Execution:
         except _Garbled as exc:
             worker.stop(kill=True)
             error = {"type": "internal", "line": None, "message": f"The sandbox worker misbehaved: {exc}."}
-        wall_ms = round((time.monotonic() - started) * 1000)
-        return self._result(done, error, cpu_ms, wall_ms)
+        if error is not None:
+            self.reusable = False
+            results.append(self._result(None, error, cpu_ms, self._wall_ms()))
+        while len(results) < self.count:          # what a stopped worker never ran
+            last = results[-1].error or {}
+            results.append(Result(error={"type": "internal", "line": None,
+                                         "message": "Not run: the run of an earlier record stopped the sandbox "
+                                                    f"worker ({last.get('message') or 'no reason given'})."},
+                                  usage=_usage(None, 0, None, None)))
+        return results
+
+    def _wall_ms(self) -> int:
+        return round((time.monotonic() - self.started) * 1000)
 
     def _receive(self, deadline: float) -> Any:
         """Wait for the worker's next message, looking at its CPU time now

@@ -69,7 +69,7 @@ def _serve(argv: list[str]) -> int:
         try:
             reply = _run(channel, message)
         except BaseException as exc:                     # our own failure: report it and step aside
-            reply = {"op": "done", "value": None, "log": "", "usage": {}, "retire": True,
+            reply = {"op": "done", "value": None, "log": "", "usage": {}, "retire": True, "last": True,
                      "error": {"type": "internal", "line": None,
                                "message": f"The sandbox worker failed ({type(exc).__name__})."}}
         channel.send(reply)
@@ -134,25 +134,35 @@ def _drop_privileges(user: str) -> None:
 
 
 def _run(channel: protocol.Channel, message: dict) -> dict:
+    """One run message: the function over each of its inputs (one record of
+    a bulk save each), every run with fresh globals under its own limits.
+    Each run's reply is sent as it finishes; the last (marked "last", also
+    sent early when a run retires the worker) is returned."""
     if message.get("op") != "run":
         raise ValueError("expected a run message")
     limits = Limits(**message["limits"])
-    state = RunState(limits, channel.send_bytes, channel.receive)
     try:
         function = compile_function(message["source"])
     except CompileError as exc:
-        return _done(None, exc.to_dict(), state, {})
-    inputs = protocol.decode(message["inputs"])
-    inputs["api"] = Api(state)
-    namespace = Guards(state).namespace()
-    exec(function.code, namespace)          # runs only the def of FUNCTION_NAME
-    reset_module_state()
-    _reset_peak_memory()
-    state.cpu_start = time.process_time()
-    value, error = _call_limited(state, namespace, inputs)
-    usage = {"cpu_ms": round((time.process_time() - state.cpu_start) * 1000),
-             "peak_memory_kb": _peak_memory_kb()}
-    return _done(value, error, state, usage)
+        return {**_done(None, exc.to_dict(), RunState(limits, channel.send_bytes, channel.receive), {}),
+                "last": True}
+    batch = protocol.decode(message["inputs"])
+    for position, inputs in enumerate(batch):
+        state = RunState(limits, channel.send_bytes, channel.receive)
+        inputs["api"] = Api(state)
+        namespace = Guards(state).namespace()
+        exec(function.code, namespace)          # runs only the def of FUNCTION_NAME
+        reset_module_state()
+        _reset_peak_memory()
+        state.cpu_start = time.process_time()
+        value, error = _call_limited(state, namespace, inputs)
+        usage = {"cpu_ms": round((time.process_time() - state.cpu_start) * 1000),
+                 "peak_memory_kb": _peak_memory_kb()}
+        reply = _done(value, error, state, usage)
+        if position == len(batch) - 1 or reply.get("retire"):
+            return {**reply, "last": True}
+        channel.send(reply)
+    raise ValueError("a run message without inputs")
 
 
 def _call_limited(state: RunState, namespace: dict, inputs: dict) -> tuple[Any, dict | None]:
