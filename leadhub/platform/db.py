@@ -56,11 +56,24 @@ class InValues(sa.sql.expression.ColumnElement):
         self.columns, self.values = list(columns), list(values)
 
 
-def in_values(columns, values) -> InValues:
-    """in_values(col, [v, ...]) or in_values([a, b], [(va, vb), ...])."""
+SHORT_IN = 32     # up to this many values, a plain IN: its compiled form is cached per count
+
+
+def in_values(columns, values) -> sa.ColumnElement:
+    """in_values(col, [v, ...]) or in_values([a, b], [(va, vb), ...]). A
+    short list (one record's keys) is a plain IN, which SQLAlchemy compiles
+    once and caches; a long one (a batch's) is an InValues, compiled each
+    time but one array parameter per column on PostgreSQL."""
     if isinstance(columns, (list, tuple)):
-        return InValues(columns, [tuple(v) for v in values])
-    return InValues([columns], [(v,) for v in values])
+        rows = [tuple(v) for v in values]
+        if 0 < len(rows) <= SHORT_IN:
+            return (columns[0].in_([r[0] for r in rows]) if len(columns) == 1
+                    else sa.tuple_(*columns).in_(rows))
+        return InValues(columns, rows)
+    flat = list(values)
+    if 0 < len(flat) <= SHORT_IN:
+        return columns.in_(flat)
+    return InValues([columns], [(v,) for v in flat])
 
 
 @compiles(InValues)
