@@ -51,6 +51,11 @@ class Registry:
         self._memo: dict = {}
         self._lock = threading.Lock()
 
+    def with_object(self, obj: ObjectDef) -> "Registry":
+        """This snapshot with `obj` (live) in place of its namesake: for a
+        change still inside its transaction (the version is not bumped yet)."""
+        return Registry(self.version, {**self.objects, obj.api_name: obj}, self.deleted_objects, self.items)
+
     def memo(self, key, build):
         """Something derived from this snapshot, built once (services keep
         their per-object plans here, so they live exactly one version)."""

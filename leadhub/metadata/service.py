@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from leadhub.metadata.definitions import FieldDef, ObjectDef
 from leadhub.metadata.kind_service import bump_version, record_history
 from leadhub.metadata.kinds import Context
-from leadhub.metadata.registry import MetadataCache, Registry, load_registry
+from leadhub.metadata.registry import MetadataCache, Registry, field_from_row, load_registry
 from leadhub.metadata.types import get_type, type_names
 from leadhub.metadata.types.computed import format_number
 from leadhub.platform import audit, ddl, permissions, tables as t
@@ -204,10 +204,12 @@ class MetadataService:
         if len(obj.custom_fields()) >= MAX_FIELDS:
             raise Conflict(f"{obj_name} already has {MAX_FIELDS} fields.", {"api_name": "Too many fields."})
         fd = self._build_field(reg, obj, payload, old=None)
-        table = reg.table(obj_name)
         fill = None  # the value existing records get, for a required field
         if fd.required and not fd.type.computed:
-            populated = conn.execute(sa.select(table.c.id).limit(1)).first() is not None
+            # a bare table clause: building the object's full Table for each
+            # field would make creating a wide object quadratic
+            populated = conn.execute(sa.select(sa.literal(1)).select_from(sa.table(obj.table_name))
+                                     .limit(1)).first() is not None
             if populated and fd.default is None:
                 raise Conflict(f"{obj_name} already holds records that would have no {name}; "
                                "give the field a default, or add it as optional first.", {"required": "No default."})
@@ -215,15 +217,17 @@ class MetadataService:
                 fill = fd.type.to_db(fd.type.value_field(fd).deserialize(fd.default))
         now = utcnow()
         position = fd.position or (max([f.position for f in obj.custom_fields()] or [0]) + 1)
-        conn.execute(t.fields.insert().values(
-            object_id=obj.id, api_name=name, type=fd.type_name, labels=fd.labels, help_text=fd.help_text,
-            required=fd.required, is_unique=fd.unique, indexed=fd.indexed, read_only=fd.read_only,
-            track_history=fd.track_history, default_value=fd.default, settings=fd.settings,
-            position=position, plugin=plugin, created_at=now, updated_at=now))
+        row = dict(object_id=obj.id, api_name=name, type=fd.type_name, labels=fd.labels, help_text=fd.help_text,
+                   required=fd.required, is_unique=fd.unique, indexed=fd.indexed, read_only=fd.read_only,
+                   track_history=fd.track_history, default_value=fd.default, settings=fd.settings,
+                   position=position, plugin=plugin, created_at=now, updated_at=now)
+        field_id = conn.execute(t.fields.insert().values(row)).inserted_primary_key[0]
         ddl.add_field_column(conn, obj, fd, fill=fill)
-        reg = load_registry(conn)
-        obj, fd = reg.get(obj_name), reg.get(obj_name).fields[name]
-        self._backfill(conn, reg, obj, fd, now)
+        # the registry with this field, without reading all metadata again:
+        # an object of 500 fields would otherwise cost 500 full reloads
+        fd = field_from_row(obj_name, {**row, "id": field_id, "deleted_at": None})
+        reg = reg.with_object(dataclasses.replace(obj, fields={**obj.fields, name: fd}))
+        self._backfill(conn, reg, reg.get(obj_name), fd, now)
         return reg
 
     def update_field(self, actor: Actor, obj_name: str, field_name: str, payload: Any) -> FieldDef:
