@@ -149,13 +149,21 @@ def hook_points(runtime, values: dict, registry=None) -> list[dict]:
     A function that fails scores nothing (its run is in the execution log);
     with none active, and the write's registry given, this is one dictionary
     lookup (no metadata-version query per lead)."""
+    return hook_points_many(runtime, [values], registry)[0]
+
+
+def hook_points_many(runtime, leads: list[dict], registry=None) -> list[list[dict]]:
+    """hook_points of several leads (a bulk write's): each function runs once
+    for all of them, in one trip to a sandbox worker."""
     fns = runtime.functions.bound(registry or runtime.cache.current(), "hook", HOOK)
-    out = []
+    out: list[list[dict]] = [[] for _ in leads]
     for fn in fns:
-        result = runtime.function_runner.execute(fn, Actor.system(), trigger="hook", record=values)
-        points = result.value
-        if result.error is None and isinstance(points, (int, float)) and not isinstance(points, bool) and points:
-            out.append({"function": fn.api_name, "label": fn.labels, "points": _round(points)})
+        results = runtime.function_runner.execute_many(fn, Actor.system(), "hook",
+                                                       [(values, None, None) for values in leads])
+        for found, result in zip(out, results):
+            points = result.value
+            if result.error is None and isinstance(points, (int, float)) and not isinstance(points, bool) and points:
+                found.append({"function": fn.api_name, "label": fn.labels, "points": _round(points)})
     return out
 
 
@@ -195,26 +203,38 @@ def _events_of(conn, lead_ids: list[int]) -> dict[int, list[dict]]:
 
 # --- the handlers ------------------------------------------------------------------------------
 
-def _score_write(runtime, event: RecordEvent) -> None:
-    snap = engine(runtime).snapshot(event.conn)
-    if event.name == "before_update" and event.values.get("score") is not None \
-            and not any(event.changed(n) for n in snap.reads):
+def _score_writes(runtime, events: list[RecordEvent]) -> None:
+    """Score a write's leads: their events read in one query, each hook
+    function run once for the batch."""
+    snap = engine(runtime).snapshot(events[0].conn)
+    todo = [ev for ev in events if not (ev.name == "before_update" and ev.values.get("score") is not None
+                                        and not any(ev.changed(n) for n in snap.reads))]
+    if not todo:
         return
     now = utcnow()
-    values = event.values
-    if event.record_id is None:   # system fields are stamped after before_insert; rules see them now
-        events = []               # a new lead has no events yet
-        seen = {"owner": event.actor.user_id, "created_by": event.actor.user_id, "created_at": now,
-                "updated_at": now, **{k: v for k, v in values.items() if v is not None}}
-    else:
-        events = _events_of(event.conn, [event.record_id])[event.record_id]
-        seen = values
-    values.update(_score_fields(runtime, snap, seen, events, now, event.registry))
+    stored = [ev.record_id for ev in todo if ev.record_id is not None]
+    events_by_id = _events_of(todo[0].conn, stored) if stored else {}
+    seen_list, events_list = [], []
+    for ev in todo:
+        if ev.record_id is None:  # system fields are stamped after before_insert; rules see them now
+            seen_list.append({"owner": ev.actor.user_id, "created_by": ev.actor.user_id, "created_at": now,
+                              "updated_at": now, **{k: v for k, v in ev.values.items() if v is not None}})
+            events_list.append([])                      # a new lead has no events yet
+        else:
+            seen_list.append(ev.values)
+            events_list.append(events_by_id[ev.record_id])
+    hooks = hook_points_many(runtime, seen_list, todo[0].registry)
+    for ev, seen, lead_events, points in zip(todo, seen_list, events_list, hooks):
+        ev.values.update(_score_fields(runtime, snap, seen, lead_events, now, ev.registry, points))
 
 
-def _score_fields(runtime, snap, seen: dict, events: list[dict], now: dt.datetime, registry) -> dict:
-    """The score fields of a lead whose values are `seen`."""
-    score = compute(snap, seen, events, now, hook_points(runtime, seen, registry))
+def _score_fields(runtime, snap, seen: dict, events: list[dict], now: dt.datetime, registry,
+                  hooks: list[dict] | None = None) -> dict:
+    """The score fields of a lead whose values are `seen` (`hooks`: its
+    hook functions' points, when already worked out)."""
+    if hooks is None:
+        hooks = hook_points(runtime, seen, registry)
+    score = compute(snap, seen, events, now, hooks)
     out = {"score": score.total, "score_attribute": score.attribute, "score_behaviour": _round(score.behaviour),
            "grade": score.grade}
     if not seen.get("mql"):
@@ -266,7 +286,7 @@ def _announce_mql(runtime, event: RecordEvent) -> None:
 def register(runtime) -> None:
     """Score every lead write (the decay sweep is scoring_runs')."""
     for name in ("before_insert", "before_update"):
-        runtime.events.subscribe(name, lambda ev: _score_write(runtime, ev), object=OBJECT)
+        runtime.events.subscribe(name, lambda evs: _score_writes(runtime, evs), object=OBJECT, batch=True)
     for name in ("after_insert", "after_update"):
         runtime.events.subscribe(name, lambda ev: _announce_mql(runtime, ev), object=OBJECT)
     runtime.slots.add("timeline", timeline, object=OBJECT)
