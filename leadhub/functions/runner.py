@@ -475,8 +475,20 @@ class FunctionRunner:
 
     def _log_all(self, fn: FunctionDef, actor: Actor, run_actor: Actor, trigger: str,
                  runs: list[tuple[int | None, Any, Result]], dry_run: bool, draft: bool) -> None:
+        """One entry per run that failed or refused; the runs of one batch
+        that went well share one entry (counts summed, logs joined), so a
+        1,000-record save does not write 1,000 lines saying "ok"."""
         rows = [self._log_row(fn, actor, run_actor, trigger, record_id, started, result, dry_run, draft)
                 for record_id, started, result in runs]
+        ok = [row for row in rows if row["outcome"] == "ok"]
+        if len(ok) > 1:
+            summary = {**ok[0], "record_id": None}
+            for key in ("wall_ms", "cpu_ms", "reads", "writes", "queries"):
+                summary[key] = sum(row[key] or 0 for row in ok)
+            summary["peak_memory_kb"] = max((row["peak_memory_kb"] or 0 for row in ok), default=None)
+            text = f"Ran for {len(ok)} records of one save.\n" + "".join(row["log"] or "" for row in ok)
+            summary["log"] = text[:LOG_KEEP]
+            rows = [row for row in rows if row["outcome"] != "ok"] + [summary]
 
         def write() -> None:
             try:
