@@ -11,7 +11,6 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from leadhub.expressions import EvaluationError
-from leadhub.metadata.definitions import ObjectDef
 from leadhub.metadata.registry import Registry
 from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
@@ -40,9 +39,9 @@ def apply_formulas(registry: Registry, obj_name: str, values: dict[str, Any], no
                                    + (f" for record {values['id']}." if values.get("id") else ".")) from None
 
 
-def initial_rollups(obj: ObjectDef, values: dict[str, Any]) -> None:
-    """A new record has no children yet."""
-    for fd in obj.fields_of_type("rollup"):
+def initial_rollups(rollups, values: dict[str, Any]) -> None:
+    """A new record has no children yet (`rollups`: the object's roll-up fields)."""
+    for fd in rollups:
         values[fd.api_name] = 0 if fd.settings["function"] in ("count", "sum") else None
 
 

@@ -59,7 +59,8 @@ class _WritePlan:
     defaults: dict[str, Any]
     required: tuple[str, ...]
     record_checked: tuple[FieldDef, ...]                        # types with cross-field rules
-    columns: tuple[tuple[str, str, Callable | None], ...]       # (field, column, to_db or None)
+    columns: dict[str, tuple[str, Callable | None]]             # field -> (column, to_db or None)
+    rollups: tuple[FieldDef, ...]
 
 
 def _plan(reg: Registry, obj: ObjectDef) -> _WritePlan:
@@ -70,9 +71,9 @@ def _plan(reg: Registry, obj: ObjectDef) -> _WritePlan:
             required=tuple(f.api_name for f in custom
                            if (f.required or f.type_name == "master_detail") and f.writable),
             record_checked=tuple(f for f in custom if type(f.type).check_record is not FieldType.check_record),
-            columns=tuple((f.api_name, f.column,
-                           None if type(f.type).to_db is FieldType.to_db else f.type.to_db)
-                          for f in obj.fields.values() if f.api_name != "id"))
+            columns={f.api_name: (f.column, None if type(f.type).to_db is FieldType.to_db else f.type.to_db)
+                     for f in obj.fields.values() if f.api_name != "id"},
+            rollups=tuple(obj.fields_of_type("rollup")))
     return reg.memo(("write_plan", obj.api_name), build)
 
 
@@ -223,8 +224,9 @@ class RecordService:
             self._publish_before("before_insert", reg, obj, actor, conn, values_list, [None] * len(values_list),
                                  [None] * len(values_list), on_commit, single)
             self._fill_autonumbers(conn, obj, values_list, now)
+            plan = _plan(reg, obj)
             for values in values_list:
-                computed.initial_rollups(obj, values)
+                computed.initial_rollups(plan.rollups, values)
                 computed.apply_formulas(reg, obj_name, values, now)
                 values.update(created_by=actor.user_id, created_at=now, updated_by=actor.user_id, updated_at=now,
                               version=1)
@@ -629,10 +631,15 @@ class RecordService:
 
     @staticmethod
     def _to_db(reg: Registry, obj: ObjectDef, values: dict) -> dict:
+        """The row's set values by column; unset fields are left out (NULL),
+        so a record filling 10 of 500 fields costs 10 conversions, not 500."""
+        columns = _plan(reg, obj).columns
         row = {"deleted_at": None}
-        for name, column, convert in _plan(reg, obj).columns:
-            value = values.get(name)
-            row[column] = value if convert is None else convert(value)
+        for name, value in values.items():
+            spec = columns.get(name)
+            if spec is not None and value is not None:
+                column, convert = spec
+                row[column] = value if convert is None else convert(value)
         return row
 
     @staticmethod
@@ -645,6 +652,8 @@ class RecordService:
         n = len(db_rows)
         if n == 1:
             return [conn.execute(table.insert().returning(table.c.id), db_rows[0]).scalar_one()]
+        columns = set().union(*db_rows)          # one statement: every row names the same columns
+        db_rows = [row if len(row) == len(columns) else {**dict.fromkeys(columns), **row} for row in db_rows]
         if conn.dialect.name == "postgresql":
             seq = sa.func.pg_get_serial_sequence(table.name, "id")
             ids = list(conn.execute(sa.select(sa.func.nextval(seq)).select_from(

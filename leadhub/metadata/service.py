@@ -185,11 +185,22 @@ class MetadataService:
     def add_field(self, actor: Actor, obj_name: str, payload: Any, *, plugin: str | None = None) -> FieldDef:
         permissions.require_admin(actor)
         with self.db.write() as conn:
-            reg = self._add_field(conn, load_registry(conn), obj_name, payload, plugin)
+            before = self.cache.current(conn)        # the cached snapshot, checked against the version
+            reg = self._add_field(conn, before, obj_name, payload, plugin)
             self._history(conn, actor, "created", obj_name, payload["api_name"])
-            _bump(conn)
+            self._bump_and_adopt(conn, before, reg.get(obj_name))
             name = payload["api_name"]
         return self.cache.current().get(obj_name).fields[name]
+
+    def _bump_and_adopt(self, conn, before: Registry, obj: ObjectDef) -> None:
+        """Bump the version; when this change is the only one since `before`
+        (its object now `obj`), the cache keeps the snapshot built here once
+        the write commits instead of reloading all metadata."""
+        _bump(conn)
+        version = conn.execute(sa.select(t.meta_version.c.version)).scalar_one()
+        if version == before.version + 1:
+            after = before.with_object(obj, version)
+            self.db.on_commit(lambda: self.cache.adopt(after))
 
     def _add_field(self, conn, reg: Registry, obj_name: str, payload: Any, plugin: str | None) -> Registry:
         obj = reg.get(obj_name)
