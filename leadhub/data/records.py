@@ -195,6 +195,8 @@ class RecordService:
     def _prepared_inserts(self, actor: Actor, obj_name: str, rows: list, single: bool) -> _Prepared | None:
         """The rows' values after the prepare_insert handlers, worked out
         before the write transaction (None when no handler wants them)."""
+        if not self._wants_prepare("prepare_insert", obj_name):
+            return None
         reg = self.cache.current()
         if not self.events.has("prepare_insert", obj_name, reg):
             return None
@@ -209,8 +211,7 @@ class RecordService:
     def _create(self, actor: Actor, obj_name: str, rows: list, single: bool, prepared: _Prepared | None):
         with self._transaction() as (conn, on_commit):
             reg = self.cache.current(conn)
-            if prepared is not None and prepared.metadata_version != reg.version:
-                raise _Moved
+            self._check_prepared(prepared, reg, "prepare_insert", obj_name)
             obj = reg.get(obj_name)
             now = utcnow()
             if prepared is not None:
@@ -290,6 +291,8 @@ class RecordService:
         """The rows' changes after the prepare_update handlers, worked out on
         the stored records read without a lock (None when no handler wants
         them). The write goes ahead only if those records are unchanged."""
+        if not self._wants_prepare("prepare_update", obj_name):
+            return None
         reg = self.cache.current()
         if not self.events.has("prepare_update", obj_name, reg):
             return None
@@ -312,8 +315,7 @@ class RecordService:
                 single: bool, system: dict[int, SystemValues] | None, prepared: _Prepared | None) -> list[dict]:
         with self._transaction() as (conn, on_commit):
             reg = self.cache.current(conn)
-            if prepared is not None and prepared.metadata_version != reg.version:
-                raise _Moved
+            self._check_prepared(prepared, reg, "prepare_update", obj_name)
             obj = reg.get(obj_name)
             table = reg.table(obj_name)
             now = utcnow()
@@ -468,6 +470,22 @@ class RecordService:
         self._publish("after_restore", reg, obj, actor, conn, values, None, row["id"], on_commit)
 
     # ------------------------------------------------------------------ steps
+    def _wants_prepare(self, event: str, obj_name: str) -> bool:
+        """Whether a prepare pass is due, judged on the snapshot this process
+        already has (no query on the write path); `_check_prepared` catches
+        a guess that a newer snapshot proves wrong."""
+        reg = self.cache.peek()
+        return reg is None or self.events.has(event, obj_name, reg)
+
+    def _check_prepared(self, prepared: _Prepared | None, reg: Registry, event: str, obj_name: str) -> None:
+        """Inside the transaction: the pass (or its absence) must match this
+        snapshot, or the write starts again."""
+        if prepared is None:
+            if self.events.has(event, obj_name, reg):
+                raise _Moved
+        elif prepared.metadata_version != reg.version:
+            raise _Moved
+
     @staticmethod
     def _kept_moving(obj_name: str) -> Conflict:
         return Conflict(f"The {obj_name} records kept changing while this save was being checked; "

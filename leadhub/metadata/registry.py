@@ -200,6 +200,12 @@ class MetadataCache:
     def invalidate(self) -> None:
         self._registry = None
 
+    def peek(self) -> Registry | None:
+        """The last snapshot this process loaded, without asking the database
+        whether it is still current: for cheap guesses a transaction then
+        checks against `current(conn)`."""
+        return self._registry
+
     def adopt(self, reg: Registry) -> None:
         """Keep `reg`, built by this process's own change as it committed,
         instead of reloading every object and field on the next request
