@@ -90,8 +90,10 @@ def main() -> None:
         assert n == args.rows
         c.log(f"company_prefix buckets: avg {float(bucket[0]):.1f} rows, max {bucket[1]}")
 
-        rules = {label: duplicate_rules.create_rule(rt, admin, {"name": f"r{i}", "conditions": conds})
-                 for i, (label, conds) in enumerate(RULES.items())}
+        for i, conds in enumerate(RULES.values()):       # rules are items of the duplicate_rule kind
+            rt.kinds.create(admin, duplicate_rules.KIND.name, {"name": f"r{i}", "conditions": conds})
+        rules = {label: duplicate_rules.get_rule(rt.cache.current(), f"r{i}")
+                 for i, label in enumerate(RULES)}
 
         def hit_draft():
             row = rng.choice(sample)   # the same lead written differently
