@@ -77,7 +77,7 @@ def main() -> None:
         rt.plugins.install("lead")
         svc = service(rt)
         svc.clock = lambda: NOW
-        svc.rules.create(admin, {"status": "new", "hours": 24, "remind_before_hours": 4})
+        rt.kinds.create(admin, "follow_up_rule", {"status": "new", "hours": 24, "remind_before_hours": 4})
         mgr = auth.create_user(rt.db, "mgr", "Manager", email="mgr@example.com")
         reps = [auth.create_user(rt.db, f"rep{i}", f"Rep {i}", email=f"rep{i}@example.com") for i in range(REPS)]
         with rt.db.write() as conn:

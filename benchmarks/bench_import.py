@@ -86,13 +86,14 @@ def main() -> None:
             rt.plugins.install("lead")
             from leadhub.plugins.lead import duplicate_rules, scoring_config
             chosen = RULES if args.rules == "all" else {k: RULES[k] for k in TYPICAL}
-            for i, (label, conds) in enumerate(chosen.items()):
-                duplicate_rules.create_rule(rt, admin, {"name": f"r{i}", "conditions": conds})
+            for i, (label, conds) in enumerate(chosen.items()):      # rules are items of metadata kinds
+                rt.kinds.create(admin, duplicate_rules.KIND.name, {"name": f"r{i}", "conditions": conds})
             c.log(f"duplicate rules: {', '.join(chosen)}")
-            scoring_config.create_rule(rt, admin, {"label": "big company", "condition": "company_size >= 500",
-                                                   "points": 20})
-            scoring_config.create_rule(rt, admin, {"label": "Guangdong", "condition": "province == 'guangdong'",
-                                                   "points": 10})
+            rt.kinds.create(admin, scoring_config.RULE_KIND.name, {"name": "big_company", "label": "big company",
+                                                                   "condition": "company_size >= 500", "points": 20})
+            rt.kinds.create(admin, scoring_config.RULE_KIND.name, {"name": "guangdong", "label": "Guangdong",
+                                                                   "condition": "province == 'guangdong'",
+                                                                   "points": 10})
         obj = rt.cache.current().get("lead")
         cities = obj.fields["city"].settings["dependency"]
         handlers = sorted({fn.__module__.rsplit(".", 1)[-1] for (ev, o), fns in rt.events._handlers.items()
