@@ -195,10 +195,8 @@ class RecordService:
     def _prepared_inserts(self, actor: Actor, obj_name: str, rows: list, single: bool) -> _Prepared | None:
         """The rows' values after the prepare_insert handlers, worked out
         before the write transaction (None when no handler wants them)."""
-        if not self._wants_prepare("prepare_insert", obj_name):
-            return None
-        reg = self.cache.current()
-        if not self.events.has("prepare_insert", obj_name, reg):
+        reg = self._prepare_snapshot("prepare_insert", obj_name)
+        if reg is None:
             return None
         obj = reg.get(obj_name)
         self._check_writable(actor, obj, rows)
@@ -291,10 +289,8 @@ class RecordService:
         """The rows' changes after the prepare_update handlers, worked out on
         the stored records read without a lock (None when no handler wants
         them). The write goes ahead only if those records are unchanged."""
-        if not self._wants_prepare("prepare_update", obj_name):
-            return None
-        reg = self.cache.current()
-        if not self.events.has("prepare_update", obj_name, reg):
+        reg = self._prepare_snapshot("prepare_update", obj_name)
+        if reg is None:
             return None
         obj = reg.get(obj_name)
         self._check_writable(actor, obj, rows)
@@ -470,12 +466,16 @@ class RecordService:
         self._publish("after_restore", reg, obj, actor, conn, values, None, row["id"], on_commit)
 
     # ------------------------------------------------------------------ steps
-    def _wants_prepare(self, event: str, obj_name: str) -> bool:
-        """Whether a prepare pass is due, judged on the snapshot this process
-        already has (no query on the write path); `_check_prepared` catches
-        a guess that a newer snapshot proves wrong."""
-        reg = self.cache.peek()
-        return reg is None or self.events.has(event, obj_name, reg)
+    def _prepare_snapshot(self, event: str, obj_name: str) -> Registry | None:
+        """The current snapshot when a prepare pass is due, else None. The
+        guess is made on the snapshot this process already has (no query on
+        a write path without functions); `_check_prepared` catches a guess
+        that a newer snapshot proves wrong."""
+        known = self.cache.peek()
+        if known is not None and not self.events.has(event, obj_name, known):
+            return None
+        reg = self.cache.current()
+        return reg if self.events.has(event, obj_name, reg) else None
 
     def _check_prepared(self, prepared: _Prepared | None, reg: Registry, event: str, obj_name: str) -> None:
         """Inside the transaction: the pass (or its absence) must match this
