@@ -32,6 +32,7 @@ MAX_NODES = 200        # filter tree size
 MAX_NESTING = 20       # and/or/not levels
 MAX_SORT = 5
 MAX_IN = 1000          # values in one in/not_in list
+MAX_OWNER_BRANCHES = 64   # a scoped page is split by owner up to this many (see _owner_branches)
 USER = "user"
 ME = "$me"         # a filter value on user fields: the reader's own id
 NOW = "$now"       # on date and datetime fields: when the query runs
@@ -240,6 +241,10 @@ class QueryCompiler:
 
     # --- select --------------------------------------------------------------
     def order_by(self, sort: Any) -> list[sa.ColumnElement]:
+        return _ordering(self.sort_keys(sort))
+
+    def sort_keys(self, sort: Any) -> list[tuple[sa.ColumnElement, bool]]:
+        """[(column, descending)] for a sort, ending with id so pages are stable."""
         items = [sort] if isinstance(sort, (str, dict)) else sort
         if not isinstance(items, list):
             raise BadRequest("sort is a list of field names, '-' first for descending.", {"sort": "Malformed."})
@@ -258,9 +263,8 @@ class QueryCompiler:
             else:
                 raise BadRequest("sort is a list of field names.", {"sort": "Malformed."})
             col, _fd = self.resolve(path, purpose="sort")
-            # these null orderings are PostgreSQL's defaults, so btree indexes serve them
-            out.append(col.desc().nulls_first() if desc else col.asc().nulls_last())
-        out.append(self.table.c.id.desc() if items and _is_desc(items[-1]) else self.table.c.id.asc())
+            out.append((col, desc))
+        out.append((self.table.c.id, bool(items) and _is_desc(items[-1])))
         return out
 
     def columns(self, names: list[str] | None) -> list[tuple[str, sa.ColumnElement, FieldDef]]:
@@ -302,20 +306,63 @@ class QueryCompiler:
         """(page select, count select or None, [(name, FieldDef)]) for a QuerySpec;
         unpaged, the select covers every matching record (exports)."""
         cols = self.columns(spec.fields)
-        where = [self.base_where(spec.deleted)]
+        live = self.table.c.deleted_at.is_not(None) if spec.deleted else self.table.c.deleted_at.is_(None)
+        scope = permissions.record_scope(self.actor, self.obj.api_name)
         extra = self.where(spec.filter)
-        if extra is not None:
-            where.append(extra)
-        order = self.order_by(spec.sort)
+        keys = self.sort_keys(spec.sort)
         frm = self.from_clause()
+        matching = [live] + ([extra] if extra is not None else [])
+        where = matching + ([scope.predicate(self.table)] if scope is not None else [])
         stmt = (sa.select(*[c.label(f"c{i}") for i, (_n, c, _f) in enumerate(cols)])
-                .select_from(frm).where(*where).order_by(*order))
-        if paged:
+                .select_from(frm).where(*where).order_by(*_ordering(keys)))
+        branches = self._owner_branches(scope) if paged else None
+        if branches:
+            stmt = stmt.where(self.table.c.id.in_(self._page_ids(frm, matching, keys, branches, spec)))
+            stmt = stmt.limit(spec.page_size + 1)
+        elif paged:
             stmt = stmt.limit(spec.page_size + 1).offset((spec.page - 1) * spec.page_size)
         count = None
         if spec.count:
             count = sa.select(sa.func.count()).select_from(frm).where(*where)
         return stmt, count, [(n, f) for n, _c, f in cols]
+
+    # --- a page for a reader who sees a few owners' records -------------------
+    # "owner IN (a, b, c) ORDER BY score" makes PostgreSQL walk the score index
+    # and throw away every row of the owners the reader cannot see (199 of 200
+    # for a rep), or read all of the visible owners' rows and sort them. Split
+    # by owner instead: each branch walks (owner, score, id) and stops after a
+    # page, and the ordered branches are merged (Merge Append), so a team
+    # lead's page costs about what the admin's does. The branches are disjoint
+    # and together are exactly the scope; the outer select keeps the scope.
+    def _owner_branches(self, scope: permissions.RecordScope | None) -> list[sa.ColumnElement] | None:
+        if scope is None:
+            return None
+        extra = scope.extra(self.table)
+        if not 2 <= len(scope.owners) + (extra is not None) <= MAX_OWNER_BRANCHES:
+            return None
+        owner, owners = self.table.c.owner, sorted(scope.owners)
+        out: list[sa.ColumnElement] = [owner == o for o in owners]
+        if extra is not None:   # shared records and plugin grants, minus what an owner branch has
+            out.append(sa.and_(extra, sa.or_(owner.is_(None), owner.not_in(owners))) if owners else extra)
+        return out
+
+    def _page_ids(self, frm, matching, keys, branches, spec: QuerySpec) -> sa.Select:
+        reach = spec.page * spec.page_size + 1           # rows one branch may give this page
+        sort_cols = [col.label(f"s{i}") for i, (col, _d) in enumerate(keys)]
+        parts = []
+        for cond in branches:
+            branch = (sa.select(self.table.c.id.label("rid"), *sort_cols).select_from(frm)
+                      .where(*matching, cond).order_by(*_ordering(keys)).limit(reach).subquery())
+            parts.append(sa.select(branch))
+        visible = sa.union_all(*parts).subquery("visible")
+        order = _ordering([(visible.c[f"s{i}"], desc) for i, (_c, desc) in enumerate(keys)])
+        return (sa.select(visible.c.rid).order_by(*order).limit(spec.page_size + 1)
+                .offset((spec.page - 1) * spec.page_size).correlate(None))
+
+
+def _ordering(keys: list[tuple[sa.ColumnElement, bool]]) -> list[sa.ColumnElement]:
+    # these null orderings are PostgreSQL's defaults, so btree indexes serve them
+    return [col.desc().nulls_first() if desc else col.asc().nulls_last() for col, desc in keys]
 
 
 def _is_desc(item) -> bool:

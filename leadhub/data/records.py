@@ -100,7 +100,7 @@ class RecordService:
         with self.db.read() as conn:
             reg = self.cache.current(conn)
             qc = QueryCompiler(reg, obj_name, actor, self.timezone)
-            stmt, _count, cols = qc.compile(QuerySpec(fields=fields, page_size=1, deleted=deleted))
+            stmt, _count, cols = qc.compile(QuerySpec(fields=fields, deleted=deleted), paged=False)
             row = conn.execute(stmt.where(qc.table.c.id == record_id)).first()
         if row is None:
             raise NotFound(f"No {obj_name} record {record_id}.")

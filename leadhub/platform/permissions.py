@@ -142,17 +142,44 @@ def check_writable(actor: Actor, obj_name: str, field_names) -> None:
         raise Forbidden(f"You may not change: {', '.join(sorted(denied))}.", denied)
 
 
-def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = "read") -> sa.ColumnElement | None:
-    """WHERE clause limiting `actor` to the records it may read (or edit); None = all.
+@dataclass(frozen=True)
+class RecordScope:
+    """The records an actor may reach on one object, as plain ids: owned by
+    one of `owners`, or one of `records` (shared one by one), or matched by a
+    plugin's grant. The query compiler may split it by owner (see query.py);
+    `predicate` is the same set as one WHERE clause."""
+    owners: frozenset[int]
+    records: frozenset[int] = frozenset()
+    grants: tuple[Grant, ...] = ()
+
+    def predicate(self, table: sa.Table) -> sa.ColumnElement:
+        owners = sorted(self.owners)
+        own = table.c.owner == owners[0] if len(owners) == 1 else table.c.owner.in_(owners) if owners else None
+        extra = self.extra(table)
+        if own is None or extra is None:
+            return sa.false() if own is None and extra is None else own if extra is None else extra
+        return sa.or_(own, extra)
+
+    def extra(self, table: sa.Table) -> sa.ColumnElement | None:
+        """What the scope reaches beyond its owners' records, or None."""
+        clauses = [table.c.id.in_(sorted(self.records))] if self.records else []
+        clauses += [table.c[g.column].in_(sorted(g.values)) for g in self.grants if g.column in table.c]
+        if not clauses:
+            return None
+        return sa.or_(*clauses) if len(clauses) > 1 else clauses[0]
+
+
+def record_scope(actor: Actor, obj_name: str, access: str = "read") -> RecordScope | None:
+    """The records `actor` may read (or edit) on `obj_name`; None = all.
     Own records, the records of everyone reporting to the actor, of the
     department (or its tree) as the role's scope says, what was shared, and
-    what plugins grant (columns absent from `table` are skipped)."""
+    what plugins grant."""
     rights = actor.rights(obj_name)
     if rights.scope == "all":
         return None
     p = actor.principal
     if p is None:
-        return sa.false()
+        return RecordScope(owners=frozenset())
     owners = {p.user_id} | p.subordinate_ids
     if rights.scope == "department":
         owners |= p.department_user_ids
@@ -163,10 +190,12 @@ def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = 
     if shared is not None:
         owners |= shared.edit_owners if access == "edit" else shared.owners | shared.edit_owners
         records = shared.edit_records if access == "edit" else shared.records | shared.edit_records
-    clauses = [table.c.owner == p.user_id if len(owners) == 1 else table.c.owner.in_(sorted(owners))]
-    if records:
-        clauses.append(table.c.id.in_(sorted(records)))
-    for grant in p.grants.get(obj_name, ()):
-        if grant.values and (access == "read" or grant.edit) and grant.column in table.c:
-            clauses.append(table.c[grant.column].in_(sorted(grant.values)))
-    return sa.or_(*clauses) if len(clauses) > 1 else clauses[0]
+    grants = tuple(g for g in p.grants.get(obj_name, ()) if g.values and (access == "read" or g.edit))
+    return RecordScope(owners=frozenset(owners), records=records, grants=grants)
+
+
+def scope_predicate(actor: Actor, obj_name: str, table: sa.Table, access: str = "read") -> sa.ColumnElement | None:
+    """WHERE clause limiting `actor` to the records it may read (or edit); None = all
+    (grants on columns absent from `table` are skipped)."""
+    scope = record_scope(actor, obj_name, access)
+    return None if scope is None else scope.predicate(table)
