@@ -32,7 +32,7 @@ MAX_NODES = 200        # filter tree size
 MAX_NESTING = 20       # and/or/not levels
 MAX_SORT = 5
 MAX_IN = 1000          # values in one in/not_in list
-MAX_OWNER_BRANCHES = 64   # a scoped page is split by owner up to this many (see _owner_branches)
+MAX_OWNER_BRANCHES = 16   # a scoped page is split by owner up to this many (see _owner_branches)
 USER = "user"
 ME = "$me"         # a filter value on user fields: the reader's own id
 NOW = "$now"       # on date and datetime fields: when the query runs
@@ -315,7 +315,7 @@ class QueryCompiler:
         where = matching + ([scope.predicate(self.table)] if scope is not None else [])
         stmt = (sa.select(*[c.label(f"c{i}") for i, (_n, c, _f) in enumerate(cols)])
                 .select_from(frm).where(*where).order_by(*_ordering(keys)))
-        branches = self._owner_branches(scope) if paged else None
+        branches = self._owner_branches(scope, keys) if paged else None
         if branches:
             stmt = stmt.where(self.table.c.id.in_(self._page_ids(frm, matching, keys, branches, spec)))
             stmt = stmt.limit(spec.page_size + 1)
@@ -326,19 +326,29 @@ class QueryCompiler:
             count = sa.select(sa.func.count()).select_from(frm).where(*where)
         return stmt, count, [(n, f) for n, _c, f in cols]
 
-    # --- a page for a reader who sees a few owners' records -------------------
+    # --- a page for a reader who sees a few owners' records ------------------
     # "owner IN (a, b, c) ORDER BY score" makes PostgreSQL walk the score index
     # and throw away every row of the owners the reader cannot see (199 of 200
     # for a rep), or read all of the visible owners' rows and sort them. Split
     # by owner instead: each branch walks (owner, score, id) and stops after a
-    # page, and the ordered branches are merged (Merge Append), so a team
-    # lead's page costs about what the admin's does. The branches are disjoint
-    # and together are exactly the scope; the outer select keeps the scope.
-    def _owner_branches(self, scope: permissions.RecordScope | None) -> list[sa.ColumnElement] | None:
+    # page, and PostgreSQL merges the ordered branches (Merge Append), so a
+    # team lead's page costs about what the admin's does. Only where that
+    # index is built (Registry.owner_sorted; sort_indexes.py keeps one for
+    # every list view's sort): without it each branch would walk the score
+    # index itself. Beyond MAX_OWNER_BRANCHES the reader sees enough of the
+    # table that walking the sort index is cheap, and planning the branches
+    # is not. The branches are disjoint and together exactly the scope; the
+    # outer select keeps the scope as well.
+    def _owner_branches(self, scope: permissions.RecordScope | None,
+                        keys: list[tuple[sa.ColumnElement, bool]]) -> list[sa.ColumnElement] | None:
         if scope is None:
             return None
         extra = scope.extra(self.table)
         if not 2 <= len(scope.owners) + (extra is not None) <= MAX_OWNER_BRANCHES:
+            return None
+        sorted_by = getattr(self.registry, "owner_sorted", {}).get(getattr(self.table, "name", None), ())
+        first = keys[0][0]
+        if getattr(first, "table", None) is not self.table or first.name not in sorted_by:
             return None
         owner, owners = self.table.c.owner, sorted(scope.owners)
         out: list[sa.ColumnElement] = [owner == o for o in owners]
@@ -348,16 +358,15 @@ class QueryCompiler:
 
     def _page_ids(self, frm, matching, keys, branches, spec: QuerySpec) -> sa.Select:
         reach = spec.page * spec.page_size + 1           # rows one branch may give this page
-        sort_cols = [col.label(f"s{i}") for i, (col, _d) in enumerate(keys)]
-        parts = []
-        for cond in branches:
-            branch = (sa.select(self.table.c.id.label("rid"), *sort_cols).select_from(frm)
-                      .where(*matching, cond).order_by(*_ordering(keys)).limit(reach).subquery())
-            parts.append(sa.select(branch))
-        visible = sa.union_all(*parts).subquery("visible")
-        order = _ordering([(visible.c[f"s{i}"], desc) for i, (_c, desc) in enumerate(keys)])
-        return (sa.select(visible.c.rid).order_by(*order).limit(spec.page_size + 1)
-                .offset((spec.page - 1) * spec.page_size).correlate(None))
+        cols = [self.table.c.id.label("rid")] + [col.label(f"s{i}") for i, (col, _d) in enumerate(keys)]
+        order = _ordering(keys)
+        base = sa.select(*cols).select_from(frm).where(*matching)
+        visible = sa.union_all(*[base.where(cond).order_by(*order).limit(reach) for cond in branches]
+                               ).subquery("visible")
+        # bare column names: the union's own column collection costs more to build than the query to plan
+        return (sa.select(sa.column("rid")).select_from(visible)
+                .order_by(*_ordering([(sa.column(f"s{i}"), desc) for i, (_c, desc) in enumerate(keys)]))
+                .limit(spec.page_size + 1).offset((spec.page - 1) * spec.page_size).correlate(None))
 
 
 def _ordering(keys: list[tuple[sa.ColumnElement, bool]]) -> list[sa.ColumnElement]:

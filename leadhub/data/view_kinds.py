@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import marshmallow as mm
 
+from leadhub.data import sort_indexes
 from leadhub.data.layout_rules import (
     DEFAULT_BUTTONS, check_text, filter_fields, validate_layout, validate_view)
 from leadhub.metadata.kinds import Context, Item, Kind, Ref
@@ -185,10 +186,18 @@ def check_view(ctx: Context, data: dict, old: Item | None) -> dict:
     return {"object": obj.api_name, "api_name": data["api_name"], **checked}
 
 
+def view_changed(ctx: Context, old: Item | None, new: Item | None) -> None:
+    """A view sorted by another field: the kernel's sort indexes follow (after the commit)."""
+    first = lambda item: (item.data["object"], (item.data.get("sort") or [""])[0].lstrip("-")) if item else None  # noqa: E731
+    if first(old) != first(new):
+        for obj_name in {i.data["object"] for i in (old, new) if i is not None}:
+            sort_indexes.schedule(ctx.runtime, obj_name)
+
+
 LIST_VIEW = Kind(
     name="list_view", url="list-views", labels={"en": "Shared list views", "zh_CN": "共享列表视图"},
     schema=ListViewSchema, key=lambda d: f"{d['object']}.{d['api_name']}", key_fields=("object", "api_name"),
-    title="name", references=view_refs, check=check_view, belongs_to="object",
+    title="name", references=view_refs, check=check_view, on_change=view_changed, belongs_to="object",
     order=lambda i: (i.data["object"], i.data["position"], i.id),
     properties={"object": {"en": "Object", "zh_CN": "对象"}, "api_name": {"en": "API name", "zh_CN": "API 名称"},
                 "name": {"en": "Name", "zh_CN": "名称"}, "columns": {"en": "Columns", "zh_CN": "列"},

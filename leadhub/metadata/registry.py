@@ -40,11 +40,14 @@ def system_fields(obj_name: str) -> list[FieldDef]:
 
 class Registry:
     def __init__(self, version: int, objects: dict[str, ObjectDef], deleted: dict[str, ObjectDef],
-                 items: dict[str, dict[str, Item]] | None = None):
+                 items: dict[str, dict[str, Item]] | None = None,
+                 owner_sorted: dict[str, frozenset[str]] | None = None):
         self.version = version
         self.objects = objects            # live objects by api name
         self.deleted_objects = deleted    # soft-deleted objects by api name
         self.items = items or {}          # items of every metadata kind: {kind: {key: Item}}, in creation order
+        # by table: the columns C with a built index (owner, C, ...) on PostgreSQL (see query._owner_branches)
+        self.owner_sorted = owner_sorted or {}
         self._sa_metadata = sa.MetaData()
         self._tables: dict[str, sa.Table] = {}
         self._schemas: dict[str, mm.Schema] = {}
@@ -56,7 +59,7 @@ class Registry:
         change still inside its transaction (the version is not bumped yet),
         or, given the version the change committed as, for MetadataCache.adopt."""
         return Registry(self.version if version is None else version, {**self.objects, obj.api_name: obj},
-                        self.deleted_objects, self.items)
+                        self.deleted_objects, self.items, self.owner_sorted)
 
     def memo(self, key, build):
         """Something derived from this snapshot, built once (services keep
@@ -145,7 +148,26 @@ def load_registry(conn: sa.Connection) -> Registry:
         obj = by_id[r["object_id"]]
         fd = field_from_row(obj.api_name, r)
         (obj.deleted_fields if fd.deleted_at else obj.fields)[fd.api_name] = fd
-    return Registry(version, live, deleted, load_items(conn))
+    return Registry(version, live, deleted, load_items(conn), load_owner_sorted(conn))
+
+
+def load_owner_sorted(conn: sa.Connection) -> dict[str, frozenset[str]]:
+    """Which object tables have a usable index (owner, C, ...), by table: the
+    kernel's (owner, id) and those kept for list views' sorts (sort_indexes.py),
+    read from the catalogue so an index still being built is not counted."""
+    if conn.dialect.name != "postgresql":
+        return {}
+    rows = conn.execute(sa.text(
+        "SELECT t.relname, a2.attname FROM pg_index x "
+        "JOIN pg_class t ON t.oid = x.indrelid "
+        "JOIN pg_attribute a1 ON a1.attrelid = t.oid AND a1.attnum = x.indkey[0] "
+        "JOIN pg_attribute a2 ON a2.attrelid = t.oid AND a2.attnum = x.indkey[1] "
+        "WHERE x.indisvalid AND x.indisready AND a1.attname = 'owner' AND t.relname LIKE :tables "
+        "AND t.relnamespace = to_regnamespace(current_schema())"), {"tables": "o\\_%"}).all()
+    out: dict[str, set[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return {table: frozenset(cols) for table, cols in out.items()}
 
 
 def load_items(conn: sa.Connection) -> dict[str, dict[str, Item]]:

@@ -450,8 +450,26 @@ def views(name):
             _fail(exc)
             status = exc.status
     from leadhub.web.pages.records import field_catalog
-    return render_template("admin/views.html", obj=obj, views=svc.list_views(a, name),
+    views = svc.list_views(a, name)
+    return render_template("admin/views.html", obj=obj, views=views, slow=_slow_parts(obj, views),
                            catalog=field_catalog(a, obj)), status
+
+
+def _slow_parts(obj, views: list[dict]) -> dict:
+    """{view id: labels of the fields it filters or sorts by that no index
+    serves}: the designer says so, since such a view reads every record.
+    A shared view's sort gets its index from the kernel (sort_indexes.py)."""
+    from leadhub.data.layout_rules import filter_fields
+    from leadhub.data.sort_indexes import unindexed
+    from leadhub.web.pages.i18n import current
+    reg = runtime().cache.current()
+    out = {}
+    for v in views:
+        paths = filter_fields(v.get("filter"))
+        if not v.get("shared"):
+            paths += [s.lstrip("-") for s in (v.get("sort") or [])[:1]]
+        out[v["id"]] = [obj.fields[p].label(current()) for p in unindexed(reg, obj, paths)]
+    return out
 
 
 @bp.post("/objects/<name>/views/<view_id>/delete")
