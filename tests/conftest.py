@@ -81,7 +81,14 @@ class DatabaseTemplates:
         rt = Runtime(Config(instance_path=self.folder / f"instance_{kind}", database_url=self.url(name),
                             redis_url=None, secret_key="test-secret"))
         rt.start()
-        rt.plugins.install(kind)
+        if kind == "crm":           # specs.make_crm's objects, made once instead of in every test that uses them
+            from tests.specs import build_crm
+            system = Actor.system()
+            build_crm(lambda obj, fields, **extra: rt.metadata.create_object(
+                          system, {"api_name": obj, "label": obj.title(), "fields": fields, **extra}),
+                      lambda obj, field: rt.metadata.add_field(system, obj, field))
+        else:
+            rt.plugins.install(kind)
         rt.close()
         return name
 
@@ -129,7 +136,7 @@ class DatabaseTemplates:
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory):
     templates = DatabaseTemplates(tmp_path_factory.mktemp("templates"))
-    for kind in ("base", "lead"):     # built before any test can monkeypatch what they run
+    for kind in ("base", "lead", "crm"):     # built before any test can monkeypatch what they run
         templates.template(kind)
     yield templates
     templates.close()
@@ -144,9 +151,10 @@ def fresh_database(tmp_path, migrated_template, name: str = "leadhub.db", kind: 
 
 @pytest.fixture
 def database_url(request, tmp_path, migrated_template):
-    """A test marked `@pytest.mark.plugins("lead")` starts with the plugin installed."""
+    """A test marked `@pytest.mark.plugins("lead")` starts with the plugin installed;
+    one that uses `crm_objects` starts with specs.make_crm's objects."""
     marker = request.node.get_closest_marker("plugins")
-    kind = marker.args[0] if marker else "base"
+    kind = marker.args[0] if marker else "crm" if "crm_objects" in request.fixturenames else "base"
     with fresh_database(tmp_path, migrated_template, kind=kind) as url:
         yield url
 
@@ -203,6 +211,13 @@ def make_object(api):
         assert r.status_code == 201, r.get_json()
         return r.get_json()
     return make
+
+
+@pytest.fixture
+def crm_objects(runtime):
+    """account <- deal (every type) <- note with their roll-ups (specs.make_crm),
+    already in the test's database: copied from the session's "crm" template."""
+    assert {"account", "deal", "note"} <= set(runtime.cache.current().objects)
 
 
 def count_rows(runtime, table, where="1=1") -> int:

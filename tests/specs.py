@@ -48,12 +48,18 @@ NOTE_FIELDS = [  # master-detail child of deal, summed by a roll-up on deal
 
 def make_crm(make_object, api):
     """account <- deal (every type) <- note (master-detail), with roll-ups."""
+    def add_field(obj, payload):
+        r = api.post(f"/meta/objects/{obj}/fields", payload)
+        assert r.status_code == 201, r.get_json()
+    build_crm(make_object, add_field)
+
+
+def build_crm(make_object, add_field):
+    """The steps of make_crm, through any way of making objects and fields
+    (the API in a test, the metadata service for the session's "crm" template)."""
     make_object("account", [ACCOUNT_FIELDS[0]], name_field="name")
     make_object("deal", DEAL_FIELDS, name_field="title")
-    r = api.post("/meta/objects/account/fields", ACCOUNT_FIELDS[1])
-    assert r.status_code == 201, r.get_json()
+    add_field("account", ACCOUNT_FIELDS[1])
     make_object("note", NOTE_FIELDS)
-    r = api.post("/meta/objects/deal/fields", {"api_name": "hours_logged", "label": "Hours", "type": "rollup",
-                                                "child_object": "note", "child_field": "deal",
-                                                "function": "sum", "aggregate_field": "hours"})
-    assert r.status_code == 201, r.get_json()
+    add_field("deal", {"api_name": "hours_logged", "label": "Hours", "type": "rollup", "child_object": "note",
+                       "child_field": "deal", "function": "sum", "aggregate_field": "hours"})

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from leadhub.platform import auth
 from tests.conftest import Api, count_rows
-from tests.specs import make_crm
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          409: "conflict", 422: "validation_failed"}
@@ -85,9 +84,8 @@ def raw(api, method, path, data, headers=None):
 
 
 @pytest.fixture
-def crm(make_object, api):
+def crm(crm_objects, api):
     """account <- deal (every type) <- note, plus one account record."""
-    make_crm(make_object, api)
     r = api.post("/objects/account/records", {"name": "华为"})
     assert r.status_code == 201, r.get_json()
     return r.get_json()

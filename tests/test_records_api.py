@@ -5,12 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from tests.specs import make_crm
 
 
 @pytest.fixture
-def crm(make_object, api):
-    make_crm(make_object, api)
+def crm(crm_objects, api):
     acc = api.post("/objects/account/records", {"name": "华为"}).get_json()
     return acc
 

@@ -52,6 +52,7 @@ class Config:
     function_run_retention_days: int = 30   # execution log kept this long (LEADHUB_FUNCTION_RUN_RETENTION_DAYS)
     job_heartbeat_seconds: int = 10         # a running job's row is touched this often (LEADHUB_JOB_HEARTBEAT_SECONDS)
     job_stale_seconds: int = 60             # then its worker is taken for dead after this long (LEADHUB_JOB_STALE_SECONDS)
+    tick_seconds: int = 15                  # how often serve and worker look for due periodic work (LEADHUB_TICK_SECONDS)
     # outgoing mail for notifications; no host means in-app only
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -75,7 +76,8 @@ class Config:
         for key, env in (("function_workers", "LEADHUB_FUNCTION_WORKERS"),
                          ("function_run_retention_days", "LEADHUB_FUNCTION_RUN_RETENTION_DAYS"),
                          ("job_heartbeat_seconds", "LEADHUB_JOB_HEARTBEAT_SECONDS"),
-                         ("job_stale_seconds", "LEADHUB_JOB_STALE_SECONDS")):
+                         ("job_stale_seconds", "LEADHUB_JOB_STALE_SECONDS"),
+                         ("tick_seconds", "LEADHUB_TICK_SECONDS")):
             if os.environ.get(env, "").isdigit():
                 overrides.setdefault(key, int(os.environ[env]))
         base_url = os.environ.get("LEADHUB_BASE_URL", "").strip().rstrip("/")

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from leadhub.runtime import Runtime
 
 log = logging.getLogger(__name__)
-TICK_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -101,10 +100,11 @@ class Scheduler:
                 for name, task in sorted(self.tasks.items())]
 
     # ------------------------------------------------------------ the ticker
-    def start(self, seconds: int = TICK_SECONDS) -> None:
-        """Tick in a daemon thread until stop()."""
+    def start(self, seconds: int | None = None) -> None:
+        """Tick in a daemon thread until stop(), every LEADHUB_TICK_SECONDS."""
         if self._thread is not None:
             return
+        seconds = max(1, seconds or self.runtime.config.tick_seconds)
         self._stop.clear()
 
         def loop() -> None:
