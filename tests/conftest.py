@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
+import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -25,6 +28,33 @@ ON_PG = PG_URL.startswith("postgres")
 
 needs_pg = pytest.mark.skipif(not ON_PG, reason="needs PostgreSQL: set LEADHUB_DATABASE_URL")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs Redis: set LEADHUB_REDIS_URL")
+# a page in a browser is the same page on either database; the suite's run on PostgreSQL
+# (.ci/run's second) checks everything below the pages, so browser tests run once
+embedded_only = pytest.mark.skipif(ON_PG, reason="browser tests run once, on the embedded default: pages do not "
+                                                 "depend on the database, the API tests run on PostgreSQL too")
+
+
+STATES: dict[str, tuple] = {}      # fixture name (unique across modules) -> (build, template it starts from)
+
+
+def prepared(*, base: str = "base"):
+    """Make a module fixture's database state once per session instead of in
+    every test that uses it. The decorated function builds the state through
+    the usual fixtures (`api`, `app`, `runtime`, `make_object`: an admin's
+    client on a fresh copy of `base`) and returns plain data (ids, tokens);
+    that database becomes a template, each test using the fixture starts
+    from a copy of it, and the fixture gives the test a copy of the data."""
+    def wrap(build):
+        key = build.__name__
+        assert key not in STATES or STATES[key][0].__module__ == build.__module__, f"two prepared states named {key}"
+        STATES[key] = (build, base)
+
+        @pytest.fixture(name=build.__name__)
+        def fixture(database_url, migrated_template, runtime):
+            return copy.deepcopy(migrated_template.values[key])
+        fixture.__doc__ = build.__doc__
+        return fixture
+    return wrap
 
 
 class DatabaseTemplates:
@@ -36,7 +66,7 @@ class DatabaseTemplates:
     background while the current test runs, and copies are dropped there too."""
 
     def __init__(self, folder):
-        self.folder, self.built = folder, {}
+        self.folder, self.built, self.values = folder, {}, {}
         self.prefix = f"lht{os.getpid()}_{uuid.uuid4().hex[:6]}"
         if ON_PG:
             self.server = sa.engine.make_url(normalise_database_url(PG_URL))
@@ -77,6 +107,8 @@ class DatabaseTemplates:
             migrate.upgrade(db)
             db.dispose()
             return name
+        if kind in STATES:
+            return self._build_state(kind)
         name = self._create(self.template("base"), kind)
         rt = Runtime(Config(instance_path=self.folder / f"instance_{kind}", database_url=self.url(name),
                             redis_url=None, secret_key="test-secret"))
@@ -90,6 +122,26 @@ class DatabaseTemplates:
         else:
             rt.plugins.install(kind)
         rt.close()
+        return name
+
+    def _build_state(self, key: str) -> str:
+        import inspect
+        from leadhub.web.app import create_app
+        build, base = STATES[key]
+        suffix = "s" + hashlib.sha1(key.encode()).hexdigest()[:10]
+        name = self._create(self.template(base), suffix)
+        rt = Runtime(Config(instance_path=self.folder / f"instance_{suffix}", database_url=self.url(name),
+                            redis_url=None, secret_key="test-secret")).start()
+        try:
+            auth.create_user(rt.db, "admin", "Admin", is_admin=True)      # as the runtime fixture does
+            app = create_app(runtime=rt)
+            api = Api(app.test_client(), auth.create_token(rt.db, "admin"))
+            given = {"api": api, "app": app, "runtime": rt, "make_object": object_maker(api)}
+            value = build(**{p: given[p] for p in inspect.signature(build).parameters})
+            json.dumps(value)       # plain data only: clients and sessions are made per test
+            self.values[key] = value
+        finally:
+            rt.close()
         return name
 
     def _create(self, template: str | None, suffix: str) -> str:
@@ -154,7 +206,9 @@ def database_url(request, tmp_path, migrated_template):
     """A test marked `@pytest.mark.plugins("lead")` starts with the plugin installed;
     one that uses `crm_objects` starts with specs.make_crm's objects."""
     marker = request.node.get_closest_marker("plugins")
-    kind = marker.args[0] if marker else "crm" if "crm_objects" in request.fixturenames else "base"
+    states = [n for n in request.fixturenames if n in STATES]
+    kind = states[0] if states else marker.args[0] if marker else \
+        "crm" if "crm_objects" in request.fixturenames else "base"
     with fresh_database(tmp_path, migrated_template, kind=kind) as url:
         yield url
 
@@ -168,7 +222,10 @@ def config(tmp_path, database_url):
 @pytest.fixture
 def runtime(config):
     rt = Runtime(config).start()
-    auth.create_user(rt.db, "admin", "Admin", is_admin=True)
+    with rt.db.read() as conn:      # a prepared state (see `prepared`) has its admin already
+        exists = conn.execute(sa.text("SELECT 1 FROM lh_users WHERE login = 'admin'")).first()
+    if exists is None:
+        auth.create_user(rt.db, "admin", "Admin", is_admin=True)
     yield rt
     rt.close()
 
@@ -202,15 +259,19 @@ def api(app, runtime):
     return Api(app.test_client(), auth.create_token(runtime.db, "admin"))
 
 
-@pytest.fixture
-def make_object(api):
-    """Create an object over the API and return its definition."""
+def object_maker(api):
     def make(api_name, fields, **extra):
         r = api.post("/meta/objects", {"api_name": api_name, "label": api_name.title(),
                                        "fields": fields, **extra})
         assert r.status_code == 201, r.get_json()
         return r.get_json()
     return make
+
+
+@pytest.fixture
+def make_object(api):
+    """Create an object over the API and return its definition."""
+    return object_maker(api)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from leadhub.platform.notifications import notifications
 from leadhub.platform.errors import ValidationFailed
 from leadhub.platform.permissions import Actor
 from leadhub.plugins.lead.followup import service, sweep
-from tests.conftest import Api
+from tests.conftest import Api, prepared
 
 PW = "s3cret-pass"
 T0 = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.timezone.utc)
@@ -45,9 +45,10 @@ def clock(runtime):
     return c
 
 
-@pytest.fixture
-def org(clock, api, app, runtime):
-    """South: manager mgr with reps rep_a and rep_b; East: rep_c under boss."""
+@prepared(base="lead")
+def follow_up_org(api, runtime):
+    """South: manager mgr with reps rep_a and rep_b; East: rep_c under boss;
+    follow-up rules for new (24 h, reminder 4 h before) and following (72 h)."""
     def post(path, body):
         r = api.post(path, body)
         assert r.status_code == 201, r.get_json()
@@ -66,8 +67,13 @@ def org(clock, api, app, runtime):
                                        })["id"]
     post("/meta/follow-up-rules", {"status": "new", "hours": 24, "remind_before_hours": 4})
     post("/meta/follow-up-rules", {"status": "following", "hours": 72})
-    clients = {login: Api(app.test_client(), auth.create_token(runtime.db, login)) for login in users}
-    return {"users": users, "as": clients, "admin": api}
+    return {"users": users, "tokens": {login: auth.create_token(runtime.db, login) for login in users}}
+
+
+@pytest.fixture
+def org(follow_up_org, clock, api, app):
+    clients = {login: Api(app.test_client(), token) for login, token in follow_up_org["tokens"].items()}
+    return {"users": follow_up_org["users"], "as": clients, "admin": api}
 
 
 def new_lead(client, **values):

@@ -5,13 +5,13 @@ import datetime as dt
 import pytest
 
 from leadhub.platform import auth
-from tests.conftest import REDIS_URL, Api, needs_redis
+from tests.conftest import REDIS_URL, Api, needs_redis, prepared
 
 PW = "s3cret-pass"
 
 
-@pytest.fixture
-def org(api, app, runtime, make_object):
+@prepared()
+def identity_org(api, app, runtime, make_object):
     """Sales > South > Shenzhen, Sales > East; a boss, a South manager, two
     reps, a rep managed across departments, a marketer; a prospect object
     with a field reps may not see, and an activity object that looks it up."""
@@ -40,7 +40,8 @@ def org(api, app, runtime, make_object):
         users[login] = post("/users", {"login": login, "name": login, "password": PW, "roles": roles,
                                        "department": dept["id"] if dept else None,
                                        "manager": users[manager] if manager else None})["id"]
-    clients = {login: Api(app.test_client(), auth.create_token(runtime.db, login)) for login in users}
+    tokens = {login: auth.create_token(runtime.db, login) for login in users}
+    clients = {login: Api(app.test_client(), token) for login, token in tokens.items()}
     records = {}
     for login in ("rep_a", "rep_b", "rep_c"):
         r = clients[login].post("/objects/prospect/records", {"title": f"{login}'s", "score": 1})
@@ -48,8 +49,13 @@ def org(api, app, runtime, make_object):
         records[login] = r.get_json()["id"]
         assert api.patch(f"/objects/prospect/records/{records[login]}", {"secret": "s"}).status_code == 200
     records["admin"] = api.post("/objects/prospect/records", {"title": "admin's", "secret": "s"}).get_json()["id"]
-    return {"users": users, "as": clients, "rec": records, "depts": {"sales": sales["id"], "south": south["id"],
-                                                                        "shenzhen": shenzhen["id"], "east": east["id"]}}
+    return {"users": users, "tokens": tokens, "rec": records,
+            "depts": {"sales": sales["id"], "south": south["id"], "shenzhen": shenzhen["id"], "east": east["id"]}}
+
+
+@pytest.fixture
+def org(identity_org, app):
+    return {**identity_org, "as": {login: Api(app.test_client(), token) for login, token in identity_org["tokens"].items()}}
 
 
 def titles(client, **query):

@@ -9,13 +9,13 @@ import openpyxl
 import pytest
 
 from leadhub.platform import auth
-from tests.conftest import Api, count_rows
+from tests.conftest import Api, count_rows, prepared
 
 PW = "s3cret-pass"
 
 
-@pytest.fixture
-def crm(api, app, runtime, make_object):
+@prepared()
+def layouts_crm(api, runtime, make_object):
     """account (name, industry, secret, tier formula, revenue, founded, visited)
     <- contact (lookup) and <- deal (master-detail); a rep role that hides
     `secret` and only reads `industry` and `owner`; users of each kind."""
@@ -52,8 +52,13 @@ def crm(api, app, runtime, make_object):
         r = api.post("/users", {"login": login, "name": login, "password": PW, "roles": roles})
         assert r.status_code == 201, r.get_json()
         users[login] = r.get_json()["id"]
-    clients = {login: Api(app.test_client(), auth.create_token(runtime.db, login)) for login in users}
-    return {"users": users, "as": clients}
+    return {"users": users, "tokens": {login: auth.create_token(runtime.db, login) for login in users}}
+
+
+@pytest.fixture
+def crm(layouts_crm, app):
+    return {"users": layouts_crm["users"],
+            "as": {login: Api(app.test_client(), token) for login, token in layouts_crm["tokens"].items()}}
 
 
 def ok(r, status=200):

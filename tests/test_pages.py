@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from leadhub.platform import auth
+from tests.conftest import prepared
 
 PW = "pages-pass-1"
 XSS = "<script>alert(1)</script>"
@@ -43,8 +44,8 @@ class Browser:
         return self.client.post(url, data=data, headers=self.headers, **kw)
 
 
-@pytest.fixture
-def crm(api, app, runtime, make_object):
+@prepared()
+def pages_crm(api, app, runtime, make_object):
     """A deal object with every widget-relevant type, an account it looks up,
     a note child; a rep role that cannot see `secret` and may only read
     `stage`; an admin and two reps with records of their own."""
@@ -92,8 +93,13 @@ def crm(api, app, runtime, make_object):
              for i in range(30)]
     assert all(r.status_code == 302 for r in rec_a), rec_a[0].text
     rid_b = int(b.post("/o/deal/new", {"title": "B-only"}).headers["Location"].rsplit("/", 1)[1])
-    return {"admin": Browser(app, "admin"), "a": a, "b": b, "deal": deal, "account": acc, "rid_b": rid_b,
-            "runtime": runtime}
+    return {"deal": deal, "account": acc, "rid_b": rid_b}
+
+
+@pytest.fixture
+def crm(pages_crm, app, runtime):
+    return {"admin": Browser(app, "admin"), "a": Browser(app, "rep_a"), "b": Browser(app, "rep_b"),
+            **pages_crm, "runtime": runtime}
 
 
 def test_pages_need_a_session(app):

@@ -4,7 +4,7 @@ items the designer's pages edit are served, versioned and rolled back under
 deleted (they skip them), purging an object removes them, and a role is in
 one layout of an object."""
 from tests.conftest import count_rows
-from tests.test_layouts_api import SALES_LAYOUT, VIEW, crm, ok, refused  # noqa: F401  (crm is a fixture)
+from tests.test_layouts_api import SALES_LAYOUT, VIEW, crm, layouts_crm, ok, refused  # noqa: F401  (fixtures)
 
 
 def test_a_layout_is_an_item_with_versions_diff_and_rollback(api, crm, runtime):

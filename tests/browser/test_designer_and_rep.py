@@ -16,7 +16,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from leadhub.platform import auth
-from tests.conftest import Api
+from tests.conftest import Api, embedded_only
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
@@ -25,7 +25,7 @@ PW = "browser-pass-1"
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 # .ci/run installs Debian's Chromium; elsewhere these skip, naming why
 needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, embedded_only]
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import pytest
 from leadhub.metadata import bundles
 from leadhub.platform import auth
 from tests.browser.test_designer_and_rep import PW, browser, needs_chromium, server, shot, sign_in  # noqa: F401
-from tests.conftest import Api
+from tests.conftest import Api, embedded_only
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, embedded_only]
 EXAMPLES = Path(__file__).resolve().parents[2] / "bundles"
 
 
