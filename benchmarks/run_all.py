@@ -43,7 +43,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "layouts": (["--db", "postgres"], ["--db", "sqlite", "--calls", "50"]),
     "pages": ([], ["--rows", "2000", "--requests", "10"]),
     "follow_up_sweep": ([], ["--rows", "5000", "--overdue", "200", "--remind", "200", "--repeats", "1"]),
-    "serving": ([], ["--rows", "20000", "--seconds", "2", "--repeats", "1"]),
+    "serving": ([], ["--rows", "20000", "--seconds", "1", "--repeats", "1"]),
     "list_views": ([], ["--rows", "20000", "--requests", "5"]),
 }
 
