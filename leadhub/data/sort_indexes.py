@@ -54,7 +54,7 @@ def wanted(reg: Registry, obj: ObjectDef) -> dict[str, list[str]]:
         fd = obj.fields[name]
         if fd.column == "id":
             continue                     # (owner, id) and the primary key are always there
-        if not (fd.indexed or fd.unique or fd.type.always_indexed or fd.column == "created_at"):
+        if not (ddl.has_own_index(fd) or fd.column == "created_at"):
             out[ddl.index_name(obj.table_name, SORT + fd.column, False)] = [fd.column, "id"]
         out[ddl.index_name(obj.table_name, OWNER + fd.column, False)] = ["owner", fd.column, "id"]
     return out
@@ -69,7 +69,7 @@ def unindexed(reg: Registry, obj: ObjectDef, paths) -> list[str]:
         fd = obj.fields.get(path.split(".")[0]) if isinstance(path, str) else None
         if fd is None or "." in path or fd.column in ("id", "owner", "created_at"):
             continue
-        if not (fd.indexed or fd.unique or fd.type.always_indexed or path in sorts) and path not in out:
+        if not (ddl.has_own_index(fd) or path in sorts) and path not in out:
             out.append(path)
     return out
 

@@ -186,10 +186,13 @@ def check_view(ctx: Context, data: dict, old: Item | None) -> dict:
     return {"object": obj.api_name, "api_name": data["api_name"], **checked}
 
 
+def _first_sort(item: Item | None) -> tuple | None:
+    return (item.data["object"], (item.data.get("sort") or [""])[0].lstrip("-")) if item else None
+
+
 def view_changed(ctx: Context, old: Item | None, new: Item | None) -> None:
     """A view sorted by another field: the kernel's sort indexes follow (after the commit)."""
-    first = lambda item: (item.data["object"], (item.data.get("sort") or [""])[0].lstrip("-")) if item else None  # noqa: E731
-    if first(old) != first(new):
+    if _first_sort(old) != _first_sort(new):
         for obj_name in {i.data["object"] for i in (old, new) if i is not None}:
             sort_indexes.schedule(ctx.runtime, obj_name)
 

@@ -130,6 +130,11 @@ def _always_indexed(field: FieldDef) -> bool:
     return field.type.always_indexed
 
 
+def has_own_index(field: FieldDef) -> bool:
+    """Whether sync_indexes keeps an index led by this field's column (plain or unique)."""
+    return bool(field.indexed or field.unique or _always_indexed(field))
+
+
 def alter_column_type(conn: sa.Connection, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
     """Widen a column (longer text, more precision). SQLite's column types are
     affinities that never truncate, so only PostgreSQL needs the ALTER."""

@@ -18,6 +18,7 @@ import marshmallow as mm
 import sqlalchemy as sa
 
 from leadhub.metadata.kinds import Context, Kind, Ref
+from leadhub.platform import ddl
 from leadhub.platform.errors import BadRequest, NotFound
 from leadhub.plugins.lead import normalise as nz
 from leadhub.plugins.lead.intake_tables import duplicate_scans
@@ -208,8 +209,7 @@ def _field_problem(obj, field: str, norm: str) -> str | None:
 def _indexed(obj, field: str, norm: str) -> bool:
     if norm == "company_name":
         return True     # company_key / company_prefix, checked above
-    fd = obj.fields[field]
-    return bool(fd.indexed or fd.unique or fd.type.always_indexed)
+    return ddl.has_own_index(obj.fields[field])
 
 
 def load_rules(reg, object_name: str = OBJECT, active_only: bool = True) -> list[Rule]:
