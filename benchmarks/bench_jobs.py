@@ -104,10 +104,8 @@ def one_import(data: bytes, forking: bool) -> float:
             subprocess.run([sys.executable, "-m", "leadhub", "worker", "--burst"], cwd=ROOT, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
-            from rq import SimpleWorker
             jobs.bind(rt)
-            queue = rt.jobs.queue()
-            SimpleWorker([queue], connection=queue.connection).work(burst=True)
+            rt.jobs.worker(forking=False).work(burst=True)
             jobs._bound.remove(rt)
         done = importer.get(admin, imp["id"])
         assert done["status"] == "done" and done["rows_done"] == len(data.splitlines()) - 1, done

@@ -286,18 +286,15 @@ def worker(burst):
     runtime = _runtime()
     if runtime.jobs.inline:
         raise click.ClickException("LEADHUB_REDIS_URL is not set: jobs run inline, no worker is needed.")
-    from rq import Worker
-
     from leadhub.platform import jobs
     if (warning := runtime.jobs.redis_warning()):
         raise click.ClickException(warning.replace("leadhub works, and background jobs wait",
                                                    "a worker needs it; jobs wait"))
     runtime.start()
     jobs.bind(runtime)
-    queue = runtime.jobs.queue()
     if not burst:
         runtime.scheduler.start()
-    Worker([queue], connection=queue.connection).work(burst=burst)
+    runtime.jobs.worker().work(burst=burst)
 
 
 @main.command()

@@ -491,7 +491,6 @@ def test_large_file_imports_in_reasonable_time(runtime, bare_lead, admin, tmp_pa
 
 @needs_redis
 def test_import_runs_through_rq(api, lead, runtime, admin):
-    from rq import SimpleWorker
     queue_jobs = Jobs(runtime, REDIS_URL, queue_name=f"test-{uuid.uuid4().hex[:8]}")
     inline = runtime.jobs
     runtime.jobs = queue_jobs
@@ -500,16 +499,15 @@ def test_import_runs_through_rq(api, lead, runtime, admin):
         assert r.status_code == 202
         body = r.get_json()
         assert body["status"] == "queued" and leads(lead, admin) == []
-        queue = queue_jobs.queue()
         jobs.bind(runtime)
         try:
-            SimpleWorker([queue], connection=queue.connection).work(burst=True)
+            queue_jobs.worker(forking=False).work(burst=True)
         finally:
             jobs._bound.remove(runtime)
         done = api.get(f"/imports/{body['id']}").get_json()
         assert done["status"] == "done" and done["rows_done"] == 3 and done["rejected"] == 1
         assert len(leads(lead, admin)) == 2
-        queue.delete(delete_jobs=True)
+        queue_jobs.queue().delete(delete_jobs=True)
     finally:
         runtime.jobs = inline
 

@@ -180,9 +180,7 @@ def rq_jobs(runtime, monkeypatch):
 
 
 def work(queue_jobs) -> None:
-    from rq import SimpleWorker
-    queue = queue_jobs.queue()
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    queue_jobs.worker(forking=False).work(burst=True)
 
 
 @needs_redis

@@ -453,7 +453,6 @@ def test_a_waiting_job_absorbs_later_changes(api, runtime, admin, monkeypatch):
 
 @needs_redis
 def test_rescoring_runs_on_rq(api, runtime, no_rules, monkeypatch):
-    from rq import SimpleWorker
     from leadhub.platform import jobs
     rid = lead(api, company_size=700)["id"]
     queue_jobs = Jobs(runtime, REDIS_URL, queue_name=f"test-scoring-{uuid.uuid4().hex[:8]}")
@@ -464,7 +463,7 @@ def test_rescoring_runs_on_rq(api, runtime, no_rules, monkeypatch):
     queue = queue_jobs.queue()
     jobs.bind(runtime)
     try:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        queue_jobs.worker(forking=False).work(burst=True)
     finally:
         jobs._bound.remove(runtime)
         queue.delete(delete_jobs=True)

@@ -112,6 +112,23 @@ class Jobs:
                 self.redis_url, socket_connect_timeout=2, socket_timeout=5))
         return self._queue
 
+    def worker(self, *, forking: bool = True):
+        """An RQ worker on this queue: forking (`leadhub worker`) or running
+        jobs in this process (tests, benchmarks)."""
+        from rq import SimpleWorker, Worker
+
+        class QuickStop(Worker if forking else SimpleWorker):
+            # RQ's pubsub thread waits up to 60 s per poll, and stopping the
+            # worker joins it: a burst run or a SIGTERM could take a minute to end.
+            def subscribe(self):
+                self.pubsub = self.connection.pubsub()
+                self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+                self.pubsub_thread = self.pubsub.run_in_thread(
+                    sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler)
+
+        queue = self.queue()
+        return QuickStop([queue], connection=queue.connection)
+
     def redis_answers(self) -> bool:
         try:
             return bool(self.queue().connection.ping())
