@@ -203,6 +203,55 @@ def fresh_database(tmp_path, migrated_template, name: str = "leadhub.db", kind: 
         yield url
 
 
+class SharedDatabases:
+    """Tests marked `@pytest.mark.writes_nothing` share one database, runtime and
+    app per module and template instead of a copy each. Only tests whose every
+    case is a refusal that asserts the database is as it was (test_bad_input's
+    `snapshot`) are marked: a write that slipped through fails its own test.
+    On PostgreSQL a copy per test is most of such a test's time."""
+
+    def __init__(self, templates: DatabaseTemplates, folder):
+        self.templates, self.folder = templates, folder
+        self.stack = contextlib.ExitStack()
+        self.by_kind: dict[str, dict] = {}
+        self.by_url: dict[str, dict] = {}
+
+    def get(self, kind: str) -> dict:
+        if kind not in self.by_kind:
+            from leadhub.web.app import create_app
+            url = self.stack.enter_context(self.templates.copy(kind, self.folder, f"shared_{kind}.db"))
+            rt = Runtime(Config(instance_path=self.folder / f"instance_{kind}", database_url=url,
+                                redis_url=None, secret_key="test-secret")).start()
+            self.stack.callback(rt.close)
+            ensure_admin(rt)
+            shared = {"url": url, "runtime": rt, "app": create_app(runtime=rt),
+                      "token": auth.create_token(rt.db, "admin"), "made": {}}
+            self.by_kind[kind] = self.by_url[url] = shared
+        return self.by_kind[kind]
+
+
+@pytest.fixture(scope="module")
+def shared_databases(migrated_template, tmp_path_factory):
+    shared = SharedDatabases(migrated_template, tmp_path_factory.mktemp("shared"))
+    with shared.stack:
+        yield shared
+
+
+def writes_nothing(request) -> bool:
+    return request.node.get_closest_marker("writes_nothing") is not None
+
+
+def made_once(request, key: str, make):
+    """A fixture's value: made for each test, or once per shared database for
+    tests marked `writes_nothing`."""
+    if not writes_nothing(request):
+        return make()
+    made = request.getfixturevalue("shared_databases").by_url[request.getfixturevalue("database_url")]["made"]
+    if key not in made:
+        made[key] = make()
+    return copy.deepcopy(made[key])
+
+
 @pytest.fixture
 def database_url(request, tmp_path, migrated_template):
     """A test marked `@pytest.mark.plugins("lead")` starts with the plugin installed;
@@ -211,6 +260,9 @@ def database_url(request, tmp_path, migrated_template):
     states = [n for n in request.fixturenames if n in STATES]
     kind = states[0] if states else marker.args[0] if marker else \
         "crm" if "crm_objects" in request.fixturenames else "base"
+    if writes_nothing(request):
+        yield request.getfixturevalue("shared_databases").get(kind)["url"]
+        return
     with fresh_database(tmp_path, migrated_template, kind=kind) as url:
         yield url
 
@@ -222,14 +274,21 @@ def config(tmp_path, database_url):
 
 
 @pytest.fixture
-def runtime(config):
+def runtime(request, config):
+    if writes_nothing(request):
+        yield request.getfixturevalue("shared_databases").by_url[config.database_url]["runtime"]
+        return
     rt = Runtime(config).start()
+    ensure_admin(rt)
+    yield rt
+    rt.close()
+
+
+def ensure_admin(rt: Runtime) -> None:
     with rt.db.read() as conn:      # a prepared state (see `prepared`) has its admin already
         exists = conn.execute(sa.text("SELECT 1 FROM lh_users WHERE login = 'admin'")).first()
     if exists is None:
         auth.create_user(rt.db, "admin", "Admin", is_admin=True)
-    yield rt
-    rt.close()
 
 
 @pytest.fixture
@@ -251,13 +310,18 @@ class Api:
 
 
 @pytest.fixture
-def app(runtime):
+def app(request, runtime):
     from leadhub.web.app import create_app
+    if writes_nothing(request):
+        return request.getfixturevalue("shared_databases").by_url[request.getfixturevalue("database_url")]["app"]
     return create_app(runtime=runtime)
 
 
 @pytest.fixture
-def api(app, runtime):
+def api(request, app, runtime):
+    if writes_nothing(request):
+        token = request.getfixturevalue("shared_databases").by_url[request.getfixturevalue("database_url")]["token"]
+        return Api(app.test_client(), token)
     return Api(app.test_client(), auth.create_token(runtime.db, "admin"))
 
 

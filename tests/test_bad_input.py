@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadhub.platform import auth
-from tests.conftest import Api, count_rows
+from tests.conftest import Api, count_rows, made_once
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          409: "conflict", 422: "validation_failed"}
@@ -84,16 +84,19 @@ def raw(api, method, path, data, headers=None):
 
 
 @pytest.fixture
-def crm(crm_objects, api):
+def crm(request, crm_objects, api):
     """account <- deal (every type) <- note, plus one account record."""
-    r = api.post("/objects/account/records", {"name": "华为"})
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
+    def make():
+        r = api.post("/objects/account/records", {"name": "华为"})
+        assert r.status_code == 201, r.get_json()
+        return r.get_json()
+    return made_once(request, "crm", make)
 
 
 @pytest.fixture
-def a_deal(api, crm):
-    return new_deal(api, account=crm["id"], email="first@example.com", tags=["hot"], phone="13800138000")
+def a_deal(request, api, crm):
+    return made_once(request, "a_deal", lambda: new_deal(api, account=crm["id"], email="first@example.com",
+                                                         tags=["hot"], phone="13800138000"))
 
 
 # ================================================================ records
@@ -118,6 +121,7 @@ WRONG_TYPES = [
 
 
 @pytest.mark.parametrize("field,value", WRONG_TYPES)
+@pytest.mark.writes_nothing
 def test_wrong_type_is_refused(api, runtime, a_deal, field, value):
     before = snapshot(runtime)
 
@@ -130,6 +134,7 @@ def test_wrong_type_is_refused(api, runtime, a_deal, field, value):
 
 
 @pytest.mark.parametrize("field", ["bogus", "Title", "name", "deleted_at", "o_deal", "title "])
+@pytest.mark.writes_nothing
 def test_unknown_field_is_refused(api, runtime, a_deal, field):
     before = snapshot(runtime)
 
@@ -155,6 +160,7 @@ def test_a_deleted_field_is_unknown(api, runtime, a_deal):
     pytest.param("phone", "1" * 21, id="phone-21-digits"),
     pytest.param("website", "https://example.com/" + "p" * 2040, id="url-2060"),
 ])
+@pytest.mark.writes_nothing
 def test_string_over_max_length_is_refused(api, runtime, a_deal, field, value):
     before = snapshot(runtime)
 
@@ -169,6 +175,7 @@ def test_string_over_max_length_is_refused(api, runtime, a_deal, field, value):
     pytest.param("title", "a\u0000b", id="title-NUL"),
     pytest.param("notes", "line\u0000", id="notes-NUL"),
 ])
+@pytest.mark.writes_nothing
 def test_nul_character_in_text_is_refused(api, runtime, a_deal, field, value):
     """PostgreSQL text cannot hold U+0000; SQLite and PostgreSQL must answer alike: 422."""
     before = snapshot(runtime)
@@ -180,6 +187,7 @@ def test_nul_character_in_text_is_refused(api, runtime, a_deal, field, value):
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_lone_surrogate_in_text_is_refused(api, runtime, a_deal):
     """'\\ud800' is valid JSON syntax but not a character any database can store."""
     before = snapshot(runtime)
@@ -193,6 +201,7 @@ def test_lone_surrogate_in_text_is_refused(api, runtime, a_deal):
 @pytest.mark.parametrize("body,field", [
     ({"title": None}, "title"), ({"title": "   "}, "title"), ({"title": ""}, "title"),
 ])
+@pytest.mark.writes_nothing
 def test_required_field_left_empty_is_refused(api, runtime, a_deal, body, field):
     before = snapshot(runtime)
 
@@ -203,6 +212,7 @@ def test_required_field_left_empty_is_refused(api, runtime, a_deal, body, field)
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_required_field_missing_on_create_is_refused(api, runtime, crm):
     before = snapshot(runtime)
     body = {k: v for k, v in VALID_DEAL.items() if k != "title"}
@@ -216,6 +226,7 @@ def test_required_field_missing_on_create_is_refused(api, runtime, crm):
     ("tags", ["hot", "cold"]), ("tags", "hot;cold"), ("tags", ["HOT"]), ("tags", [1]), ("tags", [None]),
     ("tags", [["hot"]]), ("city", "beijing"),
 ])
+@pytest.mark.writes_nothing
 def test_value_not_among_the_options_is_refused(api, runtime, a_deal, field, value):
     before = snapshot(runtime)
 
@@ -241,6 +252,7 @@ def test_inactive_option_is_refused_for_new_values(api, runtime, a_deal):
     pytest.param({"province": "zhejiang", "city": "shenzhen"}, id="city-of-another-province-2"),
     pytest.param({"province": None, "city": "shenzhen"}, id="no-controlling-value"),
 ])
+@pytest.mark.writes_nothing
 def test_dependent_picklist_value_must_belong_to_the_controlling_value(api, runtime, crm, body):
     before = snapshot(runtime)
     payload = {**VALID_DEAL, **body}
@@ -256,6 +268,7 @@ def test_dependent_picklist_value_must_belong_to_the_controlling_value(api, runt
     pytest.param({"province": None}, id="controlling-cleared"),
     pytest.param({"city": "hangzhou"}, id="dependent-moves-away"),
 ])
+@pytest.mark.writes_nothing
 def test_update_that_breaks_a_dependent_picklist_is_refused(api, runtime, a_deal, change):
     before = snapshot(runtime)
     refused(api.patch(f"/objects/deal/records/{a_deal['id']}", change), 422, "city")
@@ -271,6 +284,7 @@ def test_update_that_breaks_a_dependent_picklist_is_refused(api, runtime, a_deal
     ("amount", "NaN"), ("amount", "nan"), ("amount", "sNaN"), ("amount", "Infinity"),
     ("amount", "-Infinity"), ("amount", "inf"), ("weight", "1e400"),
 ])
+@pytest.mark.writes_nothing
 def test_decimal_beyond_precision_or_not_finite_is_refused(api, runtime, a_deal, field, value):
     before = snapshot(runtime)
 
@@ -281,6 +295,7 @@ def test_decimal_beyond_precision_or_not_finite_is_refused(api, runtime, a_deal,
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_decimal_json_numbers_beyond_scale_are_refused(api, runtime, a_deal):
     before = snapshot(runtime)
     for body in ('{"title": "x", "weight": 1.2345}', '{"title": "x", "amount": 0.005}',
@@ -302,6 +317,7 @@ def test_decimal_json_numbers_beyond_scale_are_refused(api, runtime, a_deal):
     ("website", "https://example.com/it's"), ("website", "https://example.com/\\evil"),
     ("website", "javascript:alert(1)"),
 ])
+@pytest.mark.writes_nothing
 def test_malformed_email_phone_url_is_refused(api, runtime, a_deal, field, value):
     before = snapshot(runtime)
 
@@ -317,6 +333,7 @@ def test_malformed_email_phone_url_is_refused(api, runtime, a_deal, field, value
     ("created_at", "2026-01-01T00:00:00Z"), ("updated_at", "2026-01-01T00:00:00Z"),
     ("created_by", 1), ("updated_by", 1), ("id", 12345),
 ])
+@pytest.mark.writes_nothing
 def test_writing_a_read_only_field_is_refused(api, runtime, a_deal, field, value):
     before = snapshot(runtime)
 
@@ -335,6 +352,7 @@ def test_writing_a_field_marked_read_only_is_refused(api, runtime, a_deal):
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_the_rollup_parent_side_is_read_only(api, runtime, crm):
     before = snapshot(runtime)
     r = api.patch(f"/objects/account/records/{crm['id']}", {"deal_count": 5})
@@ -393,6 +411,7 @@ def test_restore_under_a_deleted_parent_is_refused(api, runtime, crm):
 
 
 # ---------------------------------------------------------------- uniqueness
+@pytest.mark.writes_nothing
 def test_duplicate_unique_value_on_create_is_refused(api, runtime, a_deal):
     before = snapshot(runtime)
     for email in ("first@example.com", "  first@example.com ", "first@EXAMPLE.com"):
@@ -411,6 +430,7 @@ def test_duplicate_unique_value_within_one_bulk_request_is_refused(api, runtime,
     assert count_rows(runtime, "o_deal") == 0
 
 
+@pytest.mark.writes_nothing
 def test_bulk_row_clashing_with_a_stored_value_is_refused(api, runtime, a_deal):
     before = snapshot(runtime)
     rows = [{**VALID_DEAL, "email": "new1@example.com"}, {**VALID_DEAL, "email": "new2@example.com"},
@@ -462,6 +482,7 @@ def test_bulk_create_with_one_bad_row_writes_nothing(api, runtime, crm, bad_rows
     assert count_rows(runtime, "o_deal") == 0
 
 
+@pytest.mark.writes_nothing
 def test_bulk_row_that_is_not_an_object_is_refused(api, runtime, crm):
     before = snapshot(runtime)
     rows = [{**VALID_DEAL}, ["title", "x"], {**VALID_DEAL}]
@@ -505,6 +526,7 @@ def test_bulk_update_with_bad_ids_changes_nothing(api, runtime, crm, rows, statu
     ({"operation": None, "records": [{"title": "x"}]}, "operation"),
     ({"records": [{"title": "x"}], "atomic": False}, "atomic"),
 ])
+@pytest.mark.writes_nothing
 def test_malformed_bulk_request_is_refused(api, runtime, crm, payload, key):
     before = snapshot(runtime)
     refused(api.post("/objects/deal/records/bulk", payload), 400, key)
@@ -545,6 +567,7 @@ WRITE_ENDPOINTS = [
     pytest.param("[" * 100_000 + "]" * 100_000, id="nested-100k-deep"),
     pytest.param('{"a": ' * 50_000 + "1" + "}" * 50_000, id="objects-nested-50k-deep"),
 ])
+@pytest.mark.writes_nothing
 def test_malformed_json_body_is_a_400(api, runtime, a_deal, data):
     before = snapshot(runtime)
     each(lambda r: refused(r, 400, "body"),
@@ -556,6 +579,7 @@ def test_malformed_json_body_is_a_400(api, runtime, a_deal, data):
     pytest.param([{"title": "x"}], id="array"), pytest.param("title", id="string"),
     pytest.param(5, id="number"), pytest.param(None, id="null"), pytest.param(True, id="true"),
 ])
+@pytest.mark.writes_nothing
 def test_json_that_is_not_an_object_is_a_400(api, runtime, a_deal, data):
     """Same malformed shape, same answer on every endpoint: 400 naming the body."""
     before = snapshot(runtime)
@@ -612,6 +636,7 @@ def test_json_that_is_not_an_object_is_a_400(api, runtime, a_deal, data):
     ({"field": "close_date", "op": "last_n_days", "value": True}, "close_date"),
     ({"field": "close_date", "op": "next_n_days", "value": 4000}, "close_date"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_filter_condition_is_a_400(api, runtime, a_deal, flt, key):
     before = snapshot(runtime)
     refused(api.post("/objects/deal/query", {"filter": flt}), 400, key)
@@ -631,12 +656,14 @@ COND = {"field": "title", "op": "eq", "value": "x"}
     pytest.param({"field": "", "op": "eq", "value": "x"}, id="field-is-empty"),
     pytest.param({"or": [COND] * 201}, id="too-many-conditions"),
 ])
+@pytest.mark.writes_nothing
 def test_malformed_filter_tree_is_a_400(api, runtime, a_deal, flt):
     before = snapshot(runtime)
     refused(api.post("/objects/deal/query", {"filter": flt}), 400, "filter")
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_filter_nested_too_deep_is_a_400(api, runtime, a_deal):
     """A deep tree must be refused as bad input, not crash the JSON decoder or the compiler."""
     depth = 5000
@@ -657,6 +684,7 @@ def test_filter_nested_too_deep_is_a_400(api, runtime, a_deal):
     pytest.param(["title", "stage", "won", "quantity", "amount", "bogus"], {"bogus", "sort"},
                  id="bad-sixth-sort-key"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_sort_is_a_400(api, runtime, a_deal, sort, keys):
     before = snapshot(runtime)
     fields = refused(api.post("/objects/deal/query", {"sort": sort}), 400)
@@ -674,6 +702,7 @@ def test_bad_sort_is_a_400(api, runtime, a_deal, sort, keys):
     ({"fields": [5]}, "fields"), ({"count": "maybe"}, "count"), ({"deleted": [1]}, "deleted"),
     ({"bogus": 1}, "bogus"), ({"where": {"field": "title"}}, "where"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_query_spec_is_a_400(api, runtime, a_deal, spec, key):
     before = snapshot(runtime)
     refused(api.post("/objects/deal/query", spec), 400, key)
@@ -689,6 +718,7 @@ def test_bad_query_spec_is_a_400(api, runtime, a_deal, spec, key):
     ({"filter": '{"field": "quantity", "op": "contains", "value": "1"}'}, "quantity"),
     ({"filter": "[1]"}, "filter"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_list_query_string_is_a_400(api, runtime, a_deal, args, key):
     before = snapshot(runtime)
     refused(api.get("/objects/deal/records", query_string=args), 400, key)
@@ -710,6 +740,7 @@ def test_bad_list_query_string_is_a_400(api, runtime, a_deal, args, key):
     ("patch", "/meta/objects/nope/fields/title", {"label": "x"}),
     ("delete", "/meta/objects/nope/fields/title", None),
 ])
+@pytest.mark.writes_nothing
 def test_unknown_object_is_a_404(api, runtime, a_deal, method, path, body):
     before = snapshot(runtime)
     r = getattr(api, method)(path, body)
@@ -748,6 +779,7 @@ def test_unknown_record_id_is_a_404(api, runtime, a_deal, which):
     ("post", "/meta/objects/deal/fields/nope/restore", None),
     ("post", "/meta/objects/deal/fields/title/restore", None),   # live, so not in the bin
 ])
+@pytest.mark.writes_nothing
 def test_unknown_field_in_the_url_is_a_404(api, runtime, a_deal, method, path, body):
     before = snapshot(runtime)
     refused(getattr(api, method)(path, body), 404)
@@ -776,6 +808,7 @@ BAD_NAMES = [
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.writes_nothing
 def test_invalid_or_reserved_object_api_name_is_refused(api, runtime, crm, name):
     before = snapshot(runtime)
     r = api.post("/meta/objects", {"api_name": name, "label": "X",
@@ -786,6 +819,7 @@ def test_invalid_or_reserved_object_api_name_is_refused(api, runtime, crm, name)
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.writes_nothing
 def test_invalid_or_reserved_field_api_name_is_refused(api, runtime, a_deal, name):
     before = snapshot(runtime)
     r = api.post("/meta/objects/deal/fields", {"api_name": name, "label": "X", "type": "text"})
@@ -801,6 +835,7 @@ def test_longest_valid_api_names_are_accepted(api, make_object, runtime):
     assert api.post(f"/objects/{long}/records", {"b" * 40: "x"}).status_code == 201
 
 
+@pytest.mark.writes_nothing
 def test_bad_field_inside_a_new_object_creates_nothing(api, runtime, crm):
     before = snapshot(runtime)
     r = api.post("/meta/objects", {"api_name": "visit", "label": "Visit", "fields": [
@@ -819,6 +854,7 @@ def test_bad_field_inside_a_new_object_creates_nothing(api, runtime, crm):
     assert api.get("/meta/objects/visit").status_code == 404
 
 
+@pytest.mark.writes_nothing
 def test_field_definition_that_is_not_an_object_inside_a_new_object_names_its_index(api, runtime, crm):
     before = snapshot(runtime)
     r = api.post("/meta/objects", {"api_name": "visit", "label": "Visit", "fields": [
@@ -840,6 +876,7 @@ def test_field_definition_that_is_not_an_object_inside_a_new_object_names_its_in
     ({"api_name": "visit", "label": "V", "name_field": "bogus"}, 422, "name_field"),
     ({"api_name": "visit", "label": "V", "description": "d" * 2001}, 422, "description"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_object_definition_is_refused(api, runtime, crm, payload, status, key):
     before = snapshot(runtime)
     refused(api.post("/meta/objects", payload), status, key)
@@ -882,6 +919,7 @@ def test_bad_object_definition_is_refused(api, runtime, crm, payload, status, ke
     ({"type": "long_text", "unique": True}, "unique"), ({"type": "boolean", "unique": True}, "unique"),
     ({"type": "text", "result": {"type": "integer"}}, "result"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_field_definition_is_refused(api, runtime, a_deal, payload, key):
     before = snapshot(runtime)
     r = api.post("/meta/objects/deal/fields", {"api_name": "extra", "label": "Extra", **payload})
@@ -921,6 +959,7 @@ def test_bad_field_definition_is_refused(api, runtime, a_deal, payload, key):
     pytest.param(5, id="not-text"),
     pytest.param("quantity + " * 500 + "1", id="too-long"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_formula_is_refused(api, runtime, a_deal, expression):
     before = snapshot(runtime)
     r = api.post("/meta/objects/deal/fields", {"api_name": "calc", "label": "Calc", "type": "formula",
@@ -940,6 +979,7 @@ def test_bad_formula_is_refused(api, runtime, a_deal, expression):
     ({"return_type": "integer", "expression": "1", "default": 1}, "default"),
     ({"return_type": "integer"}, "expression"),
 ])
+@pytest.mark.writes_nothing
 def test_bad_formula_settings_are_refused(api, runtime, a_deal, payload, key):
     before = snapshot(runtime)
     r = api.post("/meta/objects/deal/fields", {"api_name": "calc", "label": "Calc", "type": "formula", **payload})
@@ -985,6 +1025,7 @@ def test_formula_cycle_is_refused(api, runtime, a_deal):
                  "aggregate_field": "bogus"}, "aggregate_field"),
     ("deal", {"child_object": "deal", "child_field": "account", "function": "count"}, "child_field"),
 ])
+@pytest.mark.writes_nothing
 def test_rollup_whose_child_field_is_not_a_lookup_to_the_parent_is_refused(api, runtime, a_deal,
                                                                            obj, settings, key):
     before = snapshot(runtime)
@@ -1014,12 +1055,14 @@ def test_lookup_to_a_missing_object_is_refused(api, runtime, make_object, crm, p
 
 # ================================================================ metadata: changes that would lose data
 @pytest.fixture
-def stored(api, crm):
+def stored(request, api, crm):
     """Deals whose values the unsafe changes below would break."""
-    first = new_deal(api, title="a thirty character long title", stage="lost", tags=["vip", "hot"],
-                     phone="13800138000", weight="1.125", amount="123456789012.34", account=crm["id"])
-    new_deal(api, title="short", phone="13800138000", tags=["partner"], province="zhejiang", city="hangzhou")
-    return first
+    def make():
+        first = new_deal(api, title="a thirty character long title", stage="lost", tags=["vip", "hot"],
+                         phone="13800138000", weight="1.125", amount="123456789012.34", account=crm["id"])
+        new_deal(api, title="short", phone="13800138000", tags=["partner"], province="zhejiang", city="hangzhou")
+        return first
+    return made_once(request, "stored", make)
 
 
 def _unsafe_change(api, runtime, field, change, status, key, obj="deal"):
@@ -1056,6 +1099,7 @@ def _unsafe_change(api, runtime, field, change, status, key, obj="deal"):
     pytest.param("title", {"api_name": "subject"}, "api_name", id="rename"),
     pytest.param("created_at", {"label": "When"}, "created_at", id="system-field"),
 ])
+@pytest.mark.writes_nothing
 def test_unsafe_field_change_is_a_409_and_changes_nothing(api, runtime, stored, field, change, key):
     _unsafe_change(api, runtime, field, change, 409, key)
 
@@ -1066,6 +1110,7 @@ def test_narrowing_text_below_a_value_in_the_recycle_bin_is_refused(api, runtime
     _unsafe_change(api, runtime, "title", {"max_length": 10}, 409, "title")
 
 
+@pytest.mark.writes_nothing
 def test_required_field_added_to_a_populated_object_without_default_is_refused(api, runtime, stored):
     before = snapshot(runtime)
     r = api.post("/meta/objects/deal/fields", {"api_name": "region", "label": "R", "type": "text",
@@ -1081,6 +1126,7 @@ def test_required_field_added_to_a_populated_object_without_default_is_refused(a
     pytest.param("province", "province", id="controls-a-dependent-picklist"),
     pytest.param("title", "title", id="name-field-and-formula-input"),
 ])
+@pytest.mark.writes_nothing
 def test_deleting_a_field_in_use_is_a_409(api, runtime, stored, field, key):
     before = snapshot(runtime)
     r = api.delete(f"/meta/objects/deal/fields/{field}")
@@ -1089,6 +1135,7 @@ def test_deleting_a_field_in_use_is_a_409(api, runtime, stored, field, key):
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_deleting_fields_read_by_a_rollup_is_a_409(api, runtime, stored):
     before = snapshot(runtime)
     refused(api.delete("/meta/objects/deal/fields/account"), 409, "account")   # account.deal_count's link
@@ -1097,12 +1144,14 @@ def test_deleting_fields_read_by_a_rollup_is_a_409(api, runtime, stored):
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_deleting_an_object_in_use_is_a_409(api, runtime, stored):
     before = snapshot(runtime)
     refused(api.delete("/meta/objects/account"), 409, "api_name")
     assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_purging_a_field_that_is_not_deleted_is_a_409(api, runtime, stored):
     before = snapshot(runtime)
     refused(api.delete("/meta/objects/deal/fields/phone?purge=true"), 409, "phone")
@@ -1112,6 +1161,7 @@ def test_purging_a_field_that_is_not_deleted_is_a_409(api, runtime, stored):
     assert api.get(f"/objects/deal/records/{stored['id']}").get_json()["phone"] == "13800138000"
 
 
+@pytest.mark.writes_nothing
 def test_purging_an_object_that_is_not_deleted_is_a_409(api, runtime, stored):
     before = snapshot(runtime)
     refused(api.delete("/meta/objects/note?purge=true"), 409, "api_name")
@@ -1134,8 +1184,12 @@ def test_restoring_a_formula_whose_input_is_gone_is_a_409(api, runtime, stored):
 
 # ================================================================ authentication
 @pytest.fixture
-def tokens(runtime, crm):
+def tokens(request, runtime, crm):
     """A revoked token, an expired one, and one whose user was deactivated."""
+    return made_once(request, "tokens", lambda: make_tokens(runtime))
+
+
+def make_tokens(runtime):
     revoked = auth.create_token(runtime.db, "admin", name="revoked")
     expired = auth.create_token(runtime.db, "admin", name="expired",
                                 expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
@@ -1172,6 +1226,7 @@ AUTH_ENDPOINTS = [
 
 
 @pytest.mark.parametrize("case", AUTH_CASES)
+@pytest.mark.writes_nothing
 def test_missing_or_bad_token_is_a_401(app, api, runtime, tokens, case):
     good = api.headers["Authorization"].split(" ", 1)[1]
     header = _auth_header(case, good, tokens)
@@ -1207,11 +1262,15 @@ BEYOND = "9" * 25          # no id is this long: beyond 64 bits
     ("delete", f"/tokens/{BEYOND}"), ("get", f"/objects/deal/records/{BEYOND}"),
     ("get", f"/imports/mappings/{BEYOND}"), ("get", f"/meta/layouts/{BEYOND}"),
 ])
-def test_ids_beyond_64_bits_are_a_404(api, crm, method, path):
+@pytest.mark.writes_nothing
+def test_ids_beyond_64_bits_are_a_404(api, runtime, crm, method, path):
+    before = snapshot(runtime)
     r = getattr(api, method)(path, {} if method in ("patch", "post") else None)
     refused(r, 404)
+    assert snapshot(runtime) == before
 
 
+@pytest.mark.writes_nothing
 def test_a_number_json_cannot_hold_is_refused_naming_the_field(api, runtime, a_deal):
     before = snapshot(runtime)
     for literal in ("1e309", "-1e309"):
