@@ -124,6 +124,14 @@ def _fmt(c) -> str:
     return str(c)
 
 
+def figure(name: str, value: float, unit: str) -> None:
+    """Print one headline figure as `figure: <name> = <value> <unit>`; run_all
+    collects these from every run and reports each one's min and median, and
+    --readme writes them into benchmarks/README.md. A name is stable across runs
+    (no sizes in it that --quick changes) so runs can be set side by side."""
+    print(f"figure: {name} = {value:.6g} {unit}", flush=True)
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

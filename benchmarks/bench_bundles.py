@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import machine_note, parser, runtime  # noqa: E402
+from benchmarks._common import figure, machine_note, parser, runtime  # noqa: E402
 from leadhub.metadata import bundles  # noqa: E402
 from leadhub.metadata.registry import load_registry  # noqa: E402
 
@@ -122,6 +122,21 @@ def main() -> None:
           f"{reads['cold_ms']:.1f} ms median ({reads['cold_ms'] * 1000 / reads['warm_us']:.0f}x)")
     ok = reads["statements"] == 1 and "lh_meta_version" in reads["sql"]
     print(f"target: a cached read costs no query beyond the version check: {'MET' if ok else 'MISSED'}")
+    install_ratios = [v / b for v, b in zip(install, baseline)]
+    plan_ratios = [v / b for v, b in zip(plans, replans)]
+    figure("install min", min(install), "s")
+    figure("install median", statistics.median(install), "s")
+    figure("objects through metadata service min", min(baseline), "s")
+    figure("objects through metadata service median", statistics.median(baseline), "s")
+    figure("install / objects alone min", min(install_ratios), "x")
+    figure("install / objects alone median", statistics.median(install_ratios), "x")
+    figure("upgrade plan median", statistics.median(plans) * 1000, "ms")
+    figure("installed version re-plan median", statistics.median(replans) * 1000, "ms")
+    figure("upgrade plan / re-plan min", min(plan_ratios), "x")
+    figure("upgrade plan / re-plan median", statistics.median(plan_ratios), "x")
+    figure("cached kind read statements", reads["statements"], "statements")
+    figure("cached kind read median", reads["warm_us"] / 1000, "ms")
+    figure("cold registry load median", reads["cold_ms"], "ms")
 
 
 def cached_reads(rt) -> dict:

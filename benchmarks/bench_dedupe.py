@@ -178,6 +178,18 @@ def main() -> None:
         worst = max(c.median(results[label]) for label, _fn, _h in cases if label.startswith("find"))
         print(f"target: one duplicate check (one rule) p50 < 5 ms: worst rule p50 {worst:.2f} ms -> "
               f"{'MET' if worst < 5 else 'MISSED'} (records.get by id in the same run: {base:.2f} ms)")
+        c.figure("records.get by id p50", base, "ms")
+        c.figure("core select by id p50", c.median(results["baseline: Core SELECT by id"]), "ms")
+        short = {"single: mobile": "mobile", "combined: company + city": "company + city",
+                 "fuzzy: company": "fuzzy company", "fuzzy: company + city": "fuzzy company + city"}
+        for label, name in short.items():
+            hit = results[f"find {label} (hit)"]
+            c.figure(f"{name} hit p50", c.median(hit), "ms")
+            c.figure(f"{name} hit client cpu p50", c.median(cpu_ms[f"find {label} (hit)"]), "ms")
+        c.figure("check_draft hit p50", c.median(results["check_draft, 4 rules (hit)"]), "ms")
+        c.figure("check_draft miss p50", c.median(results["check_draft, 4 rules (miss)"]), "ms")
+        c.figure("worst rule p50", worst, "ms")
+        c.figure("worst rule p50 / records.get p50", worst / base, "x")
 
 
 if __name__ == "__main__":

@@ -139,6 +139,16 @@ def main() -> None:
         ok = c.median(idle) <= 1.5 * c.median(page)
         print(f"target: idle sweep p50 within 1.5x of one page of 50 on {args.rows:,} leads "
               f"({counts['violated']:,} of them overdue and already violated): {'MET' if ok else 'MISSED'}")
+        c.figure("working sweep per lead acted on", per_lead, "ms")
+        c.figure("working sweep total", work_s, "s")
+        c.figure("records.create p50", c.median(create), "ms")
+        c.figure("working sweep per lead / create", per_lead / c.median(create), "x")
+        c.figure("idle sweep p50", c.median(idle), "ms")
+        c.figure("idle sweep p95", c.percentile(idle, 95), "ms")
+        c.figure("page of 50 p50", c.median(page), "ms")
+        c.figure("page of 50 p95", c.percentile(page, 95), "ms")
+        c.figure("idle sweep p50 / page p50", c.median(idle) / c.median(page), "x")
+        c.figure("idle sweep p95 / page p95", c.percentile(idle, 95) / c.percentile(page, 95), "x")
 
 
 if __name__ == "__main__":

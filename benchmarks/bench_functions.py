@@ -62,6 +62,9 @@ def overhead(pool: WorkerPool) -> list:
         fn(None, None, {}, None)
         direct.append(time.perf_counter() - t0)
     p50s, p50d = c.percentile(sandboxed, 50), c.percentile(direct, 50)
+    c.figure("trivial call p50", p50s * 1e6, "µs")
+    c.figure("trivial call p95", c.percentile(sandboxed, 95) * 1e6, "µs")
+    c.figure("trivial call plain python p50", p50d * 1e6, "µs")
     return [["trivial call p50 (µs)", p50s * 1e6, p50d * 1e6, (p50s - p50d) * 1e6],
             ["trivial call p95 (µs)", c.percentile(sandboxed, 95) * 1e6, c.percentile(direct, 95) * 1e6,
              (c.percentile(sandboxed, 95) - c.percentile(direct, 95)) * 1e6]]
@@ -90,6 +93,10 @@ def work(pool: WorkerPool) -> list:
         fn(None, None, {}, None)
         direct.append(time.perf_counter() - t0)
     ms, md, mi = statistics.median(sand), statistics.median(direct), statistics.median(inner)
+    c.figure("dict loop whole call", ms * 1000, "ms")
+    c.figure("dict loop whole call / plain python", ms / md, "x")
+    c.figure("dict loop worker cpu / plain python", mi / md, "x")
+    c.figure("passing dict items as params", statistics.median(transfer) * 1000, "ms")
     return [["build + loop 10k dict items, whole call (ms)", ms * 1000, md * 1000, ms / md],
             ["build + loop 10k dict items, worker CPU (ms)", mi * 1000, md * 1000, mi / md],
             ["passing 10k dict items in as params (ms)", statistics.median(transfer) * 1000, "-", "-"]]
@@ -128,6 +135,11 @@ def triggers(kind: str, rows: int) -> list:
         for name, label in (("plain", "no rules"), ("exprs", "condition rule + formula"),
                             ("sandboxed", "validation function (sandbox)")):
             ratios = [a / b for a, b in zip(per_round[name], base)]
+            c.figure(f"bulk insert {label} min", min(per_round[name]) * 1e6, "µs/record")
+            c.figure(f"bulk insert {label} median", statistics.median(per_round[name]) * 1e6, "µs/record")
+            if name != "plain":
+                c.figure(f"bulk insert {label} / no rules min", min(ratios), "x")
+                c.figure(f"bulk insert {label} / no rules median", statistics.median(ratios), "x")
             out.append([f"bulk insert, {label} (µs/record, min / median)",
                         f"{min(per_round[name]) * 1e6:.1f} / {statistics.median(per_round[name]) * 1e6:.1f}",
                         f"{min(base) * 1e6:.1f} / {statistics.median(base) * 1e6:.1f}",

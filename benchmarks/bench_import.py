@@ -181,6 +181,15 @@ def main() -> None:
         print(c.table(["path", "seconds", "rows/s", "import time / this"], rows))
         print(f"target: 100,000 rows under 60 s: {imp_s:.0f} s for {args.rows:,} rows "
               f"({args.rows / imp_s:,.0f} rows/s) -> {'MET' if args.rows >= 100_000 and imp_s < 60 else 'MISSED' if args.rows >= 100_000 else 'n/a (fewer rows)'}")
+        bulk_s = results["records.bulk_create (no import layer)"]
+        core_s = results["raw Core insert (no service)"]
+        c.figure("import", imp_s, "s")
+        c.figure("import throughput", args.rows / imp_s, "rows/s")
+        c.figure("bulk_create", bulk_s, "s")
+        c.figure("bulk_create throughput", args.rows / bulk_s, "rows/s")
+        c.figure("core insert", core_s, "s")
+        c.figure("import / bulk_create", imp_s / bulk_s, "x")
+        c.figure("import / core insert", imp_s / core_s, "x")
 
 
 if __name__ == "__main__":

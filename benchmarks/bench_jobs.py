@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import database, log, machine_note, median, table  # noqa: E402
+from benchmarks._common import database, figure, log, machine_note, median, table  # noqa: E402
 from leadhub.platform import auth, jobs  # noqa: E402
 from leadhub.platform.config import Config  # noqa: E402
 from leadhub.runtime import Runtime  # noqa: E402
@@ -134,6 +134,12 @@ def main() -> None:
                 [["RQ Queue.enqueue (baseline)", min(raw) * 1e6, median(raw) * 1e6],
                  ["runtime.jobs.enqueue (row + commit + RQ + status)", min(durable) * 1e6, median(durable) * 1e6],
                  ["ratio per round", min(ratios), median(ratios)]]))
+    figure("rq enqueue min", min(raw) * 1e6, "µs")
+    figure("rq enqueue median", median(raw) * 1e6, "µs")
+    figure("durable enqueue min", min(durable) * 1e6, "µs")
+    figure("durable enqueue median", median(durable) * 1e6, "µs")
+    figure("durable / rq enqueue min", min(ratios), "x")
+    figure("durable / rq enqueue median", median(ratios), "x")
     data = leads_csv(args.rows)
     simple, forking = [], []
     for r in range(args.rounds):
@@ -146,6 +152,14 @@ def main() -> None:
                 [["SimpleWorker (in process)", min(simple), median(simple), args.rows / median(simple)],
                  ["leadhub worker (forking)", min(forking), median(forking), args.rows / median(forking)],
                  ["forking / simple, per round", min(ratios), median(ratios), ""]]))
+    figure("import simpleworker min", min(simple), "s")
+    figure("import simpleworker median", median(simple), "s")
+    figure("import forking worker min", min(forking), "s")
+    figure("import forking worker median", median(forking), "s")
+    figure("import simpleworker throughput (median)", args.rows / median(simple), "rows/s")
+    figure("import forking worker throughput (median)", args.rows / median(forking), "rows/s")
+    figure("import forking / simple min", min(ratios), "x")
+    figure("import forking / simple median", median(ratios), "x")
     print(f"load {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -108,6 +108,12 @@ def main() -> int:
         worst = max(r[3] for r in rows[1:])
         print(f"target: each layout path within 2x of a record read: {'MET' if worst <= 2.0 else 'MISSED'} "
               f"(worst {worst:.2f}x)")
+        for name, p50, _p95, ratio in rows:
+            short = name.split(" (")[0]
+            c.figure(f"{short} p50", p50, "ms")
+            if name != "records.get (baseline)":
+                c.figure(f"{short} p50 / records.get p50", ratio, "x")
+        c.figure("worst layout path p50 / records.get p50", worst, "x")
     return 0
 
 

@@ -166,6 +166,16 @@ def main() -> None:
         print(c.table(["page", "p50 ms", "p95 ms", "JSON API p50 ms", "JSON API p95 ms", "p50 page/API"], rows))
         for name, (v, _b) in kinds.items():
             print(f"target: {name} p50 < 50 ms: {'MET' if c.median(v) < 50 else 'MISSED'}")
+        short = {"list page, as it opens (50 rows, newest first)": "list page as it opens",
+                 "list page, filter + sort by amount (50 rows)": "list page filtered + sorted",
+                 "detail page (3 related lists)": "detail page"}
+        for name, (v, b) in kinds.items():
+            c.figure(f"{short[name]} p50", c.median(v), "ms")
+            c.figure(f"{short[name]} p95", c.percentile(v, 95), "ms")
+            c.figure(f"{short[name]} api p50", c.median(b), "ms")
+            c.figure(f"{short[name]} p50 / api p50", c.median(v) / c.median(b), "x")
+        c.figure("list total p50", c.median(counts), "ms")
+        c.figure("list total p50 / api page with count p50", c.median(counts) / c.median(count_base), "x")
 
 
 if __name__ == "__main__":

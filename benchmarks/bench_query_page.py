@@ -236,6 +236,15 @@ def main() -> int:
     best = min(c.percentile(times_a["api"], 50), c.percentile(times_b["api"], 50))
     print(f"target: API p50 under 30 ms -> A {'MET' if c.percentile(times_a['api'], 50) < 30 else 'MISSED'}, "
           f"B {'MET' if c.percentile(times_b['api'], 50) < 30 else 'MISSED'} (best p50 {best:.1f} ms)")
+    for phase, times in (("kernel indexes", times_a), ("composite index", times_b)):
+        for name, label in (("api", "api"), ("service", "records.query"), ("core", "core select"),
+                            ("healthz", "healthz")):
+            c.figure(f"{label} p50 ({phase})", c.percentile(times[name], 50), "ms")
+        c.figure(f"api p95 ({phase})", c.percentile(times["api"], 95), "ms")
+        c.figure(f"api p50 / core p50 ({phase})",
+                 c.percentile(times["api"], 50) / c.percentile(times["core"], 50), "x")
+    if counts:
+        c.figure("api p50 with count (composite index)", c.percentile(counts, 50), "ms")
     return 0
 
 

@@ -155,12 +155,13 @@ def main() -> int:
             conn.execute(raw_table.insert(), stamp(raw_rows(make_payloads(20, 999), actor.user_id, 1)))
             conn.execute(raw_table.insert(), stamp(raw_rows(make_payloads(200, 998), actor.user_id, 21)))
 
-        results = []
+        results, round_ratios = [], {}
         for mode, batch, n in (("single", 1, single_n), ("bulk 500", 500, args.rows), ("bulk 1000", 1000, args.rows)):
             c.log(f"{mode}: {n} rows per side ...")
             done, s, w, ratios = run_mode(rt, actor, raw_table, mode, batch, n, args.rounds,
                                           seed={"single": 1, "bulk 500": 2, "bulk 1000": 3}[mode] * 100)
             results.append([mode, done, done / s, done / w, s / w, f"{min(ratios):.2f}-{max(ratios):.2f}"])
+            round_ratios[mode] = ratios
 
         # sanity: the service wrote what the raw side wrote (same net, same counts)
         with rt.db.read() as conn:
@@ -180,6 +181,13 @@ def main() -> int:
           f"handler saw {counter[0]} inserts")
     worst = max(r[4] for r in results)
     print(f"target: service within 3x of raw -> {'MET' if worst <= 3 else 'MISSED'} (worst ratio {worst:.2f})")
+    for mode, _done, svc_rate, raw_rate, ratio, _spread in results:
+        c.figure(f"{mode} service/raw ratio", ratio, "x")
+        c.figure(f"{mode} service/raw round ratio min", min(round_ratios[mode]), "x")
+        c.figure(f"{mode} service/raw round ratio max", max(round_ratios[mode]), "x")
+        c.figure(f"{mode} service throughput", svc_rate, "rec/s")
+        c.figure(f"{mode} raw throughput", raw_rate, "rec/s")
+    c.figure("worst service/raw ratio", worst, "x")
     return 0
 
 

@@ -378,6 +378,12 @@ def main() -> int:
         worst = max(ratios, key=ratios.get)
         print(f"target: scoped p50 within 1.5x of admin p50 -> {label}: "
               f"{'MET' if ratios[worst] <= 1.5 else 'MISSED'} (worst {worst} {ratios[worst]:.2f}x)")
+        sort, indexes, plan = label.split(" | ")
+        where = f"{sort}, {plan} plan" if indexes == "kernel indexes" else f"{sort}, {indexes}, {plan} plan"
+        c.figure(f"worst scoped p50 / admin p50 ({where})", ratios[worst], "x")
+        if plan == "kernel":
+            for name in ACTORS[1:]:
+                c.figure(f"{name} p50 / admin p50 ({where})", ratios[name], "x")
     return 0
 
 

@@ -172,6 +172,14 @@ def main() -> int:
         print(f"target: 8 clients >= 1.7x one, p99 < 150 ms, no errors, flat memory -> {kind}: "
               f"{'MET' if met else 'MISSED'} (ratio min {ratios[0]:.2f} median {ratios[len(ratios) // 2]:.2f}, "
               f"p99 max {p99s[-1]:.0f} ms, errors {errors}, RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB)")
+        c.figure(f"8 clients / 1 client throughput min ({kind})", ratios[0], "x")
+        c.figure(f"8 clients / 1 client throughput median ({kind})", ratios[len(ratios) // 2], "x")
+        c.figure(f"1 client throughput median ({kind})", c.median([o["rps"] for o, _e, _r in reps]), "req/s")
+        c.figure(f"8 clients throughput median ({kind})", c.median([e["rps"] for _o, e, _r in reps]), "req/s")
+        c.figure(f"8 clients p99 max ({kind})", p99s[-1], "ms")
+        c.figure(f"errors ({kind})", errors, "requests")
+        c.figure(f"rss after first repeat ({kind})", rss[0], "MB")
+        c.figure(f"rss after last repeat ({kind})", rss[-1], "MB")
     return 0
 
 

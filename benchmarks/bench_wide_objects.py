@@ -123,6 +123,18 @@ def main() -> None:
     ]))
     met = cw[1] < 3 and ww[1] / wn[1] <= 5 and ms(qp[1]) < 15
     print(f"target: create < 3 s, write <= 5x, page < 15 ms: {'MET' if met else 'MISSED'}")
+    c.figure("create wide object min", cw[0], "s")
+    c.figure("create wide object median", cw[1], "s")
+    c.figure("create narrow object median", cn[1], "s")
+    c.figure("create wide / narrow (median)", cw[1] / cn[1], "x")
+    c.figure("add field to wide object median", ms(aw[1]), "ms")
+    c.figure("add field to narrow object median", ms(an[1]), "ms")
+    c.figure("add field wide / narrow (median)", aw[1] / an[1], "x")
+    c.figure("bulk write per row wide median", ms(ww[1]), "ms")
+    c.figure("bulk write per row narrow median", ms(wn[1]), "ms")
+    c.figure("bulk write per row wide / narrow (median)", ww[1] / wn[1], "x")
+    c.figure("query page p50 min", ms(qp[0]), "ms")
+    c.figure("query page p50 median", ms(qp[1]), "ms")
 
 
 if __name__ == "__main__":

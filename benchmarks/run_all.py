@@ -4,11 +4,14 @@ output with the load average before and after it.
     python benchmarks/run_all.py                  # the sizes benchmarks/README.md quotes (~1-2 h)
     python benchmarks/run_all.py --quick          # small sizes: checks that every script still runs
     python benchmarks/run_all.py --only dedupe,wide_objects --repeats 3
+    python benchmarks/run_all.py --readme         # and write the figures into benchmarks/README.md
 
 Outputs go to benchmarks/results/<UTC time>/<script>_run<k>.txt (stdout, then
 the load lines); progress and a summary (each run's `target:` line, or its
-failure) go to the terminal. The figures in benchmarks/README.md are read
-from these files; a script that fails here is a script that has rotted.
+failure) go to the terminal. Each script's `figure:` lines are then set side
+by side, run by run, with their min and median (benchmarks/figures.py), in
+summary.md beside the outputs and, with --readme, in the README's tables. A
+script that fails here is a script that has rotted.
 """
 from __future__ import annotations
 
@@ -20,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+import figures
+
 HERE = Path(__file__).resolve().parent
 
-# script: (arguments for the quoted figures, arguments for a quick run). Not
-# here: bench_scoring.py, which predates scoring rules as metadata kinds and
-# no longer runs (benchmarks/README.md, "Lead scoring").
+# script: (arguments for the quoted figures, arguments for a quick run).
 SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "record_service": (["--db", "postgres"], ["--db", "postgres", "--rows", "2000", "--single-rows", "200",
                                                "--rounds", "2"]),
@@ -45,6 +48,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "follow_up_sweep": ([], ["--rows", "5000", "--overdue", "200", "--remind", "200", "--repeats", "1"]),
     "serving": ([], ["--rows", "20000", "--seconds", "1", "--repeats", "1"]),
     "list_views": ([], ["--rows", "20000", "--requests", "5"]),
+    "scoring": (["--db", "postgres"], ["--db", "postgres", "--rows", "1000", "--events", "30"]),
+    "scoring_sqlite": (["--db", "sqlite"], ["--db", "sqlite", "--rows", "1000", "--events", "30"]),
 }
 
 
@@ -58,7 +63,10 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs of each script (default 3)")
     p.add_argument("--only", default="", help="comma-separated script names (e.g. dedupe,wide_objects)")
     p.add_argument("--out", type=Path, default=None, help="folder for the outputs")
+    p.add_argument("--readme", action="store_true", help="write the figures into benchmarks/README.md")
     args = p.parse_args()
+    if args.readme and args.quick:
+        p.error("--readme quotes the full sizes; a --quick run only checks that the scripts run")
     names = [n for n in SCRIPTS if not args.only or n in args.only.split(",")]
     out = args.out or HERE / "results" / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d_%H%M")
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +91,14 @@ def main() -> int:
             else:
                 summary.append(f"{name} run {k}: {target or 'done'} [{load[2:]}]")
             print(summary[-1], flush=True)
-    print(f"\noutputs in {out}")
+    made = figures.tables(out)
+    (out / "summary.md").write_text("".join(f"## {name}\n\n{text}\n" for name, text in made.items()))
+    print(f"\noutputs in {out}; figures (min and median of {args.repeats} runs) in {out / 'summary.md'}")
+    if args.readme:
+        if failed:
+            print("README not written: a script failed")
+        else:
+            print("README blocks written: " + (", ".join(figures.write_readme(made)) or "none"))
     return 1 if failed else 0
 
 
