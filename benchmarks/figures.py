@@ -9,6 +9,8 @@ summary.md, and with --readme into benchmarks/README.md between the markers
     <!-- /figures -->
 
 so every figure the README quotes in a table is one the current scripts made.
+The run's folder is copied to benchmarks/runs/ (committed) so the tables can
+be checked against the outputs they came from.
 
     python benchmarks/figures.py benchmarks/results/<run>            # print the tables
     python benchmarks/figures.py benchmarks/results/<run> --readme   # and write them into the README
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
+RUNS = HERE / "runs"
 FIGURE = re.compile(r"^figure: (?P<name>.+?) = (?P<value>\S+) (?P<unit>.+)$")
 LOAD = re.compile(r"^# load average before (?P<before>[\d.]+), after (?P<after>[\d.]+); (?P<seconds>\d+) s$")
 RUN_FILE = re.compile(r"^(?P<script>.+)_run(?P<k>\d+)\.txt$")
@@ -75,14 +79,18 @@ def table(script: str, runs: list[tuple[dict, str]], source: str) -> str:
     return "\n".join(lines) + f"\n\n{source}, {loads}.\n"
 
 
-def tables(folder: Path) -> dict[str, str]:
-    return {script: table(script, runs, f"From `{folder.name}`")
+def tables(folder: Path, source: str | None = None) -> dict[str, str]:
+    return {script: table(script, runs, f"From `{source or folder.name}`")
             for script, runs in collect(folder).items() if any(f for f, _ in runs)}
 
 
-def write_readme(made: dict[str, str], readme: Path = README) -> list[str]:
-    """Replace each script's block that this run has figures for; return the
-    scripts whose block was written."""
+def publish(folder: Path, readme: Path = README) -> list[str]:
+    """Copy the run to benchmarks/runs/ and write its tables into the README;
+    return the scripts whose block was written."""
+    kept = RUNS / folder.name
+    if folder.resolve() != kept.resolve():
+        shutil.copytree(folder, kept, dirs_exist_ok=True)
+    made = tables(kept, f"benchmarks/runs/{folder.name}")
     written = []
 
     def replace(m: re.Match) -> str:
@@ -103,7 +111,7 @@ def main() -> int:
     for script, text in made.items():
         print(f"## {script}\n\n{text}")
     if args.readme:
-        print("README blocks written: " + (", ".join(write_readme(made)) or "none"))
+        print("README blocks written: " + (", ".join(publish(args.folder)) or "none"))
     return 0
 
 

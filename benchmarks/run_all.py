@@ -98,7 +98,7 @@ def main() -> int:
         if failed:
             print("README not written: a script failed")
         else:
-            print("README blocks written: " + (", ".join(figures.write_readme(made)) or "none"))
+            print("README blocks written: " + (", ".join(figures.publish(out)) or "none"))
     return 1 if failed else 0
 
 
