@@ -30,27 +30,26 @@ def _fail(exc: LeadhubError, fields: dict | None = None):
 def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str | None, str]:
     """Bring an instance up: schema, plugins, the admin user, its password and
     token, and demo data once. Safe to run at every start; returns the
-    admin's (first password while it still works, else None; API token).
+    admin's password when this call made it (else None) and the API token.
     The first password is kept in the instance folder until the admin
-    changes it: then the file goes, and no start prints a stale one."""
+    changes it: then the file goes, so it never tells a stale one."""
     runtime.upgrade_db()
     folder = runtime.config.instance_path
     folder.mkdir(parents=True, exist_ok=True)
     password_file = folder / "admin-password"
     with runtime.db.read() as conn:
         has_admin = conn.execute(sa.select(t.users.c.id).where(t.users.c.login == ADMIN)).first()
+    new_password = None
     if not has_admin:
-        password = "lh-" + secrets.token_urlsafe(12)
-        auth.create_user(runtime.db, ADMIN, "Administrator 管理员", is_admin=True, password=password)
-        _secret_file(password_file, password)
+        new_password = "lh-" + secrets.token_urlsafe(12)
+        auth.create_user(runtime.db, ADMIN, "Administrator 管理员", is_admin=True, password=new_password)
+        _secret_file(password_file, new_password)
     runtime.plugins.install_all()          # after the admin: shared list views need an owner
-    password = password_file.read_text().strip() if password_file.exists() else None
-    if password is not None:
+    if password_file.exists():
         with runtime.db.read() as conn:
             stored = conn.execute(sa.select(t.users.c.password_hash).where(t.users.c.login == ADMIN)).scalar()
-        if not passwords.verify(stored, password):        # changed since: the file would only mislead
+        if not passwords.verify(stored, password_file.read_text().strip()):   # changed since: it would mislead
             password_file.unlink()
-            password = None
     token_file = folder / "admin-token"
     token = token_file.read_text().strip() if token_file.exists() else ""
     if not token or not auth.token_is_valid(runtime.db, token):
@@ -58,7 +57,7 @@ def bootstrap(runtime: Runtime, *, demo: bool) -> tuple[str | None, str]:
         _secret_file(token_file, token)
     if demo:
         _seed_demo(runtime)
-    return password, token
+    return new_password, token
 
 
 def _secret_file(path, text: str) -> None:
@@ -103,8 +102,14 @@ def _seed_demo(runtime: Runtime) -> None:
             plugin.demo(runtime, admin, DEMO_RECORDS, bar.update)
 
 
-def _print_logins(password: str | None, token: str, demo: bool) -> None:
-    shown = password if password else "the one you set (the first one is no longer kept)"
+def _print_logins(folder: Path, new_password: str | None, token: str, demo: bool) -> None:
+    """The admin's password is printed once, when it is made; later starts say
+    where it is kept, or, once the admin changed it, that it is his own."""
+    kept = folder / "admin-password"
+    if new_password:
+        shown = f"{new_password}   (kept in {kept} until you change it)"
+    else:
+        shown = f"in {kept}" if kept.exists() else "the one you set (the first one is no longer kept)"
     click.echo(f"Admin login: {ADMIN}   password: {shown}   API token: {token}")
     if demo:
         click.echo(f"Demo users ({', '.join(DEMO_ORG)}) sign in with password: {DEMO_PASSWORD}")
@@ -124,7 +129,7 @@ def init(demo):
     runtime = _runtime()
     password, token = bootstrap(runtime, demo=demo)
     click.echo(f"Database: {runtime.config.database_url}")
-    _print_logins(password, token, demo)
+    _print_logins(runtime.config.instance_path, password, token, demo)
 
 
 @main.command()
@@ -144,7 +149,7 @@ def serve(demo, host, port, threads):
     app = create_app(runtime=runtime)
     click.echo(f"leadhub on http://{host}:{port}/  (database: {runtime.config.database_url}, "
                f"jobs: {'inline' if runtime.jobs.inline else 'RQ'})")
-    _print_logins(password, token, demo)
+    _print_logins(runtime.config.instance_path, password, token, demo)
     if (warning := runtime.jobs.redis_warning()):
         click.echo(warning)
     click.echo(f"Sign in at http://{host}:{port}/login, or try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/meta/objects")

@@ -154,14 +154,15 @@ def test_the_instance_folder_and_its_files_are_the_server_users_alone(tmp_path):
         assert mode(instance / name) == 0o600, name
 
 
-def test_a_changed_admin_password_is_never_printed_again(cli_env, database_url):
+def test_the_admin_password_is_printed_once_and_never_a_stale_one(cli_env, database_url):
     runner = CliRunner()
     first = runner.invoke(main, ["init"])
     assert first.exit_code == 0, first.output
     password = (cli_env / "admin-password").read_text().strip()
     assert f"password: {password}" in first.output
-    again = runner.invoke(main, ["init"])                      # unchanged: still the one that works
-    assert f"password: {password}" in again.output
+    again = runner.invoke(main, ["init"])                      # unchanged: said where it is, not printed
+    assert again.exit_code == 0 and password not in again.output
+    assert f"password: in {cli_env / 'admin-password'}" in again.output
     from leadhub.platform.config import Config
     from leadhub.runtime import Runtime
     rt = Runtime(Config.from_env())
