@@ -181,6 +181,8 @@ def test_the_lead_page_shows_the_deadline_and_logs_a_follow_up_in_place(org, clo
     assert 'data-panel="follow_up"' in html and "请在 2026-03-03 09:00 前跟进。" in html   # Shanghai time
     assert html.index('data-panel="follow_up"') < html.index('id="section-')
     assert 'href="tel:+8613800138000"' in html and 'href="mailto:zs@fenyang.cn"' in html     # a tap calls or writes
+    listed = page.get("/o/lead?columns=name,mobile,email").text
+    assert 'href="tel:+8613800138000"' in listed and 'href="mailto:zs@fenyang.cn"' in listed   # in the list too
     clock.now = T0 + 30 * H
     assert "已超时：应在 2026-03-03 09:00 前跟进。" in page.get(f"/o/lead/{rec['id']}").text
 

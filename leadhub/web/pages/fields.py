@@ -97,16 +97,18 @@ def table(obj: ObjectDef, cols: list[FieldDef], records: list[dict], tz: str) ->
     specs = []
     for fd in cols:
         target = f"/o/{fd.settings['reference_to']}/" if fd.type.is_reference and fd.settings.get("reference_to") != "user" else None
-        specs.append((fd, target))
+        specs.append((fd, target, fd.type.link_prefix))
     rows = []
     for r in records:
         cells = [open_cell.format(base + str(r["id"]), display(cols[0], r, tz) or f"#{r['id']}")] if cols else []
-        for fd, target in specs[1:]:
+        for fd, target, prefix in specs[1:]:
             text = display(fd, r, tz)
             if text and target:
                 cells.append(link_cell.format(target + str(r[fd.api_name]), text))
-            elif text and fd.type.widget == "url" and text.startswith(("http://", "https://")):
+            elif text and prefix == "" and text.startswith(("http://", "https://")):
                 cells.append(url_cell.format(text, text))
+            elif text and prefix:           # a tap calls or writes, as on the record's page
+                cells.append(link_cell.format(prefix + str(r[fd.api_name]), text))
             else:
                 cells.append(escape(text))
         rows.append({"id": r["id"], "cells": cells})
